@@ -1,0 +1,1 @@
+"""distill2edge.losses"""
