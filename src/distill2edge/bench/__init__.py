@@ -1,1 +1,0 @@
-"""distill2edge.bench"""

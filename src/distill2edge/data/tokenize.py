@@ -1,0 +1,89 @@
+"""Turn QA examples into token ids for training (prompt + answer, loss on the answer only) and for
+generation (prompt only), and pad them into batches.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from distill2edge.data.qa import QAExample
+
+IGNORE_INDEX = -100
+
+
+def render_prompt(template: str, ex: QAExample, context: str | None = None) -> str:
+    return template.format(context=ex.context if context is None else context, question=ex.question, title=ex.title)
+
+
+def _prompt_ids(
+    tok: PreTrainedTokenizerBase, template: str, ex: QAExample, budget: int
+) -> list[int]:
+    """Prompt token ids (with the tokenizer's own BOS convention) in at most `budget` tokens.
+
+    When too long, the context is cut at its end: the question and the template always survive.
+    Cutting works on context tokens, then re-renders, because a decoded-then-re-encoded text can
+    tokenize differently; a few passes converge.
+    """
+    ids = tok(render_prompt(template, ex), add_special_tokens=True)["input_ids"]
+    if len(ids) <= budget:
+        return ids
+    ctx_ids = tok(ex.context, add_special_tokens=False)["input_ids"]
+    keep = len(ctx_ids) - (len(ids) - budget)
+    for _ in range(8):
+        if keep <= 0:
+            raise ValueError(
+                f"example {ex.id}: the prompt without its context needs more than {budget} tokens; "
+                "raise data.max_length"
+            )
+        context = tok.decode(ctx_ids[:keep], skip_special_tokens=True)
+        ids = tok(render_prompt(template, ex, context), add_special_tokens=True)["input_ids"]
+        if len(ids) <= budget:
+            return ids
+        keep -= len(ids) - budget
+    raise ValueError(f"example {ex.id}: could not fit the prompt into {budget} tokens")
+
+
+def encode_for_training(
+    tok: PreTrainedTokenizerBase, ex: QAExample, template: str, max_length: int
+) -> dict[str, list[int]]:
+    """`input_ids` = prompt + " " + answer + EOS; `labels` = IGNORE_INDEX on the prompt, ids on the answer."""
+    answer_ids = tok(" " + ex.answer, add_special_tokens=False)["input_ids"]
+    if tok.eos_token_id is not None:
+        answer_ids = answer_ids + [tok.eos_token_id]
+    answer_ids = answer_ids[: max_length // 2]
+    prompt_ids = _prompt_ids(tok, template, ex, max_length - len(answer_ids))
+    return {
+        "input_ids": prompt_ids + answer_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+    }
+
+
+def encode_for_generation(
+    tok: PreTrainedTokenizerBase, ex: QAExample, template: str, max_length: int, max_new_tokens: int
+) -> list[int]:
+    return _prompt_ids(tok, template, ex, max(8, max_length - max_new_tokens))
+
+
+def collate(
+    features: Sequence[dict[str, list[int]]], pad_id: int, padding_side: str = "right"
+) -> dict[str, torch.Tensor]:
+    """Pad to the longest sequence. Returns input_ids, attention_mask and (if present) labels, all [B, T]."""
+    width = max(len(f["input_ids"]) for f in features)
+    batch: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
+    for f in features:
+        n = len(f["input_ids"])
+        pad = width - n
+        left = padding_side == "left"
+
+        def padded(seq: list[int], value: int) -> list[int]:
+            return [value] * pad + seq if left else seq + [value] * pad
+
+        batch["input_ids"].append(padded(f["input_ids"], pad_id))
+        batch["attention_mask"].append(padded([1] * n, 0))
+        if "labels" in f:
+            batch["labels"].append(padded(f["labels"], IGNORE_INDEX))
+    out = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items() if v}
+    return out

@@ -1,0 +1,156 @@
+"""The run report: a Markdown table of every evaluated model, training summaries and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from distill2edge.config import Recipe
+from distill2edge.runs import write_text_atomic
+
+_METRIC_LABELS = {"exact_match": "EM", "token_f1": "F1", "rouge_l": "ROUGE-L"}
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def results_table(models: dict[str, dict[str, Any]], metric_names: list[str]) -> str:
+    head = ["Role", "Params (M)", *(_METRIC_LABELS.get(m, m) for m in metric_names), "ms / answer"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in models.values():
+        cells = [r["role"], f"{r.get('params', 0) / 1e6:.1f}", *(_fmt(r.get(m)) for m in metric_names),
+                 _fmt(r.get("latency_ms"), 0)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def kept_fraction(models: dict[str, dict[str, Any]], metric: str) -> str | None:
+    """How much of the (SFT, else base) teacher's score the distilled student keeps."""
+    teacher = models.get("teacher_sft") or models.get("teacher")
+    student = models.get("student_distilled")
+    if not teacher or not student or not teacher.get(metric):
+        return None
+    return (
+        f"The distilled student keeps {100 * student[metric] / teacher[metric]:.0f}% of the "
+        f"{teacher['role']}'s {_METRIC_LABELS.get(metric, metric)} with "
+        f"{100 * student['params'] / teacher['params']:.0f}% of its parameters, answering "
+        f"{teacher['latency_ms'] / max(student['latency_ms'], 1e-9):.1f}x as fast (torch, same machine, same run)."
+    )
+
+
+def plot_results(models: dict[str, dict[str, Any]], metric_names: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    roles = [r["role"] for r in models.values()]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / max(len(metric_names), 1)
+    for j, m in enumerate(metric_names):
+        xs = [i + j * width for i in range(len(roles))]
+        ax.bar(xs, [r.get(m, 0.0) for r in models.values()], width, label=_METRIC_LABELS.get(m, m))
+    ax.set_xticks([i + width * (len(metric_names) - 1) / 2 for i in range(len(roles))])
+    ax.set_xticklabels(roles, rotation=15, ha="right")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score (test split)")
+    ax.legend()
+    ax.set_title("Accuracy of teacher and students")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_losses(run_dir: Path, training: dict[str, Any], path: Path) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    drawn = False
+    for stage in training:
+        hist_file = run_dir / "stages" / stage / "model" / "train_history.json"
+        if not hist_file.exists():
+            continue
+        history = json.loads(hist_file.read_text())["history"]
+        steps = [h["step"] for h in history if "loss" in h]
+        ax.plot(steps, [h["loss"] for h in history if "loss" in h], label=f"{stage} train")
+        val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
+        if val:
+            ax.plot(*zip(*val), "o--", label=f"{stage} validation")
+        drawn = True
+    if drawn:
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=8)
+        ax.set_title("Training losses")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifest: dict[str, Any]) -> Path:
+    """Write report.md (and its PNG plots) into run_dir; returns the report path."""
+    models = metrics["models"]
+    names = list(recipe.evaluate.metrics)
+    plot_results(models, names, run_dir / "accuracy.png")
+    has_losses = plot_losses(run_dir, metrics["training"], run_dir / "losses.png")
+    d = metrics["data"]
+    lines = [
+        f"# {recipe.name}",
+        "",
+        recipe.description.strip(),
+        "",
+        f"Data: `{recipe.data.source}` — {d.get('train_questions')} training / {d.get('validation_questions')} "
+        f"validation / {d.get('test_questions')} test questions, split by context "
+        f"({d.get('train_contexts')}/{d.get('validation_contexts')}/{d.get('test_contexts')} contexts).",
+        f"Teacher: `{recipe.teacher.path}`. Student: "
+        + (f"`{recipe.student.path}`" if recipe.student.path else
+           f"`{recipe.student.init_from}` cut to {recipe.student.num_layers or len(recipe.student.layers or [])} layers")
+        + f". Distillation: {recipe.distill.algorithm} KD, {recipe.distill.loss.name}, "
+        f"alpha {recipe.distill.loss.alpha}, T {recipe.distill.loss.temperature}, "
+        f"from the {recipe.distill.teacher} teacher into the {recipe.distill.student} student.",
+        "",
+        "## Results on the test split",
+        "",
+        results_table(models, names),
+        "",
+    ]
+    for m in ("token_f1", "rouge_l"):
+        sentence = kept_fraction(models, m) if m in names else None
+        if sentence:
+            lines += [sentence, ""]
+            break
+    lines += ["![accuracy](accuracy.png)", "", "## Training", "", "| Stage | Steps | First loss | Last loss | "
+              "Best val loss | Trainable params | Seconds |", "|---|---|---|---|---|---|---|"]
+    for stage, t in metrics["training"].items():
+        lines.append(
+            f"| {stage} | {t.get('steps')} | {_fmt(t.get('first_loss'))} | {_fmt(t.get('last_loss'))} | "
+            f"{_fmt(t.get('best_val_loss'))} | {t.get('trainable_params', 0) / 1e6:.2f}M | {_fmt(t.get('train_seconds'), 0)} |"
+        )
+    if has_losses:
+        lines += ["", "![losses](losses.png)"]
+    env = manifest.get("environment", {})
+    libs = manifest.get("libraries", {})
+    lines += [
+        "",
+        "## Run",
+        "",
+        f"Wall time {metrics.get('wall_time_s')} s on {env.get('processor')} ({env.get('cpu_count')} cores, "
+        f"{env.get('torch_threads')} torch threads), device `{manifest.get('device')}`, seed {manifest.get('seed')}, "
+        f"config hash `{manifest.get('config_hash')}`.",
+        "Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items()) + ".",
+        "Per-question predictions and scores: `stages/evaluate_*/predictions.jsonl` and `scores.csv`.",
+        "",
+    ]
+    path = run_dir / "report.md"
+    write_text_atomic(path, "\n".join(lines))
+    return path

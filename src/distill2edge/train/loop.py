@@ -1,0 +1,299 @@
+"""One training loop for SFT and KD.
+
+The loop knows nothing about losses: an *objective* maps (model, batch) to a dict of scalar tensors
+whose "loss" is minimised. It handles gradient accumulation, mixed precision, validation with early
+stopping, and resumable checkpoints.
+
+Checkpoints hold the trainable weights, optimizer, scheduler, RNG states and the data position
+(epoch and next micro-batch), written to a temporary folder and renamed into place, so a kill at any
+moment leaves either the previous checkpoint or the new one. Resuming replays the same data order
+and random draws, so an interrupted run reproduces the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from distill2edge.config import TrainConfig
+from distill2edge.data.tokenize import collate
+
+Objective = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; training stops rather than corrupting the weights."""
+
+
+class _SimulatedKill(RuntimeError):
+    """Raised by `stop_after_step` to stand in for a killed process in tests."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs_completed: int
+    best_val_loss: float | None
+    stopped_early: bool
+    wall_time_s: float
+    history: list[dict[str, float]] = field(default_factory=list)
+    """One row per optimizer step ({"step", "loss", "lr", ...}) and per validation ({"step", "val_loss"})."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def autocast_context(precision: str, device: torch.device):
+    """Mixed precision: bf16/fp16 autocast on GPU; on CPU only when asked for explicitly (bf16)."""
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise ValueError("train.precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        return torch.autocast("cuda", dtype=torch.float16)
+    return nullcontext()
+
+
+def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    unknown = [n for n in state if n not in params]
+    if missing or unknown:
+        raise RuntimeError(f"checkpoint does not match the model: missing {missing[:3]}, unexpected {unknown[:3]}")
+    with torch.no_grad():
+        for n, t in state.items():
+            params[n].copy_(t)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def atomic_save_dir(target: Path, write: Callable[[Path], None]) -> None:
+    """Write a folder through `write(tmp)` and rename it into place; the old one goes only after."""
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _recover_dir(target: Path) -> None:
+    """After a kill between the two renames of `atomic_save_dir`, the previous folder sits at `.old`."""
+    old = target.with_name(target.name + ".old")
+    if not target.exists() and old.exists():
+        old.rename(target)
+
+
+@torch.no_grad()
+def evaluate_loss(
+    model: nn.Module, objective: Objective, data: Sequence[dict[str, list[int]]], batch_size: int,
+    pad_id: int, device: torch.device, precision: str,
+) -> float:
+    """Mean objective loss over `data`, weighted by batch size."""
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(data), batch_size):
+        batch = {k: v.to(device) for k, v in collate(data[i : i + batch_size], pad_id).items()}
+        with autocast_context(precision, device):
+            loss = objective(model, batch)["loss"]
+        n = batch["input_ids"].shape[0]
+        total += float(loss) * n
+        count += n
+    model.train(was_training)
+    return total / max(count, 1)
+
+
+def train(
+    model: nn.Module,
+    objective: Objective,
+    train_data: Sequence[dict[str, list[int]]],
+    val_data: Sequence[dict[str, list[int]]] | None,
+    cfg: TrainConfig,
+    work_dir: Path,
+    *,
+    pad_id: int,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+    desc: str = "train",
+    stop_after_step: int | None = None,
+) -> TrainResult:
+    """Train the parameters of `model` that require grad; resume from `work_dir/checkpoint` if present.
+
+    At the end the best validated weights (if any validation ran) are loaded back into `model`.
+    `stop_after_step` raises after that many optimizer steps, standing in for a kill in tests.
+    """
+    device = torch.device(device)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir, best_dir = work_dir / "checkpoint", work_dir / "best"
+    _recover_dir(ckpt_dir)
+    _recover_dir(best_dir)
+    if not train_data:
+        raise ValueError("no training examples")
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    micro_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
+    scheduler = get_scheduler(
+        cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup",
+        optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps,
+    )
+    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+
+    state: dict[str, Any] = {
+        "step": 0, "epoch": 0, "next_micro": 0, "best_val": None, "bad_evals": 0,
+        "stopped_early": False, "epochs_completed": 0, "history": [],
+    }
+    if (ckpt_dir / "state.json").exists():
+        state = json.loads((ckpt_dir / "state.json").read_text())
+        _load_trainable(model, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(ckpt_dir / "scheduler.pt", weights_only=True))
+        _set_rng_state(torch.load(ckpt_dir / "rng.pt", weights_only=False))
+    else:
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+
+    def save_checkpoint() -> None:
+        def write(tmp: Path) -> None:
+            torch.save(_trainable_state(model), tmp / "trainable.pt")
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            torch.save(_rng_state(), tmp / "rng.pt")
+            (tmp / "state.json").write_text(json.dumps(state))
+
+        atomic_save_dir(ckpt_dir, write)
+
+    def validate() -> bool:
+        """Run validation, update early stopping; True when training should stop."""
+        if not val_data:
+            return False
+        val = evaluate_loss(model, objective, val_data, cfg.batch_size, pad_id, device, cfg.precision)
+        state["history"].append({"step": state["step"], "val_loss": val})
+        es = cfg.early_stopping
+        best = state["best_val"]
+        if best is None or val < best - (es.min_delta if es else 0.0):
+            state["best_val"], state["bad_evals"] = val, 0
+            atomic_save_dir(best_dir, lambda tmp: torch.save(_trainable_state(model), tmp / "trainable.pt"))
+        else:
+            state["bad_evals"] += 1
+        return es is not None and state["bad_evals"] >= es.patience
+
+    start = time.perf_counter()
+    model.to(device)
+    model.train()
+    bar = tqdm(total=total_steps, initial=state["step"], desc=desc, disable=not progress, dynamic_ncols=True)
+    done = state["step"] >= total_steps or state["stopped_early"]
+    while not done and state["epoch"] < cfg.epochs:
+        order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(cfg.seed + state["epoch"]))
+        micro = state["next_micro"]
+        while micro < micro_per_epoch:
+            group = range(micro, min(micro + cfg.grad_accum, micro_per_epoch))
+            optimizer.zero_grad(set_to_none=True)
+            logs: dict[str, float] = {}
+            for m in group:
+                idx = order[m * cfg.batch_size : (m + 1) * cfg.batch_size].tolist()
+                batch = {k: v.to(device) for k, v in collate([train_data[i] for i in idx], pad_id).items()}
+                with autocast_context(cfg.precision, device):
+                    out = objective(model, batch)
+                loss = out["loss"]
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"{desc}: non-finite loss ({float(loss)}) at step {state['step'] + 1} "
+                        f"(epoch {state['epoch']}, micro-batch {m}); lower train.lr or check the data"
+                    )
+                scaled = loss / len(group)
+                (scaler.scale(scaled) if scaler else scaled).backward()
+                for k, v in out.items():
+                    logs[k] = logs.get(k, 0.0) + float(v.detach()) / len(group)
+            if scaler:
+                scaler.unscale_(optimizer)
+            if cfg.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
+            scheduler.step()
+            micro = group[-1] + 1
+            state["step"] += 1
+            state["next_micro"] = micro
+            state["history"].append({"step": state["step"], "lr": scheduler.get_last_lr()[0], **logs})
+            bar.update(1)
+            bar.set_postfix(loss=f"{logs['loss']:.4f}")
+
+            stop = False
+            if cfg.eval_every and state["step"] % cfg.eval_every == 0:
+                stop = validate()
+            if micro >= micro_per_epoch:
+                state["epoch"] += 1
+                state["next_micro"] = 0
+                state["epochs_completed"] = state["epoch"]
+                if not cfg.eval_every:
+                    stop = validate() or stop
+            if stop:
+                state["stopped_early"] = True
+            done = stop or state["step"] >= total_steps
+            if done and not stop and state["history"][-1].get("val_loss") is None:
+                validate()  # reached max_steps between validations: judge the final weights too
+            if done or state["step"] % cfg.checkpoint_every == 0:
+                save_checkpoint()
+            if stop_after_step is not None and state["step"] >= stop_after_step and not done:
+                bar.close()
+                raise _SimulatedKill(f"stopped after step {state['step']}")
+            if done or micro >= micro_per_epoch:
+                break
+    bar.close()
+    if state["best_val"] is not None and (best_dir / "trainable.pt").exists():
+        _load_trainable(model, torch.load(best_dir / "trainable.pt", weights_only=True))
+    model.eval()
+    return TrainResult(
+        steps=state["step"], epochs_completed=state["epochs_completed"], best_val_loss=state["best_val"],
+        stopped_early=state["stopped_early"], wall_time_s=time.perf_counter() - start, history=state["history"],
+    )

@@ -1,0 +1,80 @@
+"""Objectives for the training loop: SFT (CE on answer tokens) and vanilla KD.
+
+Both compute logits only where a loss is taken. The LM head of a small model is a large share of its
+compute (SmolLM2's 49,152 x 576 head costs as much as 8 of its layers), and prompts are long while
+answers are short, so `answer_logits` asks the model for the logits of answer positions only via
+transformers' `logits_to_keep`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from distill2edge.config import KDLossConfig
+from distill2edge.data.tokenize import IGNORE_INDEX
+from distill2edge.losses import kd_loss
+
+
+def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions whose logits predict an answer token, and the targets there.
+
+    labels: [B, T] with IGNORE_INDEX outside answers. Logits at t predict the token at t + 1, so the
+    kept positions are {t : any row has labels[:, t + 1] != IGNORE_INDEX}, taken over the whole batch
+    (transformers keeps the same positions for every row).
+    Returns keep: [K] long, targets: [B, K] long (IGNORE_INDEX where a row has no answer token).
+    """
+    shifted = labels[:, 1:]
+    keep = (shifted != IGNORE_INDEX).any(dim=0).nonzero(as_tuple=True)[0]
+    return keep, shifted[:, keep]
+
+
+def answer_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at answer positions only. Returns logits [B, K, V] and targets [B, K]."""
+    keep, targets = answer_positions(batch["labels"])
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep)
+    return out.logits, targets
+
+
+def masked_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean CE over targets != IGNORE_INDEX. logits [B, K, V], targets [B, K]."""
+    return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+def sft_objective(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    logits, targets = answer_logits(model, batch)
+    return {"loss": masked_ce(logits, targets)}
+
+
+@dataclass
+class VanillaKD:
+    """(1 - alpha) * CE(student, gold) + alpha * T^2 * D(p_teacher^T, p_student^T) on answer tokens.
+
+    The teacher shares the student's tokenization, so the same batch feeds both; logits are trimmed
+    to `vocab_size` (the shared real vocabulary, dropping padding rows of either model).
+    """
+
+    teacher: nn.Module
+    loss: KDLossConfig
+    vocab_size: int
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        keep, targets = answer_positions(batch["labels"])
+        student = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
+        ).logits[..., : self.vocab_size]
+        with torch.no_grad():
+            self.teacher.eval()
+            teacher = self.teacher(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
+            ).logits[..., : self.vocab_size]
+        ce = masked_ce(student, targets)
+        kd = kd_loss(
+            student, teacher, targets != IGNORE_INDEX, name=self.loss.name,
+            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda,
+        )
+        a = self.loss.alpha
+        return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
