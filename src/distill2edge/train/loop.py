@@ -244,7 +244,7 @@ def train(
                 loss = out["loss"]
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
-                        f"{desc}: non-finite loss ({float(loss)}) at step {state['step'] + 1} "
+                        f"{desc}: non-finite loss ({float(loss.detach())}) at step {state['step'] + 1} "
                         f"(epoch {state['epoch']}, micro-batch {m}); lower train.lr or check the data"
                     )
                 scaled = loss / len(group)
