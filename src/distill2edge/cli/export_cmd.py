@@ -1,0 +1,137 @@
+"""`distill2edge export onnx|gguf MODEL --out PATH`: export a HF folder for an edge runtime, gated on parity.
+
+Exit status: 0 only when the export passed every parity gate and was written; 1 when a gate failed
+(nothing written, numbers printed); 2 for usage or input errors (`error: ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+_GGUF_HELP = """Convert a Hugging Face causal LM folder to GGUF for llama.cpp / Ollama.
+
+The model is written as F32/F16/BF16 by distill2edge's own writer and, for Q8_0/Q6_K/Q4_K_M, quantized
+by llama.cpp. The file is then run in llama.cpp (F32 KV cache) on sample prompts and compared with torch:
+max |dlogit| for F32, mean KL divergence and same-top-token rate for every type, with thresholds from the
+profile. Only a passing export is written, with parity.json, README.md (model card) and an Ollama
+Modelfile beside it. The effective bits per weight are reported: K-quants need rows divisible by 256, and
+llama.cpp falls back to other types (with a warning here) when they are not.
+"""
+_ONNX_HELP = """Convert a Hugging Face causal LM folder to ONNX with optimum (text generation with past key
+values); the folder loads with optimum.onnxruntime.ORTModelForCausalLM. The ONNX logits must match torch
+within the profile's tolerance (relative to the logit scale) and greedy generations must be identical;
+with --int8 the MatMul weights are quantized to int8 by onnxruntime and gated on mean KLD and same-top-token
+rate. Needs the `onnx` extra: pip install 'distill2edge[onnx]'.
+"""
+_EPILOG = """examples:
+  distill2edge export gguf runs/x/student --out out/student.q4_k_m.gguf --quant q4_k_m
+  distill2edge export gguf runs/x/student --out out/pi5/student.gguf --profile raspberry-pi-5
+  distill2edge export onnx runs/x/student --out out/student-onnx --int8
+  distill2edge export onnx runs/x/student --out out/orin --profile jetson-orin
+profiles shipped: cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8 (or a YAML file)
+"""
+
+
+def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `export` with its `onnx` and `gguf` subcommands on the top-level subparsers."""
+    p = subparsers.add_parser(
+        "export",
+        help="export a model to GGUF or ONNX, gated on parity with torch",
+        description="Export a model for an edge device; see `export gguf --help`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+    )
+    sub = p.add_subparsers(dest="export_format", required=True)
+    from distill2edge.export.gguf import GGUF_TYPES
+
+    g = sub.add_parser(
+        "gguf",
+        help="GGUF for llama.cpp / Ollama",
+        description=_GGUF_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+    )
+    g.add_argument("model", type=Path, help="Hugging Face model folder (config.json, weights, tokenizer)")
+    g.add_argument("--out", type=Path, required=True, help="GGUF file to write (sidecars go beside it)")
+    g.add_argument("--quant", choices=GGUF_TYPES, help="tensor type (default: the profile's, else q8_0)")
+    g.add_argument("--threads", type=int, help="llama.cpp threads (default: the profile's)")
+    g.add_argument("--profile", help="device profile: a shipped name or a YAML file")
+
+    o = sub.add_parser(
+        "onnx",
+        help="ONNX for onnxruntime (optimum)",
+        description=_ONNX_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_EPILOG,
+    )
+    o.add_argument("model", type=Path, help="Hugging Face model folder (config.json, weights, tokenizer)")
+    o.add_argument("--out", type=Path, required=True, help="folder to create (must not exist)")
+    o.add_argument("--int8", action="store_true", default=None, help="int8 weights (onnxruntime), gated on mean KLD and same top token")
+    o.add_argument(
+        "--int8-method",
+        choices=["weight_only", "dynamic"],
+        help="weight_only (default: int8 MatMul weights, float activations) or dynamic (onnxruntime "
+        "quantize_dynamic, activations quantized too: much less accurate on SmolLM2)",
+    )
+    o.add_argument("--profile", help="device profile: a shipped name or a YAML file")
+
+
+def _summary(record: dict) -> str:
+    lines = []
+    for name, g in record.get("gates", {}).items():
+        lines.append(
+            f"  {name:7s} max|dlogit| {g['max_abs_logit_diff']:.3g}  mean KLD {g['mean_kld']:.3g}  "
+            f"same top {g['same_top_token']:.3f}  {'PASS' if g['passed'] else 'FAIL: ' + '; '.join(g['failures'])}"
+        )
+    if "effective_bpw" in record:
+        lines.append(
+            f"  size {record['file_bytes'] / 1e6:.1f} MB, {record['effective_bpw']:.2f} bits per weight, "
+            f"tensor types {record['tensor_types']}"
+        )
+    return "\n".join(lines)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Run the parsed `export` command; returns the exit status (0 pass, 1 gate failed, 2 error)."""
+    from distill2edge.export import ExportError, ParityError
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if args.export_format == "gguf":
+                from distill2edge.export.gguf import export_gguf
+
+                record = export_gguf(
+                    args.model, args.out, quant=args.quant, profile=args.profile, threads=args.threads
+                )
+            else:
+                from distill2edge.export.onnx import export_onnx
+
+                record = export_onnx(
+                    args.model, args.out, int8=args.int8, profile=args.profile, int8_method=args.int8_method
+                )
+    except ParityError as exc:
+        print(f"error: {exc}\n{_summary(exc.record)}\nnothing was written", file=sys.stderr)
+        return 1
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for w in caught:
+        if issubclass(w.category, UserWarning) and "distill2edge" in (w.filename or ""):
+            print(f"warning: {w.message}", file=sys.stderr)
+    print(f"wrote {args.out}\n{_summary(record)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (the lead wires `add_export_parser` into cli/main.py)."""
+    parser = argparse.ArgumentParser(prog="distill2edge")
+    add_export_parser(parser.add_subparsers(dest="command", required=True))
+    return run_export(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,172 @@
+"""Pieces shared by the exporters: errors, atomic outputs, loading the torch reference, parity metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Prompts the gates run through both runtimes: prose, code, numbers, unicode, a chat turn.
+SAMPLE_PROMPTS: tuple[str, ...] = (
+    "The capital of France is",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n",
+    "In 5G networks, the gNodeB communicates with the core over the NG interface, which",
+    "Question: what is 17 * 23? Answer:",
+    "Les réseaux mobiles — 4G, 5G — utilisent l'OFDM. 日本語のテキストも。",
+)
+
+
+class ExportError(RuntimeError):
+    """The export cannot run (bad input folder, unsupported architecture, missing dependency)."""
+
+
+class ParityError(ExportError):
+    """The exported model disagrees with torch beyond the tolerance; nothing was written.
+
+    `record` holds the numbers that would have gone into parity.json, for the error report.
+    """
+
+    def __init__(self, message: str, record: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.record = record or {}
+
+
+@dataclass
+class ParityReport:
+    """Numbers of one gate: torch (reference) against an exported runtime on the sample prompts."""
+
+    runtime: str
+    n_prompts: int
+    n_positions: int
+    max_abs_logit_diff: float
+    logit_scale: float  # max |torch logit| over all positions: the scale relative tolerances use
+    mean_kld: float  # mean over positions of KL(p_torch || p_export), nats
+    same_top_token: float  # fraction of positions whose argmax agrees
+    greedy_identical: bool | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def compare_logits(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> dict[str, float]:
+    """Compare per-prompt logits, each `[seq, vocab]` (the runtime's vocab may carry padding rows).
+
+    Returns max |Δlogit|, the logit scale, mean KL(p_ref || p_got) and the same-top-token rate.
+    """
+    max_diff, scale, klds, same = 0.0, 0.0, [], []
+    for r, g in zip(ref, got):
+        r = r.astype(np.float64)
+        g = g[:, : r.shape[1]].astype(np.float64)
+        max_diff = max(max_diff, float(np.abs(r - g).max()))
+        scale = max(scale, float(np.abs(r).max()))
+        lr = r - np.logaddexp.reduce(r, axis=-1, keepdims=True)
+        lg = g - np.logaddexp.reduce(g, axis=-1, keepdims=True)
+        klds.extend((np.exp(lr) * (lr - lg)).sum(-1).tolist())
+        same.extend((r.argmax(-1) == g.argmax(-1)).tolist())
+    return {
+        "max_abs_logit_diff": max_diff,
+        "logit_scale": scale,
+        "mean_kld": float(np.mean(klds)),
+        "same_top_token": float(np.mean(same)),
+    }
+
+
+def gate(
+    report: ParityReport,
+    *,
+    max_rel_logit: float | None = None,
+    max_kld: float | None = None,
+    min_same_top: float | None = None,
+) -> ParityReport:
+    """Fill `report.failures` from the thresholds; a threshold of None is not checked.
+
+    `max_rel_logit` is relative to the logit scale: max |Δlogit| <= max_rel_logit * logit_scale, so the
+    same profile fits a tiny random model (logits ~0.5) and a trained one (logits ~30).
+    """
+    if max_rel_logit is not None:
+        allowed = max_rel_logit * max(report.logit_scale, 1.0)
+        report.thresholds["max_abs_logit_diff"] = allowed
+        if report.max_abs_logit_diff > allowed:
+            report.failures.append(
+                f"max |Δlogit| {report.max_abs_logit_diff:.3g} > {allowed:.3g} "
+                f"({max_rel_logit:g} x logit scale {report.logit_scale:.3g})"
+            )
+    if max_kld is not None:
+        report.thresholds["mean_kld"] = max_kld
+        if report.mean_kld > max_kld:
+            report.failures.append(f"mean KLD {report.mean_kld:.4g} > {max_kld:g}")
+    if min_same_top is not None:
+        report.thresholds["same_top_token"] = min_same_top
+        if report.same_top_token < min_same_top:
+            report.failures.append(f"same top token {report.same_top_token:.3f} < {min_same_top:g}")
+    if report.greedy_identical is False:
+        report.failures.append("greedy generations differ from torch")
+    return report
+
+
+def check_model_dir(model_dir: str | os.PathLike[str]) -> Path:
+    """Check that `model_dir` is a loadable HF folder (config.json with `architectures`, weights)."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        raise ExportError(f"{path}: not a folder (expected a Hugging Face model folder)")
+    cfg = path / "config.json"
+    if not cfg.is_file():
+        raise ExportError(f"{cfg}: missing (not a Hugging Face model folder)")
+    try:
+        data = json.loads(cfg.read_text())
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"{cfg}: not valid JSON ({exc})") from exc
+    if not data.get("architectures"):
+        raise ExportError(f"{cfg}: field `architectures` missing or empty")
+    if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
+        raise ExportError(f"{path}: no *.safetensors or *.bin weights")
+    rope = data.get("rope_parameters")
+    if isinstance(rope, dict) and "rope_theta" in rope and rope.get("rope_theta") != data.get("rope_theta"):
+        warnings.warn(
+            f"{cfg}: `rope_parameters.rope_theta`={rope['rope_theta']} is ignored by transformers 4.57, which "
+            f"uses rope_theta={data.get('rope_theta', 10000.0)}; the export follows the torch model. Set "
+            "`rope_theta` at the top level if the model was trained with the other value.",
+            stacklevel=2,
+        )
+    return path
+
+
+def load_torch(model_dir: Path) -> tuple[Any, Any]:
+    """Load the reference (model in float32 eval mode, tokenizer), the way the pinned transformers does."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(model_dir)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    except Exception as exc:
+        raise ExportError(f"{model_dir}: cannot be loaded by transformers: {exc}") from exc
+    return model.eval(), tok
+
+
+def encode_prompts(tok: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids per prompt, as HF tokenizes them (BOS included when the tokenizer adds it)."""
+    return [list(tok(p)["input_ids"]) for p in prompts]
+
+
+def torch_logits(model: Any, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+    """Logits `[seq, vocab]` (float32) for each token-id list, one forward pass per prompt."""
+    import torch
+
+    out = []
+    with torch.no_grad():
+        for seq in ids:
+            out.append(model(torch.tensor([list(seq)])).logits[0].float().numpy())
+    return out

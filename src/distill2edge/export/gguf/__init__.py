@@ -1,0 +1,117 @@
+"""HF folder -> GGUF (F32/F16/BF16 by our writer, K/Q types by llama.cpp), gated against torch.
+
+    export_gguf("student/", Path("out/student.q4_k_m.gguf"), quant="q4_k_m")
+
+writes the file plus `parity.json`, `README.md` (model card) and an Ollama `Modelfile` beside it, only
+when every gate passes: F32 conversion against torch (catches a wrong tensor map, RoPE permutation or
+rope base) and, for other types, the requested file against torch with that type's thresholds.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from distill2edge.export.card import ollama_modelfile, parity_record, write_sidecars
+from distill2edge.export.common import (
+    SAMPLE_PROMPTS,
+    ExportError,
+    ParityError,
+    check_model_dir,
+    encode_prompts,
+    gate,
+    load_torch,
+    torch_logits,
+)
+from distill2edge.export.gguf.parity import gguf_parity
+from distill2edge.export.gguf.quantize import QUANT_TYPES, inspect_gguf, quantize
+from distill2edge.export.gguf.registry import arch_for, supported_architectures
+from distill2edge.export.gguf.writer import FLOAT_TYPES, write_float_gguf
+from distill2edge.export.profiles import Profile, load_profile
+
+__all__ = ["GGUF_TYPES", "export_gguf", "supported_architectures"]
+GGUF_TYPES: tuple[str, ...] = (*FLOAT_TYPES, *QUANT_TYPES)
+
+
+def export_gguf(
+    model_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    quant: str | None = None,
+    profile: Profile | str | None = None,
+    prompts: Sequence[str] = SAMPLE_PROMPTS,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Export, gate and publish; returns the parity record. Raises ParityError (nothing written) on failure."""
+    src = check_model_dir(model_dir)
+    prof = profile if isinstance(profile, Profile) else load_profile(profile, "gguf")
+    quant = (quant or prof.gguf.quant).lower()
+    if quant not in GGUF_TYPES:
+        raise ExportError(f"--quant {quant!r}: choose one of {', '.join(GGUF_TYPES)}")
+    threads = threads or prof.gguf.threads
+    out = Path(out)
+    if out.is_dir():
+        raise ExportError(f"--out {out}: is a folder; give the GGUF file path")
+
+    from transformers import AutoConfig
+
+    arch = arch_for(AutoConfig.from_pretrained(src))  # unsupported architecture: fail before loading weights
+    model, tok = load_torch(src)
+    ids = encode_prompts(tok, prompts)
+    ref = torch_logits(model, ids)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent) as tmp:
+        work = Path(tmp)
+        f32 = work / "model.f32.gguf"
+        summary = write_float_gguf(model, tok, src, f32, "f32", name=src.name)
+        if quant in FLOAT_TYPES and quant != "f32":  # written by us, straight from the torch weights
+            write_float_gguf(model, tok, src, work / out.name, quant, name=src.name)
+        del model
+        gates = {"f32": _gate(f32, ids, ref, prof, "f32", threads, arch.f32_rel_logit_floor)}
+        final = work / out.name
+        if quant == "f32":
+            f32.rename(final)
+        else:
+            if quant not in FLOAT_TYPES:
+                quantize(f32, final, quant, threads)
+            f32.unlink()
+            gates[quant] = _gate(final, ids, ref, prof, quant, threads)
+        info = inspect_gguf(final, quant)
+        record = parity_record(
+            "gguf",
+            src,
+            out.name,
+            prof,
+            {k: g.to_dict() for k, g in gates.items()},
+            {**summary, "quant": quant, **info},
+        )
+        failed = {k: g.failures for k, g in gates.items() if not g.passed}
+        if failed:
+            raise ParityError(f"GGUF parity gate failed for {out.name}: {failed}", record)
+        modelfile = ollama_modelfile(
+            out.name, getattr(tok, "chat_template", None), tok.eos_token, threads, prof.gguf.context_length
+        )
+        write_sidecars(work, record, modelfile)
+        for name in ("parity.json", "README.md", "Modelfile"):
+            os.replace(work / name, out.parent / name)
+        os.replace(final, out)  # last: the GGUF appears only when complete and gated
+    return record
+
+
+def _gate(
+    path: Path,
+    ids: list[list[int]],
+    ref: list[Any],
+    prof: Profile,
+    quant: str,
+    threads: int,
+    rel_floor: float = 0.0,
+) -> Any:
+    """Run the file in llama.cpp and apply the profile's gate for `quant` (F32: at least `rel_floor`)."""
+    g = prof.gguf.gate_for(quant)
+    rel = None if g.max_rel_logit is None else max(g.max_rel_logit, rel_floor)
+    report = gguf_parity(path, ids, ref, threads)
+    return gate(report, max_rel_logit=rel, max_kld=g.max_kld, min_same_top=g.min_same_top)

@@ -1,0 +1,154 @@
+"""GGUF export: F32 parity with llama.cpp, quant types, K-quant fallbacks, failure paths, CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import gguf
+import pytest
+
+from distill2edge.cli.export_cmd import add_export_parser, run_export
+from distill2edge.export import ExportError, ParityError
+from distill2edge.export.gguf import export_gguf, supported_architectures
+from distill2edge.export.gguf.registry import permute_rope
+
+LOOSE = "format: gguf\ngguf:\n  gates:\n    {q}: {{max_kld: 10.0, min_same_top: 0.0}}\n"
+
+
+def _cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    add_export_parser(parser.add_subparsers(dest="command"))
+    return run_export(parser.parse_args(["export", *argv]))
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama", "tiny_mistral", "tiny_qwen2", "tiny_gemma3"])
+def test_f32_matches_torch(fixture: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    model = request.getfixturevalue(fixture)
+    rec = export_gguf(model, tmp_path / "m.gguf", quant="f32")
+    g = rec["gates"]["f32"]
+    # gemma3: llama.cpp's fp16-table GELU limits F32 parity (see registry.Gemma3); the rest is exact.
+    assert g["max_abs_logit_diff"] <= (1e-2 if fixture == "tiny_gemma3" else 1e-4)
+    assert g["mean_kld"] < 1e-6 and g["same_top_token"] == 1.0 and rec["passed"]
+    assert rec["effective_bpw"] == pytest.approx(32.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile", "README.md", "m.gguf", "parity.json"]
+    assert json.loads((tmp_path / "parity.json").read_text())["gates"]["f32"]["passed"]
+    reader = gguf.GGUFReader(str(tmp_path / "m.gguf"))
+    arch = reader.fields["general.architecture"].contents()
+    rope = json.loads((model / "config.json").read_text())["rope_theta"]
+    assert reader.fields[f"{arch}.rope.freq_base"].contents() == rope  # the torch model's rope base
+
+
+def test_modelfile_carries_chatml_template(tiny_llama: Path, tmp_path: Path) -> None:
+    export_gguf(tiny_llama, tmp_path / "m.gguf", quant="f16")
+    text = (tmp_path / "Modelfile").read_text()
+    assert (
+        text.startswith("FROM ./m.gguf") and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
+    )
+    assert "| f16 |" in (tmp_path / "README.md").read_text()
+
+
+def test_bf16_and_q8_0(tiny_llama: Path, tmp_path: Path) -> None:
+    bf16 = export_gguf(tiny_llama, tmp_path / "a" / "m.gguf", quant="bf16")
+    assert bf16["tensor_types"].get("BF16") and bf16["gates"]["bf16"]["mean_kld"] < 1e-3
+    q8 = export_gguf(tiny_llama, tmp_path / "b" / "m.gguf", quant="q8_0")
+    assert q8["tensor_types"].get("Q8_0") and 8.0 < q8["effective_bpw"] < 10.0
+
+
+def test_k_quants_apply_at_hidden_256(tiny_llama_256: Path, tmp_path: Path) -> None:
+    prof = tmp_path / "loose.yaml"
+    prof.write_text(LOOSE.format(q="q4_k_m"))
+    rec = export_gguf(tiny_llama_256, tmp_path / "m.gguf", quant="q4_k_m", profile=str(prof))
+    assert not rec["fallback"] and rec["tensor_types"].get("Q4_K")
+    assert rec["effective_bpw"] < 6.0
+
+
+def test_small_rows_fall_back_with_warning(tiny_llama: Path, tmp_path: Path) -> None:
+    prof = tmp_path / "loose.yaml"
+    prof.write_text(LOOSE.format(q="q4_k_m"))
+    with pytest.warns(UserWarning, match="K-quants need rows divisible by 256"):
+        rec = export_gguf(tiny_llama, tmp_path / "m.gguf", quant="q4_k_m", profile=str(prof))
+    assert rec["fallback"] and "Q4_K" not in rec["fallback"]
+
+
+def test_forced_parity_failure_leaves_nothing(tiny_llama: Path, tmp_path: Path) -> None:
+    prof = tmp_path / "strict.yaml"
+    prof.write_text("format: gguf\ngguf:\n  gates:\n    f32: {max_rel_logit: 1.0e-12}\n")
+    out = tmp_path / "out"
+    with pytest.raises(ParityError, match="max |Δlogit|"):
+        export_gguf(tiny_llama, out / "m.gguf", quant="f32", profile=str(prof))
+    assert list(out.iterdir()) == []
+    assert (
+        _cli(
+            ["gguf", str(tiny_llama), "--out", str(out / "m.gguf"), "--quant", "f32", "--profile", str(prof)]
+        )
+        == 1
+    )
+    assert list(out.iterdir()) == []
+
+
+def test_unsupported_architecture_lists_supported(
+    tiny_llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "neox"
+    shutil.copytree(tiny_llama, model)
+    cfg = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**cfg, "architectures": ["GPTNeoXForCausalLM"]}))
+    with pytest.raises(ExportError, match="LlamaForCausalLM.*MistralForCausalLM"):
+        export_gguf(model, tmp_path / "m.gguf")
+    assert _cli(["gguf", str(model), "--out", str(tmp_path / "m.gguf")]) == 2
+    assert "error: unsupported architecture" in capsys.readouterr().err
+    assert "LlamaForCausalLM" in supported_architectures()
+
+
+def test_corrupt_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "config.json").write_text("{not json")
+    assert _cli(["gguf", str(bad), "--out", str(tmp_path / "m.gguf")]) == 2
+    assert "config.json: not valid JSON" in capsys.readouterr().err
+    assert _cli(["gguf", str(tmp_path / "missing"), "--out", str(tmp_path / "m.gguf")]) == 2
+    assert not (tmp_path / "m.gguf").exists()
+
+
+def test_cli_success(tiny_mistral: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(["gguf", str(tiny_mistral), "--out", str(tmp_path / "m.gguf"), "--quant", "f32"]) == 0
+    assert "bits per weight" in capsys.readouterr().out
+
+
+def test_permute_rope_interleaves_halves() -> None:
+    import numpy as np
+
+    w = np.arange(8).reshape(8, 1)  # one head of dim 8: rows [a0 a1 a2 a3 | b0 b1 b2 b3]
+    assert permute_rope(w, 1)[:, 0].tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def test_rope_base_follows_transformers(tiny_llama: Path, tmp_path: Path) -> None:
+    """transformers 4.57 ignores `rope_parameters`: the GGUF must use the base torch really runs with."""
+    model = tmp_path / "ropeparams"
+    shutil.copytree(tiny_llama, model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg.pop("rope_theta")
+    cfg["rope_parameters"] = {"rope_type": "default", "rope_theta": 100000.0}
+    (model / "config.json").write_text(json.dumps(cfg))
+    with pytest.warns(UserWarning, match="rope_parameters"):
+        rec = export_gguf(model, tmp_path / "m.gguf", quant="f32")
+    assert rec["gates"]["f32"]["max_abs_logit_diff"] <= 1e-4
+    assert gguf.GGUFReader(str(tmp_path / "m.gguf")).fields["llama.rope.freq_base"].contents() == 10000.0
+
+
+def test_help_explains(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        _cli(["gguf", "--help"])
+    assert exc.value.code == 0 and "llama.cpp" in capsys.readouterr().out
+
+
+def test_kquant_width_helpers() -> None:
+    from types import SimpleNamespace
+
+    from distill2edge.export.gguf.quantize import kquant_friendly_width, kquant_misfits
+
+    assert kquant_friendly_width(576) == 512 and kquant_friendly_width(1536) == 1536
+    assert kquant_misfits(SimpleNamespace(hidden_size=576, intermediate_size=1536)) == {"hidden_size": 576}

@@ -1,0 +1,47 @@
+"""llama.cpp must tokenize exactly as HF does, for byte-level BPE (gpt-2 and smollm pre-tokenizers) and
+SentencePiece-style vocabularies, on >= 200 strings (unicode, code, numbers, whitespace, specials)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import pytest
+from transformers import AutoTokenizer
+
+from distill2edge.export.gguf import export_gguf
+from distill2edge.export.gguf.parity import load_llama
+
+
+@pytest.mark.parametrize(
+    ("fixture", "model", "pre"),
+    [
+        ("tiny_llama", "gpt2", "gpt-2"),
+        ("tiny_llama_digits", "gpt2", "smollm"),
+        ("tiny_mistral", "llama", "default"),
+    ],
+)
+def test_llama_cpp_tokenizes_like_hf(
+    fixture: str,
+    model: str,
+    pre: str,
+    test_strings: list[str],
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> None:
+    folder = request.getfixturevalue(fixture)
+    path = tmp_path / "m.gguf"
+    export_gguf(folder, path, quant="f32")
+    fields = gguf.GGUFReader(str(path)).fields
+    assert fields["tokenizer.ggml.model"].contents() == model
+    assert fields["tokenizer.ggml.pre"].contents() == pre
+    tok = AutoTokenizer.from_pretrained(folder)
+    llm = load_llama(path, vocab_only=True)
+    assert len(test_strings) >= 200
+    mismatches = [
+        (s, tok(s)["input_ids"], ids)
+        for s in test_strings
+        if tok(s)["input_ids"] != (ids := llm.tokenize(s.encode(), add_bos=True, special=True))
+    ]
+    llm.close()
+    assert not mismatches, f"{len(mismatches)} mismatches, first: {mismatches[0]}"
