@@ -1,0 +1,125 @@
+"""Student initialisation by layer pruning: keep evenly spaced decoder layers of a same-family teacher.
+
+DistilBERT initialised its student with every other teacher layer; here any subset works. The telecom
+recipe keeps 8 of SmolLM2-135M's 30 layers: [0, 4, 8, 12, 17, 21, 25, 29] -> 56.6M parameters
+(the 28.3M-parameter tied embedding is kept whole).
+
+Works for decoder-only models that keep their blocks in `model.model.layers` (llama, mistral, qwen2,
+gemma3, ...). Per-layer settings travel with the kept layers: config lists such as gemma3's
+`layer_types` are sliced, and each attention module's `layer_idx` (its slot in the KV cache) is
+renumbered so generation with a cache works.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Sequence
+
+from torch import nn
+from transformers import PreTrainedModel
+
+from distill2edge.models._fs import write_dir_atomically
+from distill2edge.models.loading import load_model
+
+PER_LAYER_CONFIG_FIELDS: tuple[str, ...] = ("layer_types", "no_rope_layers")
+"""Config fields holding one entry per decoder layer (sliced like the layers)."""
+
+
+def select_layers(num_layers: int, keep: int) -> list[int]:
+    """`keep` evenly spaced layer indices of `num_layers`, first and last included (keep=1: [0]).
+
+    Index i is round(i * (num_layers - 1) / (keep - 1)); e.g. (30, 8) -> [0, 4, 8, 12, 17, 21, 25, 29].
+    """
+    if num_layers < 1:
+        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    if not 1 <= keep <= num_layers:
+        raise ValueError(f"cannot keep {keep} layers of {num_layers}: need 1 <= keep <= {num_layers}")
+    if keep == 1:
+        return [0]
+    # Integer arithmetic: round half up, no float surprises.
+    return [(2 * i * (num_layers - 1) + keep - 1) // (2 * (keep - 1)) for i in range(keep)]
+
+
+def _decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"{type(model).__name__} keeps no decoder layers in model.model.layers; "
+                         "layer pruning supports llama, mistral, qwen2, gemma3 and similar models")
+    return layers
+
+
+def _check_indices(layers: Sequence[int], num_layers: int) -> list[int]:
+    idx = list(layers)
+    if not idx:
+        raise ValueError("layers to keep is empty")
+    if any(not isinstance(i, int) or isinstance(i, bool) for i in idx):
+        raise ValueError(f"layer indices must be integers, got {idx}")
+    bad = [i for i in idx if not 0 <= i < num_layers]
+    if bad:
+        raise ValueError(
+            f"layer indices {bad} out of range: the model has {num_layers} layers (0..{num_layers - 1})"
+        )
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"layer indices must be unique, got {idx}")
+    if idx != sorted(idx):
+        raise ValueError(f"layer indices must be in increasing order, got {idx}")
+    return idx
+
+
+def prune_layers(model: PreTrainedModel, layers: Sequence[int]) -> PreTrainedModel:
+    """A deep copy of `model` keeping only decoder layers `layers` (sorted, unique), in that order.
+
+    The input model is left untouched. The copy's config says how many layers it has, and which.
+    """
+    n = len(_decoder_layers(model))
+    if model.config.num_hidden_layers != n:
+        raise ValueError(f"config.num_hidden_layers = {model.config.num_hidden_layers} but "
+                         f"model.model.layers holds {n} layers")
+    idx = _check_indices(layers, n)
+    pruned = copy.deepcopy(model)
+    old = _decoder_layers(pruned)
+    pruned.model.layers = nn.ModuleList(old[i] for i in idx)
+    for new_i, layer in enumerate(pruned.model.layers):
+        for module in layer.modules():  # the attention module, and any other keeper of a cache slot
+            if isinstance(getattr(module, "layer_idx", None), int):
+                module.layer_idx = new_i
+    cfg = pruned.config
+    for field in PER_LAYER_CONFIG_FIELDS:
+        values = getattr(cfg, field, None)
+        if isinstance(values, (list, tuple)):
+            if len(values) != n:
+                raise ValueError(f"config.{field} has {len(values)} entries for {n} layers")
+            setattr(cfg, field, [values[i] for i in idx])
+    cfg.num_hidden_layers = len(idx)
+    return pruned
+
+
+def init_student_from_teacher(
+    teacher_ref: str, out_dir: Path, *, num_layers: int | None = None, layers: Sequence[int] | None = None
+) -> Path:
+    """Load `teacher_ref`, keep `num_layers` evenly spaced layers (or exactly `layers`), save to `out_dir`.
+
+    The folder (model.safetensors, config, tokenizer, `student_init.json` with the provenance) appears
+    only when complete; an existing `out_dir` is replaced. Returns `out_dir`.
+    """
+    if (num_layers is None) == (layers is None):
+        raise ValueError("give exactly one of num_layers or layers")
+    teacher, tok = load_model(teacher_ref)
+    total = teacher.config.num_hidden_layers
+    keep = select_layers(total, num_layers) if num_layers is not None else _check_indices(layers or [], total)
+    student = prune_layers(teacher, keep)
+    record = {
+        "teacher": teacher_ref, "teacher_layers": total, "layers_kept": keep,
+        "teacher_parameters": teacher.num_parameters(), "student_parameters": student.num_parameters(),
+    }
+    del teacher
+
+    def write(tmp: Path) -> None:
+        student.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        (tmp / "student_init.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+
+    return write_dir_atomically(Path(out_dir), write)
