@@ -93,7 +93,7 @@ class ParityThresholds:
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Silence llama.cpp's C-level log lines (they bypass Python's sys.stderr)."""
     try:
         fd = os.dup(2)
@@ -122,7 +122,7 @@ def _kl_rows(p_logits: np.ndarray, q_logits: np.ndarray, chunk: int = 64) -> np.
 def _open_llama(gguf_path: Path, n_threads: int, overrides: dict[str, int] | None = None) -> Any:
     import llama_cpp
 
-    with _quiet_stderr():
+    with quiet_stderr():
         return llama_cpp.Llama(
             model_path=str(gguf_path), n_ctx=512, n_batch=512, logits_all=True, n_threads=n_threads,
             verbose=False, type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
@@ -153,9 +153,17 @@ def _torch_greedy(model: PreTrainedModel, ids: list[int], n_new: int) -> list[in
     return new
 
 
-def _compare_prompt(llm: Any, model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt: str,
-                    n_new: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Greedy in both, then teacher-forced logits on llama.cpp's sequence: (row, top-1 hits [T], KL [T])."""
+@dataclass
+class _LlamaRun:
+    """llama.cpp's side of one prompt: prompt ids, greedy continuation, logits [len(ids) + n_new, V]."""
+
+    prompt: str
+    ids: list[int]
+    gen: list[int]
+    logits: np.ndarray
+
+
+def _llama_greedy(llm: Any, prompt: str, n_new: int) -> _LlamaRun:
     ids = llm.tokenize(prompt.encode(), add_bos=True, special=False)
     llm.reset()
     llm.eval(ids)
@@ -163,23 +171,31 @@ def _compare_prompt(llm: Any, model: PreTrainedModel, tok: PreTrainedTokenizerBa
     for _ in range(n_new):
         gen.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
         llm.eval(gen[-1:])
-    ref = np.array(llm.scores[: llm.n_tokens], dtype=np.float32)  # [T, V], T = len(ids) + n_new
-    got = _torch_logits(model, ids + gen)
-    top1, kl = ref.argmax(-1) == got.argmax(-1), _kl_rows(ref, got)
+    return _LlamaRun(prompt, ids, gen, np.array(llm.scores[: llm.n_tokens], dtype=np.float32))
 
-    ours = _torch_greedy(model, ids, n_new)
-    split = next((i for i, (a, b) in enumerate(zip(ours, gen)) if a != b), None)
+
+def _compare_run(run: _LlamaRun, model: PreTrainedModel, tok: PreTrainedTokenizerBase
+                 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Torch's side: teacher-forced logits on llama.cpp's sequence, and its own greedy continuation.
+
+    Returns (JSON row, top-1 hits [T], KL per position [T]).
+    """
+    ref, got = run.logits, _torch_logits(model, run.ids + run.gen)
+    top1, kl = ref.argmax(-1) == got.argmax(-1), _kl_rows(ref, got)
+    ours = _torch_greedy(model, run.ids, len(run.gen))
+    split = next((i for i, (a, b) in enumerate(zip(ours, run.gen)) if a != b), None)
     diff, scale = float(np.abs(ref - got).max()), float(np.abs(ref).max())
+    prompt = run.prompt if len(run.prompt) < 120 else run.prompt[:117] + "..."
     row: dict[str, Any] = {
-        "prompt": prompt if len(prompt) < 120 else prompt[:117] + "...", "prompt_tokens": len(ids),
-        "llama_cpp": tok.decode(gen), "torch": tok.decode(ours), "first_divergence": split,
+        "prompt": prompt, "prompt_tokens": len(run.ids),
+        "llama_cpp": tok.decode(run.gen), "torch": tok.decode(ours), "first_divergence": split,
         "top1_agreement": round(float(top1.mean()), 4), "mean_kl": round(float(kl.mean()), 6),
         "max_abs_logit_diff": round(diff, 4), "logit_scale": round(scale, 4),
         "rel_logit_diff": round(diff / max(scale, 1e-6), 4),
     }
     if split is not None:
-        pos = len(ids) + split - 1  # the row predicting generated token `split`
-        row["torch_margin_at_divergence"] = round(float(got[pos, ours[split]] - got[pos, gen[split]]), 4)
+        pos = len(run.ids) + split - 1  # the row predicting generated token `split`
+        row["torch_margin_at_divergence"] = round(float(got[pos, ours[split]] - got[pos, run.gen[split]]), 4)
     return row, top1, kl
 
 
@@ -200,29 +216,20 @@ def _window(model: PreTrainedModel, size: int) -> Iterator[None]:
             m.sliding_window = w
 
 
-def _sliding_window_probe(gguf_path: Path, arch: str, model: PreTrainedModel, ids: list[int],
-                          n_threads: int) -> dict[str, Any]:
-    llm = _open_llama(gguf_path, n_threads, {f"{arch}.attention.sliding_window": PROBE_WINDOW})
-    try:
-        ref = _llama_logits(llm, ids)
-    finally:
-        llm.close()
-    with _window(model, PROBE_WINDOW):
-        got = _torch_logits(model, ids)
-    kl = _kl_rows(ref, got)
-    return {"window": PROBE_WINDOW, "positions": len(ids), "mean_kl": round(float(kl.mean()), 6),
-            "top1_agreement": round(float((ref.argmax(-1) == got.argmax(-1)).mean()), 4)}
-
-
 def compare_with_llama_cpp(
     gguf_path: Path, model: PreTrainedModel, tok: PreTrainedTokenizerBase, *,
     prompts: Sequence[str] = VERIFY_PROMPTS, n_new: int = 16, n_threads: int = 2,
 ) -> dict[str, Any]:
-    """Run both models on `prompts`; returns the figures described in the module docstring (JSON-ready)."""
+    """Run both models on `prompts`; returns the figures described in the module docstring (JSON-ready).
+
+    All llama.cpp work runs first and its context is closed before torch starts: interleaving the two
+    runtimes' thread pools on a small CPU slowed the check down more than tenfold.
+    """
     import llama_cpp
     from gguf import GGUFReader
 
-    model.eval()
+    layer_types = getattr(model.config, "layer_types", None) or []
+    sliding = bool(getattr(model.config, "sliding_window", None)) and "sliding_attention" in layer_types
     llm = _open_llama(gguf_path, n_threads)
     try:
         token_mismatches = []
@@ -231,17 +238,34 @@ def compare_with_llama_cpp(
             theirs = llm.tokenize(text.encode(), add_bos=True, special=False)
             if ours != theirs:
                 token_mismatches.append({"text": text[:80], "hf": ours[:40], "llama_cpp": theirs[:40]})
-        rows, hits, kls = [], [], []
-        for prompt in prompts:
-            row, top1, kl = _compare_prompt(llm, model, tok, prompt, n_new)
-            rows.append(row)
-            hits.append(top1)
-            kls.append(kl)
+        runs = [_llama_greedy(llm, prompt, n_new) for prompt in prompts]
         long_ids = llm.tokenize(LONG_PROMPT.encode(), add_bos=True, special=False)
     finally:
         llm.close()
+    probe_ref = None
+    if sliding:  # the same paragraph with a 32-token window, through a metadata override
+        arch = GGUFReader(str(gguf_path)).fields["general.architecture"].contents()
+        llm = _open_llama(gguf_path, n_threads, {f"{arch}.attention.sliding_window": PROBE_WINDOW})
+        try:
+            probe_ref = _llama_logits(llm, long_ids)
+        finally:
+            llm.close()
 
-    report: dict[str, Any] = {
+    model.eval()
+    rows, hits, kls = [], [], []
+    for run in runs:
+        row, top1, kl = _compare_run(run, model, tok)
+        rows.append(row)
+        hits.append(top1)
+        kls.append(kl)
+    probe = None
+    if probe_ref is not None:
+        with _window(model, PROBE_WINDOW):
+            got = _torch_logits(model, long_ids)
+        kl = _kl_rows(probe_ref, got)
+        probe = {"window": PROBE_WINDOW, "positions": len(long_ids), "mean_kl": round(float(kl.mean()), 6),
+                 "top1_agreement": round(float((probe_ref.argmax(-1) == got.argmax(-1)).mean()), 4)}
+    return {
         "runtime": f"llama-cpp-python {llama_cpp.__version__}, F32 KV cache, {n_threads} threads",
         "n_new_tokens": n_new,
         "tokenizer_texts": len(TOKENIZER_TEXTS),
@@ -253,13 +277,8 @@ def compare_with_llama_cpp(
         "max_abs_logit_diff": max(r["max_abs_logit_diff"] for r in rows),
         "greedy_identical": sum(r["first_divergence"] is None for r in rows),
         "prompts": rows,
-        "sliding_window_probe": None,
+        "sliding_window_probe": probe,
     }
-    layer_types = getattr(model.config, "layer_types", None) or []
-    if getattr(model.config, "sliding_window", None) and "sliding_attention" in layer_types:
-        arch = GGUFReader(str(gguf_path)).fields["general.architecture"].contents()
-        report["sliding_window_probe"] = _sliding_window_probe(gguf_path, arch, model, long_ids, n_threads)
-    return report
 
 
 def parity_failures(report: dict[str, Any], gate: ParityThresholds = ParityThresholds()) -> list[str]:

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import llama_cpp
 import numpy as np
 
 from distill2edge.export.common import ParityReport, compare_logits
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """llama.cpp logs to fd 2 from C; silence it for the duration of a load."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+from distill2edge.models.llama_parity import quiet_stderr
 
 
 def load_llama(
