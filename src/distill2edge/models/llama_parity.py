@@ -68,7 +68,7 @@ PROBE_WINDOW = 32
 
 @dataclass(frozen=True)
 class ParityThresholds:
-    """Gates of a conversion check, from measurements (llama.cpp 0.3.36, F32 KV cache, 2-core CPU).
+    """Gates of a conversion check, from measurements (llama.cpp 0.3.36, F32 KV cache, x86 CPU).
 
     Correct conversions, whole check (~425 positions): SmolLM2-135M Q4_1 top-1 0.963, mean KL 0.0042,
     max |dlogit|/scale 0.037; Gemma-3-270M Q4_K_M top-1 0.967, mean KL 0.0063, ratio 0.079, and KL
@@ -216,14 +216,27 @@ def _window(model: PreTrainedModel, size: int) -> Iterator[None]:
             m.sliding_window = w
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    saved = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def compare_with_llama_cpp(
     gguf_path: Path, model: PreTrainedModel, tok: PreTrainedTokenizerBase, *,
-    prompts: Sequence[str] = VERIFY_PROMPTS, n_new: int = 16, n_threads: int = 2,
+    prompts: Sequence[str] = VERIFY_PROMPTS, n_new: int = 16, n_threads: int = 1,
 ) -> dict[str, Any]:
     """Run both models on `prompts`; returns the figures described in the module docstring (JSON-ready).
 
-    All llama.cpp work runs first and its context is closed before torch starts: interleaving the two
-    runtimes' thread pools on a small CPU slowed the check down more than tenfold.
+    All llama.cpp work runs first and its context is closed before torch starts, and both use
+    `n_threads` threads (torch's setting is restored after). Both thread pools spin while waiting, so
+    they degrade badly when a core is taken: on the 2-core machine, with another process busy, the
+    SmolLM2 check took 248 s with 2 threads and 52 s with 1 (idle machine: 9 s and 14 s). The figures
+    were identical with 1 and 2 threads.
     """
     import llama_cpp
     from gguf import GGUFReader
@@ -253,20 +266,22 @@ def compare_with_llama_cpp(
 
     model.eval()
     rows, hits, kls = [], [], []
-    for run in runs:
-        row, top1, kl = _compare_run(run, model, tok)
-        rows.append(row)
-        hits.append(top1)
-        kls.append(kl)
     probe = None
-    if probe_ref is not None:
-        with _window(model, PROBE_WINDOW):
-            got = _torch_logits(model, long_ids)
-        kl = _kl_rows(probe_ref, got)
-        probe = {"window": PROBE_WINDOW, "positions": len(long_ids), "mean_kl": round(float(kl.mean()), 6),
-                 "top1_agreement": round(float((probe_ref.argmax(-1) == got.argmax(-1)).mean()), 4)}
+    with _torch_threads(n_threads):
+        for run in runs:
+            row, top1, kl = _compare_run(run, model, tok)
+            rows.append(row)
+            hits.append(top1)
+            kls.append(kl)
+        if probe_ref is not None:
+            with _window(model, PROBE_WINDOW):
+                got = _torch_logits(model, long_ids)
+            kl = _kl_rows(probe_ref, got)
+            same = probe_ref.argmax(-1) == got.argmax(-1)
+            probe = {"window": PROBE_WINDOW, "positions": len(long_ids), "mean_kl": round(float(kl.mean()), 6),
+                     "top1_agreement": round(float(same.mean()), 4)}
     return {
-        "runtime": f"llama-cpp-python {llama_cpp.__version__}, F32 KV cache, {n_threads} threads",
+        "runtime": f"llama-cpp-python {llama_cpp.__version__}, F32 KV cache, {n_threads} thread(s) each",
         "n_new_tokens": n_new,
         "tokenizer_texts": len(TOKENIZER_TEXTS),
         "tokenizer_mismatches": token_mismatches,
