@@ -15,13 +15,12 @@ import torch
 from distill2edge.config import Recipe
 from distill2edge.data.qa import prepare_splits, read_split, write_jsonl
 from distill2edge.evaluate.generate import evaluate_model
-from distill2edge.models import init_student_from_teacher, load_model
+from distill2edge.models import DTYPES, init_student_from_teacher, load_model
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, write_json_atomic
 from distill2edge.train.stages import run_sft, run_vanilla_kd
 
 Log = Callable[[str], None]
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ROLES = {
     "teacher": "teacher (base)",
     "teacher_sft": "teacher (SFT)",
@@ -152,7 +151,7 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
         ref = models[role]
 
         def eval_fn(out: Path, _work: Path, _ref=ref, _role=role) -> dict[str, Any]:
-            dtype = _DTYPES[recipe.teacher.dtype if _role.startswith("teacher") else student_cfg.dtype]
+            dtype = DTYPES[recipe.teacher.dtype if _role.startswith("teacher") else student_cfg.dtype]
             model, tok = load_model(_ref, dtype=dtype, device=device)
             summary = evaluate_model(
                 model, tok, splits["test"], out, template=data_cfg.prompt_template, max_length=data_cfg.max_length,

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from distill2edge.cli.main import main

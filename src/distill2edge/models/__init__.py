@@ -11,7 +11,7 @@ from distill2edge.models.embedded import (
     ensure_embedded,
     register_embedded_model,
 )
-from distill2edge.models.loading import ModelLoadError, load_model, resolve_model
+from distill2edge.models.loading import DTYPES, ModelLoadError, load_model, resolve_model
 from distill2edge.models.prune import init_student_from_teacher, prune_layers, select_layers
 from distill2edge.models.vocab import (
     VocabAlignment,
@@ -21,6 +21,7 @@ from distill2edge.models.vocab import (
 )
 
 __all__ = [
+    "DTYPES",
     "EMBEDDED_MODELS",
     "EmbeddedModel",
     "EmbeddedModelError",

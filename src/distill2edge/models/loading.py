@@ -15,6 +15,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+"""Recipe dtype names (`teacher.dtype`, `student.dtype`) -> torch dtypes for `load_model`."""
+
 
 class ModelLoadError(Exception):
     """A model reference could not be turned into a loaded model; the message says why and what to use."""

@@ -18,12 +18,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from distill2edge.config import DataConfig, DistillConfig, SFTStageConfig, TrainConfig
 from distill2edge.data.qa import QAExample
 from distill2edge.data.tokenize import encode_for_training
-from distill2edge.models import check_same_vocabulary, load_model
+from distill2edge.models import DTYPES, check_same_vocabulary, load_model
 from distill2edge.train.lora import apply_lora, merge_lora
 from distill2edge.train.loop import Objective, TrainResult, train
 from distill2edge.train.objectives import VanillaKD, sft_objective
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -83,7 +82,7 @@ def run_sft(
     desc: str = "sft",
 ) -> StageOutput:
     """Supervised fine-tuning on prompt -> answer, loss on answer tokens only."""
-    model, tok = load_model(model_ref, dtype=_DTYPES[dtype], device=device)
+    model, tok = load_model(model_ref, dtype=DTYPES[dtype], device=device)
     model = apply_lora(model, cfg.lora)
     trainable, total = _count(model)
     result = _run(model, sft_objective, tok, splits, data, cfg.train, work_dir, device, desc, progress)
@@ -98,8 +97,8 @@ def run_vanilla_kd(
     teacher_dtype: str = "float32", student_dtype: str = "float32", progress: bool = True,
 ) -> StageOutput:
     """Vanilla KD: teacher and student must share a vocabulary (padding rows aside)."""
-    teacher, t_tok = load_model(teacher_ref, dtype=_DTYPES[teacher_dtype], device=device)
-    student, s_tok = load_model(student_ref, dtype=_DTYPES[student_dtype], device=device)
+    teacher, t_tok = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=device)
+    student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
     align = check_same_vocabulary(t_tok, s_tok, teacher.config, student.config)
     teacher.requires_grad_(False).eval()
     model = apply_lora(student, cfg.lora)
