@@ -6,6 +6,7 @@
   ids) for the different-vocabulary tests.
 - `tiny_llama_dir` (session): random `LlamaForCausalLM`, 4 layers, hidden 64, 4 heads / 2 kv heads,
   intermediate 128, vocab = len(tokenizer), 512 positions, seed 0, saved with the tokenizer.
+- `tiny_teacher_b_dir` (session): random gemma3, hidden 48, tokenizer B: the different-vocabulary teacher.
 - `make_tiny_model(arch="llama", **config_overrides) -> Path`: the same shape for llama, mistral,
   qwen2 or gemma3 (head_dim 16, sliding window 8, layers alternating sliding/full), in tmp_path.
 """
@@ -148,6 +149,15 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_dir:
     return build_tiny_model("llama", tmp_path_factory.mktemp("tiny-llama"), tiny_tokenizer_dir)
 
 
+@pytest.fixture(scope="session")
+def tiny_teacher_b_dir(tmp_path_factory: pytest.TempPathFactory, tiny_tokenizer_b_dir: Path) -> Path:
+    """A teacher that shares nothing with `tiny_llama_dir`: gemma3 architecture, hidden size 48,
+    tokenizer B (another vocabulary), as Gemma-3 is to SmolLM2 in the embedded default."""
+    return build_tiny_model(
+        "gemma3", tmp_path_factory.mktemp("tiny-teacher-b"), tiny_tokenizer_b_dir, hidden_size=48, seed=1
+    )
+
+
 @pytest.fixture
 def make_tiny_model(tmp_path: Path, tiny_tokenizer_dir: Path) -> Callable[..., Path]:
     """`make_tiny_model(arch="llama", **config_overrides) -> Path` of a fresh folder under tmp_path."""
@@ -186,17 +196,17 @@ def tiny_recipe(tmp_path: Path, tiny_llama_dir: Path, qa_jsonl: Path):
         train = {"epochs": 1, "batch_size": 4, "max_steps": 2, "checkpoint_every": 1, "lr": 1e-3}
         recipe = {
             "name": "tiny",
-            "teacher": {"path": str(tiny_llama_dir)},
+            "teachers": {"tiny": {"path": str(tiny_llama_dir)}},
             "student": {"init_from": str(tiny_llama_dir), "num_layers": 2},
             "data": {"source": str(qa_jsonl), "max_length": 96, "split": {"validation": 0.2, "test": 0.2}},
             "sft": {"teacher": {"lora": {"r": 4, "alpha": 8}, "train": train},
                     "student": {"lora": None, "train": train}},
-            "distill": {"train": train},
+            "distill": {"kd": {"train": train}},
             "evaluate": {"max_new_tokens": 4, "batch_size": 4},
             **sections,
         }
         p = tmp_path / "tiny.yaml"
-        p.write_text(yaml.safe_dump(recipe))
+        p.write_text(yaml.safe_dump(recipe, sort_keys=False))
         return p
 
     return make

@@ -7,9 +7,9 @@ names the file, the field path and (when the field came from the file) the line.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -170,30 +170,57 @@ class KDLossConfig(Strict):
         return v
 
 
+class DSKDConfig(Strict):
+    """Dual-space KD (Zhang et al., EMNLP 2024): projectors between the two hidden spaces."""
+
+    projector_lr: float = Field(1e-3, gt=0)
+    """Learning rate of the projectors (the student keeps `train.lr`); the paper trains them faster."""
+    projector: Literal["linear", "mlp"] = "linear"
+    init: Literal["auto", "identity", "random"] = "auto"
+    """`auto`: a square linear projector starts as the identity, others at random."""
+    chunk_tokens: int = Field(256, ge=1)
+    """Positions per chunk for full-vocabulary logits (bounds memory with large teacher vocabularies)."""
+
+
 class DistillConfig(Strict):
-    algorithm: Literal["vanilla"] = "vanilla"
-    """`vanilla` needs one vocabulary; teachers with another vocabulary need DSKD."""
-    teacher: Literal["base", "sft"] = "sft"
+    """One distillation: a teacher, a starting student, an algorithm and its training."""
+
+    teacher: str | None = None
+    """Name of a model in `teachers`; may be left out when the recipe has a single teacher."""
+    teacher_state: Literal["base", "sft"] = "sft"
     """Distil from the base teacher or its SFT version."""
-    student: Literal["base", "sft"] = "sft"
-    """Start from the initial student or its SFT version."""
+    student: str = "sft"
+    """Start from the `base` student, its `sft` version, or the result of an earlier distillation (its name)."""
+    algorithm: str = "vanilla"
+    """`vanilla` (one vocabulary), `dskd` (dual-space KD; cross-model attention when the vocabularies
+    differ) or `dskd_cma` (cross-model attention always)."""
     loss: KDLossConfig = KDLossConfig()
     lora: LoraConfig | None = None
     """Empty (null) trains all student weights."""
     train: TrainConfig = TrainConfig()
+    dskd: DSKDConfig = DSKDConfig()
+
+    @field_validator("algorithm")
+    @classmethod
+    def _known_algorithm(cls, v: str) -> str:
+        from distill2edge.train.algorithms import algorithm_names
+
+        if v not in algorithm_names():
+            raise ValueError(f"unknown distillation algorithm {v!r}; registered: {', '.join(algorithm_names())}")
+        return v
 
 
 class EvaluateConfig(Strict):
-    models: list[Literal["teacher", "teacher_sft", "student_base", "student_sft", "student_distilled"]] = [
-        "teacher",
-        "teacher_sft",
-        "student_base",
-        "student_sft",
-        "student_distilled",
-    ]
+    models: list[str] = ["all"]
+    """Models to evaluate: `all` (every model the recipe produces), or roles: `teacher.NAME`,
+    `teacher_sft.NAME`, `student_base`, `student_sft`, `distilled.NAME`."""
     metrics: list[str] = ["exact_match", "token_f1", "rouge_l"]
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(8, ge=1)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_NAMED_FIELD = re.compile(r"^Value error, ([A-Za-z0-9_.-]+): (.*)$", re.S)
 
 
 class Recipe(Strict):
@@ -202,13 +229,49 @@ class Recipe(Strict):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataConfig = DataConfig()
-    teacher: ModelConfig
+    teachers: dict[str, ModelConfig] = Field(min_length=1)
+    """Teachers by name; each distillation names the one it learns from."""
     student: StudentConfig
     sft: SFTConfig = SFTConfig()
-    distill: DistillConfig = DistillConfig()
+    """`sft.teacher` applies to every teacher that is distilled from (or evaluated) in its SFT state."""
+    distill: dict[str, DistillConfig] = Field(default_factory=lambda: {"distilled": DistillConfig()})
+    """Distillations by name, run in order; each yields the model `distilled.NAME`."""
     evaluate: EvaluateConfig = EvaluateConfig()
     quick: dict[str, Any] = {}
-    """Overrides (dotted key -> value) applied by `--quick`: a smoke run with the same stages."""
+    """Overrides (dotted key -> value, `*` matches every key of a section) applied by `--quick`."""
+
+    @model_validator(mode="after")
+    def _references(self) -> "Recipe":
+        for what, names in (("teachers", self.teachers), ("distill", self.distill)):
+            for n in names:
+                if not _NAME.match(n):
+                    raise ValueError(f"{what}: name {n!r} must be letters, digits, '-' or '_'")
+        earlier: list[str] = []
+        for name, d in self.distill.items():
+            if d.teacher is None:
+                if len(self.teachers) != 1:
+                    raise ValueError(f"distill.{name}.teacher: name one of the teachers ({', '.join(self.teachers)})")
+                d.teacher = next(iter(self.teachers))
+            elif d.teacher not in self.teachers:
+                raise ValueError(f"distill.{name}.teacher: {d.teacher!r} is not among teachers ({', '.join(self.teachers)})")
+            if d.student not in ("base", "sft", *earlier):
+                raise ValueError(
+                    f"distill.{name}.student: {d.student!r} must be base, sft or an earlier distillation "
+                    f"({', '.join(earlier) or 'none before this one'})"
+                )
+            earlier.append(name)
+        known = set(self.roles())
+        for role in self.evaluate.models:
+            if role != "all" and role not in known:
+                raise ValueError(f"evaluate.models: unknown role {role!r}; this recipe has: {', '.join(self.roles())}")
+        return self
+
+    def roles(self) -> list[str]:
+        """Every model role this recipe can produce, in report order."""
+        roles = [f"teacher.{t}" for t in self.teachers]
+        roles += [f"teacher_sft.{t}" for t in self.teachers]
+        roles += ["student_base", "student_sft"]
+        return roles + [f"distilled.{d}" for d in self.distill]
 
     def config_hash(self) -> str:
         return config_hash(self.model_dump(mode="json", exclude={"quick", "description"}))
@@ -257,17 +320,32 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set a dotted key in nested dicts, creating levels that are missing (validation judges them)."""
-    node = data
-    parts = key.split(".")
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise RecipeError(f"--set {key}: {'.'.join(parts[: i + 1])} is a value, not a section")
-        node = child
-    node[parts[-1]] = value
+    """Set a dotted key in nested dicts, creating levels that are missing (validation judges them).
+
+    A `*` part stands for every key of the section at that level, e.g. `distill.*.train.max_steps`.
+    """
+    _apply(data, key.split("."), value, key, 0)
+
+
+def _apply(node: dict[str, Any], parts: list[str], value: Any, key: str, depth: int) -> None:
+    part = parts[depth]
+    if part == "*":
+        for name, child in node.items():
+            if not isinstance(child, dict):
+                raise RecipeError(f"--set {key}: {'.'.join(parts[:depth] + [name])} is a value, not a section")
+            if depth == len(parts) - 1:
+                raise RecipeError(f"--set {key}: '*' cannot be the last part")
+            _apply(child, parts, value, key, depth + 1)
+        return
+    if depth == len(parts) - 1:
+        node[part] = value
+        return
+    child = node.get(part)
+    if child is None:
+        child = node[part] = {}
+    if not isinstance(child, dict):
+        raise RecipeError(f"--set {key}: {'.'.join(parts[: depth + 1])} is a value, not a section")
+    _apply(child, parts, value, key, depth + 1)
 
 
 def _key_lines(text: str) -> dict[tuple[str, ...], int]:
@@ -300,17 +378,30 @@ def format_validation_error(err: ValidationError, source: str, text: str | None 
     out = []
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
+        msg = e["msg"]
+        named = _NAMED_FIELD.match(msg) if not loc else None
+        if named:  # a cross-field check names its field at the start of the message
+            loc, msg = tuple(named.group(1).split(".")), named.group(2)
         # Walk up to the closest key that exists in the file (a missing key has no line of its own).
         line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
         where = f"{source}:{line}" if line else source
         field = ".".join(loc) or "(top level)"
-        msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif "input" in e and not isinstance(e["input"], (dict, list)):
             msg += f" (got {e['input']!r})"
         out.append(f"{where}: {field}: {msg}")
     return "invalid recipe:\n  " + "\n  ".join(out)
+
+
+def _unshared(node: Any) -> Any:
+    """A copy in which no dict or list is shared. YAML aliases (`*name`) load as one shared object, so
+    `--set` on one distillation would otherwise change every section that reused the anchor."""
+    if isinstance(node, dict):
+        return {k: _unshared(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_unshared(v) for v in node]
+    return node
 
 
 def load_recipe(
@@ -328,7 +419,7 @@ def load_recipe(
         raise RecipeError(f"{where}: malformed YAML: {problem}") from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe must be a YAML mapping of sections, got {type(data).__name__}")
-    data = copy.deepcopy(data)
+    data = _unshared(data)
     if quick:
         quick_overrides = data.get("quick") or {}
         if not isinstance(quick_overrides, dict):

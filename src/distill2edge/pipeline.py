@@ -1,4 +1,4 @@
-"""The recipe pipeline: data -> student init -> SFT (teacher, student) -> distill -> evaluate -> report.
+"""The recipe pipeline: data -> student init -> SFT (teachers, student) -> distillations -> evaluate -> report.
 
 Every stage goes through `Run.stage`, so completed stages are reused and a killed one resumes. The
 run is complete (exit 0) only when `metrics.json` and `report.md` are written.
@@ -18,16 +18,9 @@ from distill2edge.evaluate.generate import evaluate_model
 from distill2edge.models import DTYPES, init_student_from_teacher, load_model
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, write_json_atomic
-from distill2edge.train.stages import run_sft, run_vanilla_kd
+from distill2edge.train.stages import run_distill, run_sft
 
 Log = Callable[[str], None]
-ROLES = {
-    "teacher": "teacher (base)",
-    "teacher_sft": "teacher (SFT)",
-    "student_base": "student (base)",
-    "student_sft": "student (SFT)",
-    "student_distilled": "student (distilled)",
-}
 
 
 def resolve_device(pref: str) -> torch.device:
@@ -91,17 +84,25 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
         student_base_ref = str(student_init.out_dir / "model")
     else:
         student_base_ref = str(student_cfg.path)
-    teacher_ref = recipe.teacher.path
-    models: dict[str, str] = {"teacher": teacher_ref, "student_base": student_base_ref}
+    models: dict[str, str] = {f"teacher.{t}": cfg.path for t, cfg in recipe.teachers.items()}
+    models["student_base"] = student_base_ref
+    producers: dict[str, StageResult | None] = {role: None for role in models}
+    producers["student_base"] = student_init
     stages: dict[str, StageResult] = {}
 
+    # SFT of every teacher (and of the student) that a distillation or the evaluation asks for.
     wanted = set(recipe.evaluate.models)
-    for role, sft_cfg, base_ref, dtype, upstream in (
-        ("teacher", recipe.sft.teacher, teacher_ref, recipe.teacher.dtype, None),
-        ("student", recipe.sft.student, student_base_ref, student_cfg.dtype, student_init),
-    ):
-        needed = getattr(recipe.distill, role) == "sft" or f"{role}_sft" in wanted
-        if not (sft_cfg.enabled and needed):
+    sft_jobs = [
+        (f"teacher_sft.{t}", recipe.sft.teacher, cfg.path, cfg.dtype, None,
+         any(d.teacher == t and d.teacher_state == "sft" for d in recipe.distill.values()))
+        for t, cfg in recipe.teachers.items()
+    ]
+    sft_jobs.append((
+        "student_sft", recipe.sft.student, student_base_ref, student_cfg.dtype, student_init,
+        any(d.student == "sft" for d in recipe.distill.values()),
+    ))
+    for role, sft_cfg, base_ref, dtype, upstream, used in sft_jobs:
+        if not (sft_cfg.enabled and (used or role in wanted)):
             continue
 
         def sft_fn(out: Path, work: Path, _ref=base_ref, _cfg=sft_cfg, _dtype=dtype, _role=role) -> dict[str, Any]:
@@ -113,46 +114,53 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
 
         inputs = {"data": data, **({"student_init": upstream} if upstream else {})}
         config = {"model": base_ref if upstream is None else "student_init", "sft": sft_cfg.model_dump(mode="json")}
-        stage = run.stage(f"sft_{role}", config, sft_fn, inputs=inputs, log=log)
-        stages[f"sft_{role}"] = stage
-        models[f"{role}_sft"] = str(stage.out_dir / "model")
+        stage = run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log)
+        stages[stage.name] = stage
+        models[role], producers[role] = str(stage.out_dir / "model"), stage
 
-    # Distillation.
-    dcfg = recipe.distill
-    for role in ("teacher", "student"):
-        if getattr(dcfg, role) == "sft" and f"{role}_sft" not in models:
-            raise ValueError(f"distill.{role} is 'sft' but sft.{role}.enabled is false")
-    kd_teacher = models["teacher_sft" if dcfg.teacher == "sft" else "teacher"]
-    kd_student = models["student_sft" if dcfg.student == "sft" else "student_base"]
+    # Distillations, in recipe order (a later one may start from an earlier one's student).
+    for name, dcfg in recipe.distill.items():
+        teacher_role = f"teacher_sft.{dcfg.teacher}" if dcfg.teacher_state == "sft" else f"teacher.{dcfg.teacher}"
+        student_role = {"base": "student_base", "sft": "student_sft"}.get(dcfg.student, f"distilled.{dcfg.student}")
+        for role, what in ((teacher_role, "teacher_state"), (student_role, "student")):
+            if role not in models:
+                raise ValueError(f"distill.{name}.{what} needs {role}, but sft.{role.split('_')[0]}.enabled is false")
+        teacher_cfg = recipe.teachers[dcfg.teacher]
 
-    def distill_fn(out: Path, work: Path) -> dict[str, Any]:
-        result = run_vanilla_kd(
-            kd_teacher, kd_student, splits, data_cfg, dcfg, out / "model", work, device=device,
-            teacher_dtype=recipe.teacher.dtype, student_dtype=student_cfg.dtype, progress=progress,
-        )
-        return result.metrics()
+        def distill_fn(
+            out: Path, work: Path, _t=models[teacher_role], _s=models[student_role], _d=dcfg, _tc=teacher_cfg, _n=name,
+        ) -> dict[str, Any]:
+            result = run_distill(
+                _t, _s, splits, data_cfg, _d, out / "model", work, device=device, teacher_dtype=_tc.dtype,
+                student_dtype=student_cfg.dtype, progress=progress, desc=f"distill {_n}",
+            )
+            return result.metrics()
 
-    d_inputs = {"data": data}
-    d_inputs.update({k: v for k, v in stages.items()})
-    if student_init:
-        d_inputs["student_init"] = student_init
-    d_config = {"distill": dcfg.model_dump(mode="json"), "teacher": teacher_ref}
-    distill = run.stage("distill", d_config, distill_fn, inputs=d_inputs, log=log)
-    stages["distill"] = distill
-    models["student_distilled"] = str(distill.out_dir / "model")
+        d_inputs = {"data": data}
+        for role in (teacher_role, student_role):
+            if producers[role] is not None:
+                d_inputs[producers[role].name] = producers[role]
+        d_config = {
+            "distill": dcfg.model_dump(mode="json"), "teacher": models[teacher_role] if producers[teacher_role] is None
+            else teacher_role, "teacher_dtype": teacher_cfg.dtype, "student": student_role,
+        }
+        stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log)
+        stages[stage.name] = stage
+        models[f"distilled.{name}"], producers[f"distilled.{name}"] = str(stage.out_dir / "model"), stage
 
     # Evaluation of each model on the test split.
     ecfg = recipe.evaluate
+    roles = [r for r in recipe.roles() if r in models] if "all" in ecfg.models else list(ecfg.models)
     results: dict[str, dict[str, Any]] = {}
-    for role in ecfg.models:
+    for role in roles:
         if role not in models:
             log(f"[evaluate] skipping {role}: not produced by this recipe")
             continue
         ref = models[role]
+        dtype = recipe.teachers[role.split(".", 1)[1]].dtype if role.startswith("teacher") else student_cfg.dtype
 
-        def eval_fn(out: Path, _work: Path, _ref=ref, _role=role) -> dict[str, Any]:
-            dtype = DTYPES[recipe.teacher.dtype if _role.startswith("teacher") else student_cfg.dtype]
-            model, tok = load_model(_ref, dtype=dtype, device=device)
+        def eval_fn(out: Path, _work: Path, _ref=ref, _role=role, _dtype=dtype) -> dict[str, Any]:
+            model, tok = load_model(_ref, dtype=DTYPES[_dtype], device=device)
             summary = evaluate_model(
                 model, tok, splits["test"], out, template=data_cfg.prompt_template, max_length=data_cfg.max_length,
                 max_new_tokens=ecfg.max_new_tokens, metrics=ecfg.metrics, batch_size=ecfg.batch_size,
@@ -161,12 +169,11 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
             summary["params"] = sum(p.numel() for p in model.parameters())
             return summary
 
-        e_inputs = {"data": data, **{k: v for k, v in stages.items() if k in _producer(role)}}
-        if student_init and role.startswith("student"):
-            e_inputs["student_init"] = student_init
-        e_config = {"model": ref if role == "teacher" else role, "evaluate": ecfg.model_dump(mode="json")}
+        producer = producers[role]
+        e_inputs = {"data": data, **({producer.name: producer} if producer is not None else {})}
+        e_config = {"model": ref if producer is None else role, "dtype": dtype, "evaluate": ecfg.model_dump(mode="json")}
         stage = run.stage(f"evaluate_{role}", e_config, eval_fn, inputs=e_inputs, log=log)
-        results[role] = {"role": ROLES[role], "model": ref, **stage.metrics}
+        results[role] = {"role": role_label(role), "model": ref, **stage.metrics}
 
     return {
         "recipe": recipe.name,
@@ -179,12 +186,18 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
     }
 
 
-def _producer(role: str) -> tuple[str, ...]:
-    """Stages whose output a model role depends on (for evaluation stage keys)."""
+def _sft_stage_name(role: str) -> str:
+    """`teacher_sft.NAME` -> `sft_teacher.NAME`; `student_sft` -> `sft_student`."""
+    return "sft_" + role.replace("_sft", "")
+
+
+def role_label(role: str) -> str:
+    """A readable name for a model role, e.g. `distilled.dskd` -> `student distilled: dskd`."""
+    kind, _, name = role.partition(".")
     return {
-        "teacher": (),
-        "teacher_sft": ("sft_teacher",),
-        "student_base": (),
-        "student_sft": ("sft_student",),
-        "student_distilled": ("distill",),
-    }[role]
+        "teacher": f"teacher {name} (base)",
+        "teacher_sft": f"teacher {name} (SFT)",
+        "student_base": "student (base)",
+        "student_sft": "student (SFT)",
+        "distilled": f"student distilled: {name}",
+    }[kind]

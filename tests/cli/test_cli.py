@@ -45,6 +45,6 @@ def test_malformed_yaml_and_missing_data(tmp_path, capsys, tiny_recipe):
 
 
 def test_missing_model_path(tmp_path, capsys, tiny_recipe):
-    recipe = tiny_recipe(teacher={"path": str(tmp_path / "no-model")})
+    recipe = tiny_recipe(teachers={"tiny": {"path": str(tmp_path / "no-model")}})
     assert main(["recipe", str(recipe), "--out", str(tmp_path / "r"), "--no-progress"]) == 2
     assert "no-model" in capsys.readouterr().err

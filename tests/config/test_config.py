@@ -6,8 +6,9 @@ from distill2edge.config import Recipe, RecipeError, list_recipes, load_recipe, 
 
 BASE = """\
 name: t
-teacher:
-  path: some/teacher
+teachers:
+  t:
+    path: some/teacher
 student:
   init_from: some/teacher
   num_layers: 2
@@ -41,7 +42,7 @@ def test_defaults_follow_the_paper(tmp_path):
     assert (lora.r, lora.alpha, lora.dropout) == (256, 8.0, 0.1)
     es = r.sft.teacher.train.early_stopping
     assert (es.patience, es.min_delta) == (3, 0.01)
-    assert r.distill.loss.name == "forward_kl"
+    assert r.distill["distilled"].loss.name == "forward_kl" and r.distill["distilled"].teacher == "t"
 
 
 def test_unknown_key_names_field_and_line(tmp_path):
@@ -49,12 +50,12 @@ def test_unknown_key_names_field_and_line(tmp_path):
     with pytest.raises(RecipeError) as e:
         load_recipe(str(p))
     msg = str(e.value)
-    assert "sft.teacher.train.learning_rate" in msg and "unknown key" in msg and f"{p}:11" in msg
+    assert "sft.teacher.train.learning_rate" in msg and "unknown key" in msg and f"{p}:12" in msg
 
 
 def test_wrong_type_names_field_and_value(tmp_path):
     p = write(tmp_path, BASE.replace("lr: 0.001", "lr: fast"))
-    with pytest.raises(RecipeError, match=r"r.yaml:10: sft.teacher.train.lr: .*'fast'"):
+    with pytest.raises(RecipeError, match=r"r.yaml:11: sft.teacher.train.lr: .*'fast'"):
         load_recipe(str(p))
 
 
@@ -71,8 +72,8 @@ def test_unknown_recipe_lists_available():
 
 def test_set_overrides_parse_yaml_values(tmp_path):
     p = write(tmp_path, BASE)
-    r = load_recipe(str(p), ["sft.teacher.train.lr=5e-4", "distill.lora=null", "evaluate.metrics=[token_f1]"])
-    assert r.sft.teacher.train.lr == 5e-4 and r.distill.lora is None and r.evaluate.metrics == ["token_f1"]
+    r = load_recipe(str(p), ["sft.teacher.train.lr=5e-4", "distill.distilled.lora=null", "evaluate.metrics=[token_f1]"])
+    assert r.sft.teacher.train.lr == 5e-4 and r.distill["distilled"].lora is None and r.evaluate.metrics == ["token_f1"]
     with pytest.raises(RecipeError, match="distill.nonsense"):
         load_recipe(str(p), ["distill.nonsense=1"])
     with pytest.raises(RecipeError, match="key.path=value"):
@@ -89,7 +90,7 @@ def test_cross_field_rules(tmp_path):
     with pytest.raises(RecipeError, match="exactly one of student.path or student.init_from"):
         load_recipe(str(write(tmp_path, BASE.replace("  init_from: some/teacher\n", "  path: x\n  init_from: y\n"))))
     with pytest.raises(RecipeError, match="unknown KD loss 'kl2'"):
-        load_recipe(str(write(tmp_path, BASE)), ["distill.loss.name=kl2"])
+        load_recipe(str(write(tmp_path, BASE)), ["distill.distilled.loss.name=kl2"])
     with pytest.raises(RecipeError, match="validation \\+ test"):
         load_recipe(str(write(tmp_path, BASE)), ["data.split.validation=0.5", "data.split.test=0.5"])
 
@@ -101,3 +102,51 @@ def test_hash_ignores_description_and_is_stable(tmp_path):
     b2 = Recipe.model_validate({**a.model_dump(), "description": "other"})
     assert b2.config_hash() == a.config_hash()
     assert load_recipe(str(p), ["seed=1"]).config_hash() != a.config_hash()
+
+
+TWO = BASE.replace("""    path: some/teacher
+student:""", """    path: some/teacher
+  other:
+    path: other/teacher
+student:""") + """distill:
+  first:
+    teacher: t
+    train: &tr {lr: 0.001}
+  second:
+    teacher: other
+    algorithm: dskd
+    student: first
+    train: *tr
+"""
+
+
+def test_several_teachers_and_chained_distillations(tmp_path):
+    r = load_recipe(str(write(tmp_path, TWO)))
+    assert list(r.teachers) == ["t", "other"] and r.distill["second"].student == "first"
+    assert r.roles() == [
+        "teacher.t", "teacher.other", "teacher_sft.t", "teacher_sft.other", "student_base", "student_sft",
+        "distilled.first", "distilled.second",
+    ]
+    # An override through a YAML alias changes only the section it names.
+    r = load_recipe(str(write(tmp_path, TWO)), ["distill.second.train.lr=0.5"])
+    assert r.distill["first"].train.lr == 0.001 and r.distill["second"].train.lr == 0.5
+    # `*` reaches every distillation.
+    r = load_recipe(str(write(tmp_path, TWO)), ["distill.*.train.max_steps=3"])
+    assert [d.train.max_steps for d in r.distill.values()] == [3, 3]
+
+
+def test_cross_references_are_checked_with_lines(tmp_path):
+    p = write(tmp_path, TWO.replace("teacher: other", "teacher: nobody"))
+    with pytest.raises(RecipeError, match=r"r.yaml:2\d: distill.second.teacher: 'nobody' is not among teachers"):
+        load_recipe(str(p))
+    p = write(tmp_path, TWO.replace("student: first", "student: second"))
+    with pytest.raises(RecipeError, match="distill.second.student: 'second' must be base, sft or an earlier"):
+        load_recipe(str(p))
+    with pytest.raises(RecipeError, match="distill.first.teacher: name one of the teachers"):
+        load_recipe(str(write(tmp_path, TWO.replace("    teacher: t\n", ""))))
+    with pytest.raises(RecipeError, match="unknown distillation algorithm 'magic'.*vanilla, dskd"):
+        load_recipe(str(write(tmp_path, TWO)), ["distill.first.algorithm=magic"])
+    with pytest.raises(RecipeError, match="evaluate.models: unknown role 'teacher.x'"):
+        load_recipe(str(write(tmp_path, TWO)), ["evaluate.models=[teacher.x]"])
+    with pytest.raises(RecipeError, match=r"'\*' cannot be the last part"):
+        load_recipe(str(write(tmp_path, TWO)), ["distill.*=1"])

@@ -15,20 +15,20 @@ def test_tiny_pipeline_end_to_end_and_reuse(tmp_path, tiny_recipe):
     logs: list[str] = []
     metrics = run_recipe(recipe, out, progress=False, log=logs.append)
 
-    assert set(metrics["models"]) == {"teacher", "teacher_sft", "student_base", "student_sft", "student_distilled"}
+    assert set(metrics["models"]) == {"teacher.tiny", "teacher_sft.tiny", "student_base", "student_sft", "distilled.kd"}
     for m in metrics["models"].values():
         assert 0.0 <= m["token_f1"] <= 1.0 and m["n"] == len((out / "stages/data/test.jsonl").read_text().splitlines())
-    assert metrics["models"]["student_base"]["params"] < metrics["models"]["teacher"]["params"]
-    assert metrics["training"]["distill"]["steps"] == 2 and metrics["training"]["sft_teacher"]["trainable_params"] > 0
+    assert metrics["models"]["student_base"]["params"] < metrics["models"]["teacher.tiny"]["params"]
+    assert metrics["training"]["distill.kd"]["steps"] == 2 and metrics["training"]["sft_teacher.tiny"]["trainable_params"] > 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"
     assert all(s["status"] == "complete" for s in manifest["stages"].values())
     assert json.loads((out / "metrics.json").read_text())["models"].keys() == metrics["models"].keys()
     report = (out / "report.md").read_text()
-    assert "| student (distilled) |" in report and (out / "accuracy.png").stat().st_size > 0
-    preds = (out / "stages/evaluate_student_distilled/predictions.jsonl").read_text().splitlines()
+    assert "| student distilled: kd |" in report and (out / "accuracy.png").stat().st_size > 0
+    preds = (out / "stages/evaluate_distilled.kd/predictions.jsonl").read_text().splitlines()
     assert {"id", "prediction", "references", "latency_s"} <= set(json.loads(preds[0]))
-    assert (out / "stages/distill/model/config.json").exists()
+    assert (out / "stages/distill.kd/model/config.json").exists()
     assert not any(p.name.endswith((".tmp", ".work")) for p in (out / "stages").iterdir())
 
     logs.clear()
@@ -37,10 +37,10 @@ def test_tiny_pipeline_end_to_end_and_reuse(tmp_path, tiny_recipe):
 
     # A changed distillation setting re-runs distill and the evaluation that depends on it, nothing else.
     logs.clear()
-    changed = load_recipe(str(tiny_recipe()), ["distill.loss.name=reverse_kl"])
+    changed = load_recipe(str(tiny_recipe()), ["distill.kd.loss.name=reverse_kl"])
     run_recipe(changed, out, progress=False, log=logs.append)
     ran = {line.split("]")[0][1:] for line in logs if line.endswith("running")}
-    assert ran == {"distill", "evaluate_student_distilled"}
+    assert ran == {"distill.kd", "evaluate_distilled.kd"}
 
 
 def test_vanilla_kd_refuses_a_teacher_with_another_vocabulary(tmp_path, tiny_recipe, tiny_tokenizer_b_dir, capsys):
@@ -50,11 +50,46 @@ def test_vanilla_kd_refuses_a_teacher_with_another_vocabulary(tmp_path, tiny_rec
     teacher_dir = tmp_path / "other-vocab"
     LlamaForCausalLM(cfg).save_pretrained(teacher_dir)
     tok.save_pretrained(teacher_dir)
-    recipe = tiny_recipe(teacher={"path": str(teacher_dir)})
+    recipe = tiny_recipe(teachers={"tiny": {"path": str(teacher_dir)}})
     out = tmp_path / "run"
     assert main(["recipe", str(recipe), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "DSKD" in err and "vocabular" in err.lower()
     assert not (out / "metrics.json").exists() and not (out / "report.md").exists()
     assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
-    assert not (out / "stages/distill").exists()
+    assert not (out / "stages/distill.kd").exists()
+
+
+def test_dskd_from_two_teachers_and_a_chained_stage(tmp_path, tiny_recipe, tiny_llama_dir, tiny_teacher_b_dir):
+    """Vanilla KD and DSKD from the same-vocabulary teacher, DSKD (cross-model attention) from a teacher
+    with another vocabulary, and a second stage that starts from the first stage's student."""
+    train = {"epochs": 1, "batch_size": 4, "max_steps": 2, "checkpoint_every": 1, "lr": 1e-3}
+    recipe = load_recipe(str(tiny_recipe(
+        teachers={"same": {"path": str(tiny_llama_dir)}, "other": {"path": str(tiny_teacher_b_dir)}},
+        sft={"teacher": {"enabled": False}, "student": {"enabled": False}},
+        distill={
+            "vanilla": {"teacher": "same", "teacher_state": "base", "student": "base", "train": train},
+            "dskd": {"teacher": "same", "teacher_state": "base", "student": "base", "algorithm": "dskd", "train": train},
+            "cma": {"teacher": "other", "teacher_state": "base", "student": "base", "algorithm": "dskd", "train": train},
+            "then": {"teacher": "other", "teacher_state": "base", "student": "vanilla", "algorithm": "dskd_cma",
+                     "train": train},
+        },
+    )))
+    out = tmp_path / "run"
+    metrics = run_recipe(recipe, out, progress=False, log=lambda _: None)
+    assert list(metrics["models"]) == [
+        "teacher.same", "teacher.other", "student_base", "distilled.vanilla", "distilled.dskd", "distilled.cma",
+        "distilled.then",
+    ]
+    t = metrics["training"]
+    assert "dskd_variant" not in t["distill.vanilla"]
+    assert t["distill.dskd"]["dskd_variant"].startswith("dual space")
+    assert t["distill.cma"]["dskd_variant"] == "cross-model attention"
+    assert t["distill.then"]["dskd_variant"] == "cross-model attention"
+    for name in ("dskd", "cma", "then"):
+        assert t[f"distill.{name}"]["steps"] == 2 and t[f"distill.{name}"]["projector_params"] > 0
+        assert t[f"distill.{name}"]["first_t2s_ce"] > 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert "distill.vanilla" in manifest["stages"]["distill.then"]["inputs"]
+    report = (out / "report.md").read_text()
+    assert "| cma | dskd | other (base) | base |" in report and "| student distilled: then |" in report

@@ -65,8 +65,11 @@ def test_loss_decreases_and_best_weights_are_restored(tmp_path):
     assert train_losses[-1] < train_losses[0] * 0.8
     vals = [h["val_loss"] for h in r.history if "val_loss" in h]
     assert len(vals) == 8 and r.best_val_loss == min(vals)
+    from distill2edge.data.tokenize import collate
     from distill2edge.train.loop import evaluate_loss
-    assert evaluate_loss(m, sft_objective, data(4, 1), 4, 0, torch.device("cpu"), "fp32") == pytest.approx(min(vals), abs=1e-5)
+
+    pad0 = lambda feats: collate(feats, 0)  # noqa: E731
+    assert evaluate_loss(m, sft_objective, data(4, 1), 4, pad0, torch.device("cpu"), "fp32") == pytest.approx(min(vals), abs=1e-5)
 
 
 def test_early_stopping(tmp_path):

@@ -87,3 +87,20 @@ def collate(
             batch["labels"].append(padded(f["labels"], IGNORE_INDEX))
     out = {k: torch.tensor(v, dtype=torch.long) for k, v in batch.items() if v}
     return out
+
+
+TEACHER_PREFIX = "teacher_"
+"""Feature keys of the teacher's own tokenization of a sample (DSKD across vocabularies)."""
+
+
+def collate_pair(
+    features: Sequence[dict[str, list[int]]], pad_id: int, teacher_pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Collate samples tokenized twice: the student's keys as `collate`, the teacher's prefixed
+    `teacher_` (teacher_input_ids, teacher_attention_mask, teacher_labels), each padded on its own."""
+    student = collate([{k: v for k, v in f.items() if not k.startswith(TEACHER_PREFIX)} for f in features], pad_id)
+    teacher = collate(
+        [{k[len(TEACHER_PREFIX):]: v for k, v in f.items() if k.startswith(TEACHER_PREFIX)} for f in features],
+        teacher_pad_id,
+    )
+    return {**student, **{TEACHER_PREFIX + k: v for k, v in teacher.items()}}

@@ -30,18 +30,31 @@ def results_table(models: dict[str, dict[str, Any]], metric_names: list[str]) ->
     return "\n".join(rows)
 
 
-def kept_fraction(models: dict[str, dict[str, Any]], metric: str) -> str | None:
-    """How much of the (SFT, else base) teacher's score the distilled student keeps."""
-    teacher = models.get("teacher_sft") or models.get("teacher")
-    student = models.get("student_distilled")
-    if not teacher or not student or not teacher.get(metric):
+def kept_fraction(models: dict[str, dict[str, Any]], metric: str, distilled: str, teacher: str) -> str | None:
+    """How much of its teacher's score (SFT version if evaluated, else base) a distilled student keeps."""
+    t = models.get(f"teacher_sft.{teacher}") or models.get(f"teacher.{teacher}")
+    s = models.get(f"distilled.{distilled}")
+    if not t or not s or not t.get(metric):
         return None
     return (
-        f"The distilled student keeps {100 * student[metric] / teacher[metric]:.0f}% of the "
-        f"{teacher['role']}'s {_METRIC_LABELS.get(metric, metric)} with "
-        f"{100 * student['params'] / teacher['params']:.0f}% of its parameters, answering "
-        f"{teacher['latency_ms'] / max(student['latency_ms'], 1e-9):.1f}x as fast (torch, same machine, same run)."
+        f"`{distilled}` keeps {100 * s[metric] / t[metric]:.0f}% of the {t['role']}'s "
+        f"{_METRIC_LABELS.get(metric, metric)} with {100 * s['params'] / t['params']:.0f}% of its parameters, "
+        f"answering {t['latency_ms'] / max(s['latency_ms'], 1e-9):.1f}x as fast (torch, same machine, same run)."
     )
+
+
+def _setup_lines(recipe: Recipe) -> list[str]:
+    student = recipe.student
+    lines = ["Teachers: " + ", ".join(f"`{n}` = `{t.path}`" for n, t in recipe.teachers.items()) + ". Student: " + (
+        f"`{student.path}`." if student.path else
+        f"`{student.init_from}` cut to {student.num_layers or len(student.layers or [])} layers."
+    ), "", "| Distillation | Algorithm | Teacher | From student | Loss | alpha | T |", "|---|---|---|---|---|---|---|"]
+    for name, d in recipe.distill.items():
+        lines.append(
+            f"| {name} | {d.algorithm} | {d.teacher} ({d.teacher_state}) | {d.student} | {d.loss.name} | "
+            f"{d.loss.alpha} | {d.loss.temperature} |"
+        )
+    return lines
 
 
 def plot_results(models: dict[str, dict[str, Any]], metric_names: list[str], path: Path) -> None:
@@ -112,23 +125,17 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
         f"Data: `{recipe.data.source}` — {d.get('train_questions')} training / {d.get('validation_questions')} "
         f"validation / {d.get('test_questions')} test questions, split by context "
         f"({d.get('train_contexts')}/{d.get('validation_contexts')}/{d.get('test_contexts')} contexts).",
-        f"Teacher: `{recipe.teacher.path}`. Student: "
-        + (f"`{recipe.student.path}`" if recipe.student.path else
-           f"`{recipe.student.init_from}` cut to {recipe.student.num_layers or len(recipe.student.layers or [])} layers")
-        + f". Distillation: {recipe.distill.algorithm} KD, {recipe.distill.loss.name}, "
-        f"alpha {recipe.distill.loss.alpha}, T {recipe.distill.loss.temperature}, "
-        f"from the {recipe.distill.teacher} teacher into the {recipe.distill.student} student.",
+        *_setup_lines(recipe),
         "",
         "## Results on the test split",
         "",
         results_table(models, names),
         "",
     ]
-    for m in ("token_f1", "rouge_l"):
-        sentence = kept_fraction(models, m) if m in names else None
-        if sentence:
-            lines += [sentence, ""]
-            break
+    metric = next((m for m in ("token_f1", "rouge_l", *names) if m in names), None)
+    sentences = [kept_fraction(models, metric, n, d.teacher) for n, d in recipe.distill.items()] if metric else []
+    lines += [f"- {s}" for s in sentences if s]
+    lines += [""] if any(sentences) else []
     lines += ["![accuracy](accuracy.png)", "", "## Training", "", "| Stage | Steps | First loss | Last loss | "
               "Best val loss | Trainable params | Seconds |", "|---|---|---|---|---|---|---|"]
     for stage, t in metrics["training"].items():

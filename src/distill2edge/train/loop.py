@@ -32,6 +32,7 @@ from distill2edge.config import TrainConfig
 from distill2edge.data.tokenize import collate
 
 Objective = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+Collate = Callable[[Sequence[dict[str, list[int]]]], dict[str, torch.Tensor]]
 
 
 class NonFiniteLossError(RuntimeError):
@@ -125,14 +126,14 @@ def _recover_dir(target: Path) -> None:
 @torch.no_grad()
 def evaluate_loss(
     model: nn.Module, objective: Objective, data: Sequence[dict[str, list[int]]], batch_size: int,
-    pad_id: int, device: torch.device, precision: str,
+    collate_fn: Collate, device: torch.device, precision: str,
 ) -> float:
     """Mean objective loss over `data`, weighted by batch size."""
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(data), batch_size):
-        batch = {k: v.to(device) for k, v in collate(data[i : i + batch_size], pad_id).items()}
+        batch = {k: v.to(device) for k, v in collate_fn(data[i : i + batch_size]).items()}
         with autocast_context(precision, device):
             loss = objective(model, batch)["loss"]
         n = batch["input_ids"].shape[0]
@@ -155,13 +156,23 @@ def train(
     progress: bool = True,
     desc: str = "train",
     stop_after_step: int | None = None,
+    aux: nn.Module | None = None,
+    aux_lr: float | None = None,
+    collate_fn: Collate | None = None,
 ) -> TrainResult:
     """Train the parameters of `model` that require grad; resume from `work_dir/checkpoint` if present.
 
     At the end the best validated weights (if any validation ran) are loaded back into `model`.
+    `aux` holds extra trainable modules the objective uses (e.g. DSKD projectors), optimised with
+    `aux_lr` (default `cfg.lr`) and checkpointed with the model. `collate_fn` pads a list of
+    features into a batch (default: `collate` with `pad_id`).
     `stop_after_step` raises after that many optimizer steps, standing in for a kill in tests.
     """
     device = torch.device(device)
+    if collate_fn is None:
+        def collate_fn(features: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+            return collate(features, pad_id)
+    tracked = nn.ModuleDict({"model": model, **({"aux": aux} if aux is not None else {})})
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir, best_dir = work_dir / "checkpoint", work_dir / "best"
     _recover_dir(ckpt_dir)
@@ -172,7 +183,12 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": params, "lr": cfg.lr}]
+    if aux is not None:
+        aux.to(device)
+        groups.append({"params": [p for p in aux.parameters() if p.requires_grad], "lr": aux_lr or cfg.lr})
+        params = params + groups[1]["params"]
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     micro_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
     total_steps = steps_per_epoch * cfg.epochs
@@ -190,7 +206,7 @@ def train(
     }
     if (ckpt_dir / "state.json").exists():
         state = json.loads((ckpt_dir / "state.json").read_text())
-        _load_trainable(model, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
+        _load_trainable(tracked, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
         optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(ckpt_dir / "scheduler.pt", weights_only=True))
         _set_rng_state(torch.load(ckpt_dir / "rng.pt", weights_only=False))
@@ -201,7 +217,7 @@ def train(
 
     def save_checkpoint() -> None:
         def write(tmp: Path) -> None:
-            torch.save(_trainable_state(model), tmp / "trainable.pt")
+            torch.save(_trainable_state(tracked), tmp / "trainable.pt")
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             torch.save(_rng_state(), tmp / "rng.pt")
@@ -213,20 +229,20 @@ def train(
         """Run validation, update early stopping; True when training should stop."""
         if not val_data:
             return False
-        val = evaluate_loss(model, objective, val_data, cfg.batch_size, pad_id, device, cfg.precision)
+        val = evaluate_loss(model, objective, val_data, cfg.batch_size, collate_fn, device, cfg.precision)
         state["history"].append({"step": state["step"], "val_loss": val})
         es = cfg.early_stopping
         best = state["best_val"]
         if best is None or val < best - (es.min_delta if es else 0.0):
             state["best_val"], state["bad_evals"] = val, 0
-            atomic_save_dir(best_dir, lambda tmp: torch.save(_trainable_state(model), tmp / "trainable.pt"))
+            atomic_save_dir(best_dir, lambda tmp: torch.save(_trainable_state(tracked), tmp / "trainable.pt"))
         else:
             state["bad_evals"] += 1
         return es is not None and state["bad_evals"] >= es.patience
 
     start = time.perf_counter()
     model.to(device)
-    model.train()
+    tracked.train()
     bar = tqdm(total=total_steps, initial=state["step"], desc=desc, disable=not progress, dynamic_ncols=True)
     done = state["step"] >= total_steps or state["stopped_early"]
     while not done and state["epoch"] < cfg.epochs:
@@ -238,7 +254,7 @@ def train(
             logs: dict[str, float] = {}
             for m in group:
                 idx = order[m * cfg.batch_size : (m + 1) * cfg.batch_size].tolist()
-                batch = {k: v.to(device) for k, v in collate([train_data[i] for i in idx], pad_id).items()}
+                batch = {k: v.to(device) for k, v in collate_fn([train_data[i] for i in idx]).items()}
                 with autocast_context(cfg.precision, device):
                     out = objective(model, batch)
                 loss = out["loss"]
@@ -291,8 +307,8 @@ def train(
                 break
     bar.close()
     if state["best_val"] is not None and (best_dir / "trainable.pt").exists():
-        _load_trainable(model, torch.load(best_dir / "trainable.pt", weights_only=True))
-    model.eval()
+        _load_trainable(tracked, torch.load(best_dir / "trainable.pt", weights_only=True))
+    tracked.eval()
     return TrainResult(
         steps=state["step"], epochs_completed=state["epochs_completed"], best_val_loss=state["best_val"],
         stopped_early=state["stopped_early"], wall_time_s=time.perf_counter() - start, history=state["history"],

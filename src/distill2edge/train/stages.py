@@ -1,4 +1,4 @@
-"""Training stages as plain functions: SFT (LoRA or full) and vanilla KD.
+"""Training stages as plain functions: SFT (LoRA or full) and distillation (any registered algorithm).
 
 Each takes model folders and examples, trains with `loop.train`, and saves a plain Hugging Face model
 folder (LoRA adapters merged) to `out_dir`. `work_dir` holds checkpoints, so calling the same stage
@@ -8,7 +8,8 @@ again after a kill resumes where it stopped.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,13 +18,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.config import DataConfig, DistillConfig, SFTStageConfig, TrainConfig
 from distill2edge.data.qa import QAExample
-from distill2edge.data.tokenize import encode_for_training
-from distill2edge.models import DTYPES, check_same_vocabulary, load_model
+from distill2edge.data.tokenize import TEACHER_PREFIX, collate_pair, encode_for_training
+from distill2edge.models import DTYPES, load_model
+from distill2edge.train.algorithms import build_algorithm
 from distill2edge.train.lora import apply_lora, merge_lora
 from distill2edge.train.loop import Objective, TrainResult, train
-from distill2edge.train.objectives import VanillaKD, sft_objective
-
-
+from distill2edge.train.objectives import sft_objective
 
 @dataclass
 class StageOutput:
@@ -31,9 +31,13 @@ class StageOutput:
     result: TrainResult
     trainable_params: int
     total_params: int
+    info: dict[str, Any] = field(default_factory=dict)
 
     def metrics(self) -> dict[str, Any]:
         losses = [h["loss"] for h in self.result.history if "loss" in h]
+        steps = [h for h in self.result.history if "loss" in h]
+        parts = [k for k in (steps[0] if steps else {}) if k not in ("step", "lr", "loss")]
+        curves = {f"{edge}_{k}": steps[i][k] for k in parts for edge, i in (("first", 0), ("last", -1))}
         return {
             "steps": self.result.steps,
             "epochs_completed": self.result.epochs_completed,
@@ -44,6 +48,8 @@ class StageOutput:
             "trainable_params": self.trainable_params,
             "total_params": self.total_params,
             "train_seconds": round(self.result.wall_time_s, 2),
+            **curves,
+            **self.info,
         }
 
 
@@ -91,20 +97,38 @@ def run_sft(
     return StageOutput(out_dir, result, trainable, total)
 
 
-def run_vanilla_kd(
+def run_distill(
     teacher_ref: str, student_ref: str, splits: dict[str, list[QAExample]], data: DataConfig,
     cfg: DistillConfig, out_dir: Path, work_dir: Path, *, device: torch.device,
-    teacher_dtype: str = "float32", student_dtype: str = "float32", progress: bool = True,
+    teacher_dtype: str = "float32", student_dtype: str = "float32", progress: bool = True, desc: str = "distill",
 ) -> StageOutput:
-    """Vanilla KD: teacher and student must share a vocabulary (padding rows aside)."""
+    """Distil `teacher_ref` into `student_ref` with the algorithm `cfg.algorithm` names.
+
+    Vanilla KD needs one vocabulary (padding rows aside) and refuses others; DSKD tokenizes every
+    sample with both tokenizers when the vocabularies differ.
+    """
     teacher, t_tok = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=device)
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
-    align = check_same_vocabulary(t_tok, s_tok, teacher.config, student.config)
     teacher.requires_grad_(False).eval()
     model = apply_lora(student, cfg.lora)
+    setup = build_algorithm(cfg.algorithm, teacher, model, t_tok, s_tok, cfg)
     trainable, total = _count(model)
-    objective = VanillaKD(teacher=teacher, loss=cfg.loss, vocab_size=align.shared_size)
-    result = _run(model, objective, s_tok, splits, data, cfg.train, work_dir, device, "distill", progress)
+    train_data, val_data = encode_all(s_tok, splits["train"], data), encode_all(s_tok, splits.get("validation", []), data)
+    collate_fn = None
+    if setup.teacher_tokenizer is not None:
+        t_tok2 = setup.teacher_tokenizer
+        train_data = _with_teacher(train_data, encode_all(t_tok2, splits["train"], data))
+        val_data = _with_teacher(val_data, encode_all(t_tok2, splits.get("validation", []), data))
+        t_pad = t_tok2.pad_token_id if t_tok2.pad_token_id is not None else 0
+        collate_fn = partial(collate_pair, pad_id=s_tok.pad_token_id, teacher_pad_id=t_pad)
+    result = train(
+        model, setup.objective, train_data, val_data, cfg.train, work_dir, pad_id=s_tok.pad_token_id,
+        device=device, progress=progress, desc=desc, aux=setup.aux, aux_lr=setup.aux_lr, collate_fn=collate_fn,
+    )
     merged = merge_lora(model)
     _save(merged, s_tok, out_dir, result)
-    return StageOutput(out_dir, result, trainable, total)
+    return StageOutput(out_dir, result, trainable, total, info=setup.info)
+
+
+def _with_teacher(student: list[dict[str, list[int]]], teacher: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:
+    return [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(student, teacher)]

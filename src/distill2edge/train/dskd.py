@@ -1,0 +1,88 @@
+"""The DSKD objective for the training loop: runs both models on a batch and applies `losses.dskd`.
+
+With one vocabulary the same token ids feed teacher and student (dual-space KD). With two, every
+sample carries the teacher's own tokenization under `teacher_*` keys (see `data.tokenize.collate_pair`)
+and cross-model attention aligns the two sets of answer positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from distill2edge.config import KDLossConfig
+from distill2edge.data.tokenize import IGNORE_INDEX, TEACHER_PREFIX
+from distill2edge.losses.dskd import DSKDProjectors, LMHead, cma_kd, dual_space_kd
+from distill2edge.train.objectives import answer_positions, masked_ce
+
+
+def _pair_embeddings(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """[E(x_t); E(y_t)] at the given positions: inputs, targets [B, M] -> [B, M, 2 d] (no gradient)."""
+    emb = model.get_input_embeddings()
+    with torch.no_grad():
+        y = targets.masked_fill(targets == IGNORE_INDEX, pad_id)
+        return torch.cat([emb(inputs), emb(y)], dim=-1)
+
+
+@dataclass
+class DSKDObjective:
+    """(1 - alpha) * CE(student, gold) + alpha * L_kd, L_kd as in `losses.dskd` (both spaces + projector CE).
+
+    `cma` selects cross-model attention (needed when the vocabularies differ). The teacher is frozen;
+    `projectors` train with their own learning rate through the loop's `aux` argument.
+    """
+
+    teacher: nn.Module
+    projectors: DSKDProjectors
+    loss: KDLossConfig
+    cma: bool
+    student_pad_id: int
+    teacher_pad_id: int
+    chunk_tokens: int = 256
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        keep, targets = answer_positions(batch["labels"])  # keep [K], targets [B, K]
+        out = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+            output_hidden_states=True, logits_to_keep=keep,
+        )
+        s_logits = out.logits  # [B, K, V_s]
+        s_hidden = out.hidden_states[-1][:, keep]  # [B, K, d_s]; the last entry is after the final norm
+        ce = masked_ce(s_logits, targets)
+
+        prefix = TEACHER_PREFIX if self.cma else ""
+        if self.cma and TEACHER_PREFIX + "input_ids" not in batch:
+            raise ValueError("DSKD with cross-model attention needs batches with the teacher's tokenization")
+        t_keep, t_targets = answer_positions(batch[prefix + "labels"]) if self.cma else (keep, targets)
+        with torch.no_grad():
+            self.teacher.eval()
+            t_out = self.teacher(
+                input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
+                output_hidden_states=True, logits_to_keep=1,
+            )
+            t_hidden = t_out.hidden_states[-1][:, t_keep]  # [B, Kt, d_t]
+
+        opts = dict(
+            name=self.loss.name, temperature=self.loss.temperature, chunk_tokens=self.chunk_tokens,
+            skew_lambda=self.loss.skew_lambda,
+        )
+        s_head, t_head = LMHead.of(model), LMHead.of(self.teacher)
+        if self.cma:
+            s_embeds = _pair_embeddings(model, batch["input_ids"][:, keep], targets, self.student_pad_id)
+            t_embeds = _pair_embeddings(
+                self.teacher, batch[prefix + "input_ids"][:, t_keep], t_targets, self.teacher_pad_id
+            )
+            terms = cma_kd(
+                s_embeds, s_hidden, s_logits, targets, t_embeds, t_hidden, t_targets != IGNORE_INDEX,
+                s_head, t_head, self.projectors, **opts,
+            )
+        else:
+            mask = targets != IGNORE_INDEX
+            terms = dual_space_kd(
+                s_hidden[mask], s_logits[mask], t_hidden[mask], targets[mask], s_head, t_head, self.projectors, **opts
+            )
+        a = self.loss.alpha
+        kd = terms.pop("kd")
+        return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach(), **terms}
