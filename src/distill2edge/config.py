@@ -40,7 +40,7 @@ class SplitConfig(Strict):
     """Seed of the context shuffle; independent of the training seed so splits stay fixed."""
 
     @model_validator(mode="after")
-    def _fractions(self) -> "SplitConfig":
+    def _fractions(self) -> SplitConfig:
         if self.validation + self.test >= 1.0:
             raise ValueError("validation + test must leave some contexts for training")
         return self
@@ -93,7 +93,7 @@ class StudentConfig(Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     @model_validator(mode="after")
-    def _one_source(self) -> "StudentConfig":
+    def _one_source(self) -> StudentConfig:
         if (self.path is None) == (self.init_from is None):
             raise ValueError("set exactly one of student.path or student.init_from")
         if self.init_from is not None and (self.num_layers is None) == (self.layers is None):
@@ -220,7 +220,7 @@ class EvaluateConfig(Strict):
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-_NAMED_FIELD = re.compile(r"^Value error, ([A-Za-z0-9_.-]+): (.*)$", re.S)
+_NAMED_FIELD = re.compile(r"^Value error, ([A-Za-z0-9_.-]+): (.*)$", re.DOTALL)
 
 
 class Recipe(Strict):
@@ -241,7 +241,7 @@ class Recipe(Strict):
     """Overrides (dotted key -> value, `*` matches every key of a section) applied by `--quick`."""
 
     @model_validator(mode="after")
-    def _references(self) -> "Recipe":
+    def _references(self) -> Recipe:
         for what, names in (("teachers", self.teachers), ("distill", self.distill)):
             for n in names:
                 if not _NAME.match(n):

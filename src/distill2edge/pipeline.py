@@ -7,8 +7,9 @@ run is complete (exit 0) only when `metrics.json` and `report.md` are written.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

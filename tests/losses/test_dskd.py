@@ -231,7 +231,7 @@ def test_chunked_equals_unchunked_values_and_gradients() -> None:
 
 
 def test_head_helpers_against_direct_computation() -> None:
-    head_s, head_t = _heads()
+    _head_s, head_t = _heads()
     torch.manual_seed(3)
     h = torch.randn(10, DT, dtype=torch.float64)
     y = torch.randint(0, VT, (10,))

@@ -88,7 +88,7 @@ def _train(student, teacher, s_tok, t_tok, feats, work: Path, stop_after=None, s
 def test_dskd_cma_losses_decrease(pair, tmp_path: Path) -> None:
     student, s_tok, teacher, t_tok, examples = pair
     feats = _features(s_tok, t_tok, examples[:4])
-    result, setup = _train(student, teacher, s_tok, t_tok, feats, tmp_path / "w", steps=8)
+    result, _setup = _train(student, teacher, s_tok, t_tok, feats, tmp_path / "w", steps=8)
     rows = [h for h in result.history if "loss" in h]
     assert len(rows) == 8
     for key in ("loss", "ce", "kd", "t2s_ce", "kd_teacher_space"):

@@ -1,7 +1,8 @@
 """Answer questions with a causal LM (greedy) and score the answers per question.
 
-Outputs of `evaluate_model`: `predictions.jsonl` (id, question, reference, prediction, latency) and
-`scores.csv` (question x metric) in `out_dir`, plus the summary it returns.
+Outputs of `evaluate_model`: `predictions.jsonl` (id, prompt, question, reference(s), prediction,
+latency) and `scores.csv` (question x metric) in `out_dir`, plus the summary it returns (metric means,
+latency, and for Oracle-LLM metrics the judge that scored them).
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -18,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.data.qa import QAExample
 from distill2edge.data.tokenize import collate, encode_for_generation
-from distill2edge.evaluate.metrics import score_predictions, summarize
+from distill2edge.evaluate.metrics import summarize
 
 
 def clean_answer(text: str) -> str:
@@ -32,7 +34,11 @@ def generate_answers(
     max_length: int, max_new_tokens: int, batch_size: int = 8, device: torch.device | str = "cpu",
     progress: bool = True, desc: str = "generate",
 ) -> list[dict[str, Any]]:
-    """Greedy answers, batched with left padding. Latency is per batch, divided by its size."""
+    """Greedy answers, batched with left padding. Latency is per batch, divided by its size.
+
+    Each result holds the prompt as the model saw it (context possibly cut), the raw continuation, the
+    cleaned prediction, the prompt length in tokens and the latency in seconds.
+    """
     model.eval()
     prompts = [encode_for_generation(tok, ex, template, max_length, max_new_tokens) for ex in examples]
     # Sorting by length keeps padding small; results are put back in the input order.
@@ -52,35 +58,68 @@ def generate_answers(
         for row, i in enumerate(idx):
             text = tok.decode(new_tokens[row], skip_special_tokens=True)
             results[i] = {
-                "raw": text, "prediction": clean_answer(text), "prompt_tokens": len(prompts[i]),
-                "latency_s": elapsed / len(idx),
+                "prompt": tok.decode(prompts[i], skip_special_tokens=True), "raw": text,
+                "prediction": clean_answer(text), "prompt_tokens": len(prompts[i]), "latency_s": elapsed / len(idx),
             }
     return [results[i] for i in range(len(examples))]
+
+
+def write_scores_csv(path: Path, ids: Sequence[str], scores: dict[str, list[float]]) -> None:
+    """`scores.csv`: one row per question (id first), one column per metric, 6 decimals."""
+    names = list(scores)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["id", *names])
+        for i, qid in enumerate(ids):
+            writer.writerow([qid, *(f"{scores[m][i]:.6f}" for m in names)])
+
+
+def read_scores_csv(path: Path) -> tuple[list[str], dict[str, list[float]]]:
+    """(question ids, {metric: per-question scores}) from a `scores.csv`; ValueError naming the file."""
+    with path.open(newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    if not rows or not rows[0] or rows[0][0] != "id":
+        raise ValueError(f"{path}: not a scores.csv (first column must be 'id')")
+    names = rows[0][1:]
+    try:
+        values = [[float(v) for v in row[1:]] for row in rows[1:]]
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return [row[0] for row in rows[1:]], {m: [v[j] for v in values] for j, m in enumerate(names)}
 
 
 def evaluate_model(
     model: PreTrainedModel, tok: PreTrainedTokenizerBase, examples: Sequence[QAExample], out_dir: Path, *,
     template: str, max_length: int, max_new_tokens: int, metrics: Sequence[str], batch_size: int = 8,
-    device: torch.device | str = "cpu", progress: bool = True, desc: str = "evaluate",
-) -> dict[str, float]:
-    """Generate, score, and write predictions.jsonl and scores.csv. Returns metric means (and latency)."""
+    device: torch.device | str = "cpu", progress: bool = True, desc: str = "evaluate", judge: Any = None,
+    metric_batch_size: int = 32,
+) -> dict[str, Any]:
+    """Generate, score, and write predictions.jsonl and scores.csv. Returns metric means (and latency).
+
+    `metrics` may name groups ("ngram", "paper", "all", ...). Oracle-LLM metrics use `judge` (the
+    default judge when None); the summary then names it under "judge".
+    """
+    from distill2edge.evaluate.registry import EvalRecord, ScoringContext, metric_group, score_records
+
     gens = generate_answers(
         model, tok, examples, template=template, max_length=max_length, max_new_tokens=max_new_tokens,
         batch_size=batch_size, device=device, progress=progress, desc=desc,
     )
-    preds = [g["prediction"] for g in gens]
-    scores = score_predictions(preds, [list(ex.answers) for ex in examples], metrics)
+    records = [EvalRecord(g["prediction"], tuple(ex.answers), ex.question, ex.context) for ex, g in zip(examples, gens)]
+    ctx = ScoringContext(judge=judge, batch_size=metric_batch_size, device=str(device), progress=progress)
+    scores = score_records(records, metrics, context=ctx)
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "predictions.jsonl").open("w", encoding="utf-8") as fh:
         for ex, g in zip(examples, gens):
-            rec = {"id": ex.id, "question": ex.question, "references": list(ex.answers), **g}
+            rec = {"id": ex.id, "question": ex.question, "reference": ex.answers[0] if ex.answers else "",
+                   "references": list(ex.answers), **g}
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    with (out_dir / "scores.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["id", *metrics])
-        for i, ex in enumerate(examples):
-            writer.writerow([ex.id, *(f"{scores[m][i]:.6f}" for m in metrics)])
-    summary = summarize(scores)
+    write_scores_csv(out_dir / "scores.csv", [ex.id for ex in examples], scores)
+    summary: dict[str, Any] = dict(summarize(scores))
     summary["latency_ms"] = 1000 * sum(g["latency_s"] for g in gens) / len(gens)
     summary["n"] = len(examples)
+    if any(metric_group(m) == "llm" for m in scores):
+        summary["judge"] = ctx.judge.name
+        summary["judge_unparsed"] = ctx.judge.stats.get("unparsed", 0)
+    summary["metric_time_s"] = {m: round(t, 3) for m, t in ctx.timings.items()}
     return summary

@@ -1,10 +1,13 @@
-"""Extractive-QA metrics: SQuAD exact match and token F1, and ROUGE-L.
+"""Pairwise metrics: SQuAD exact match and token F1, and ROUGE-L; the entry point `score_predictions`.
 
-Every metric maps one (prediction, reference) pair of strings to a float in [0, 1]. EM and F1 compare
-answers after SQuAD normalisation (lowercase, no punctuation, no articles, single spaces), so "The Cat
-sat." and "cat sat" match. Metrics live in a registry keyed by name so that a recipe lists them by
-string (`evaluate.metrics`); `score_predictions` scores a whole set, taking the best of several
-acceptable references per question as SQuAD does, and `summarize` averages the per-question scores.
+A pairwise metric maps one (prediction, reference) pair of strings to a float in [0, 1]. EM and F1
+compare answers after SQuAD normalisation (lowercase, no punctuation, no articles, single spaces), so
+"The Cat sat." and "cat sat" match. Metrics live in a registry keyed by name, with a group ("qa",
+"ngram", ...), so that a recipe lists them by string (`evaluate.metrics`). Metrics that need a batch,
+the question, the context or a judge (embedding, BERTScore, Oracle-LLM) live in
+`distill2edge.evaluate.registry`; `score_predictions` scores a whole set through both registries,
+taking the best of several acceptable references per question as SQuAD does, and `summarize`
+averages the per-question scores.
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ import math
 import re
 import string
 from collections import Counter
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 MetricFn = Callable[[str, str], float]
 """`(prediction, reference) -> score in [0, 1]`."""
 
 METRICS: dict[str, MetricFn] = {}
-"""Registered metrics by name, in registration order."""
+"""Registered pairwise metrics by name, in registration order."""
+
+METRIC_GROUPS: dict[str, str] = {}
+"""Group of each pairwise metric ("qa", "ngram", or "custom" when not given)."""
 
 DEFAULT_METRICS: tuple[str, ...] = ("exact_match", "token_f1", "rouge_l")
 
@@ -28,13 +35,14 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
 
 
-def register_metric(name: str) -> Callable[[MetricFn], MetricFn]:
-    """Decorator adding a metric to `METRICS` under `name`; a name can be registered only once."""
+def register_metric(name: str, group: str = "custom") -> Callable[[MetricFn], MetricFn]:
+    """Decorator adding a metric to `METRICS` under `name` (in `group`); a name can be registered once."""
 
     def add(fn: MetricFn) -> MetricFn:
         if name in METRICS:
             raise ValueError(f"metric {name!r} is already registered")
         METRICS[name] = fn
+        METRIC_GROUPS[name] = group
         return fn
 
     return add
@@ -56,13 +64,13 @@ def normalize_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-@register_metric("exact_match")
+@register_metric("exact_match", group="qa")
 def exact_match(prediction: str, reference: str) -> float:
     """1.0 if the normalised strings are equal, else 0.0."""
     return float(normalize_answer(prediction) == normalize_answer(reference))
 
 
-@register_metric("token_f1")
+@register_metric("token_f1", group="qa")
 def token_f1(prediction: str, reference: str) -> float:
     """SQuAD token F1: harmonic mean of precision and recall of the normalised tokens (as multisets).
 
@@ -88,7 +96,7 @@ def _rouge_l_scorer() -> Any:
     return RougeScorer(["rougeL"], use_stemmer=True)
 
 
-@register_metric("rouge_l")
+@register_metric("rouge_l", group="ngram")
 def rouge_l(prediction: str, reference: str) -> float:
     """ROUGE-L F-measure (longest common subsequence of stemmed tokens) from the `rouge-score` package.
 
@@ -102,26 +110,40 @@ def score_predictions(
     predictions: Sequence[str],
     references: Sequence[str | Sequence[str]],
     metrics: Sequence[str] = DEFAULT_METRICS,
+    *,
+    questions: Sequence[str] | None = None,
+    contexts: Sequence[str] | None = None,
+    judge: Any = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: bool = False,
 ) -> dict[str, list[float]]:
     """Per-question scores for each metric: {metric name: [score of question i]}.
 
-    A reference may be one string or a sequence of acceptable answers; with several, a question's score
-    is the best over them (the SQuAD convention). Raises ValueError on a length mismatch, an unknown
-    metric, or a question without any reference.
+    `metrics` holds metric names or group names ("qa", "ngram", "embedding", "llm", "paper", "all"),
+    expanded in order. A reference may be one string or a sequence of acceptable answers; with several,
+    a question's score is the best over them (the SQuAD convention). Metrics that need the question or
+    the context (Oracle-LLM ones) take them from `questions` / `contexts`; `judge` (a
+    `distill2edge.evaluate.judge.Judge`) scores those, the default judge is built when none is given.
+    Raises ValueError on a length mismatch, an unknown metric, or a question without any reference.
     """
+    from distill2edge.evaluate.registry import EvalRecord, score_records
+
     if len(predictions) != len(references):
         raise ValueError(f"{len(predictions)} predictions but {len(references)} references")
-    fns = {name: get_metric(name) for name in metrics}
-    answer_sets: list[list[str]] = []
-    for i, ref in enumerate(references):
-        answers = [ref] if isinstance(ref, str) else list(ref)
+    for label, extra in (("questions", questions), ("contexts", contexts)):
+        if extra is not None and len(extra) != len(predictions):
+            raise ValueError(f"{len(predictions)} predictions but {len(extra)} {label}")
+    records: list[EvalRecord] = []
+    for i, (pred, ref) in enumerate(zip(predictions, references)):
+        answers = (ref,) if isinstance(ref, str) else tuple(ref)
         if not answers:
             raise ValueError(f"question {i} has no reference answer")
-        answer_sets.append(answers)
-    return {
-        name: [max(fn(pred, ans) for ans in answers) for pred, answers in zip(predictions, answer_sets)]
-        for name, fn in fns.items()
-    }
+        records.append(EvalRecord(
+            prediction=pred, references=answers, question=questions[i] if questions is not None else "",
+            context=contexts[i] if contexts is not None else "",
+        ))
+    return score_records(records, metrics, judge=judge, batch_size=batch_size, device=device, progress=progress)
 
 
 def summarize(scores: dict[str, list[float]]) -> dict[str, float]:

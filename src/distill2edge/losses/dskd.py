@@ -81,12 +81,12 @@ class LMHead:
     def hidden_size(self) -> int:
         return int(self.weight.shape[1])
 
-    def detached(self) -> "LMHead":
+    def detached(self) -> LMHead:
         """The same head with no gradient into its weights (the paper freezes it for projector CE)."""
         return replace(self, weight=self.weight.detach(), bias=None if self.bias is None else self.bias.detach())
 
     @classmethod
-    def of(cls, model: nn.Module) -> "LMHead":
+    def of(cls, model: nn.Module) -> LMHead:
         """The head of a Hugging Face causal LM (works through a peft wrapper)."""
         head = model.get_output_embeddings()
         config = model.config

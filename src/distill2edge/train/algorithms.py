@@ -7,8 +7,9 @@ whether each sample must also be tokenized by the teacher (different vocabularie
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import nn
 from transformers import PreTrainedTokenizerBase

@@ -64,10 +64,10 @@ class DSKDObjective:
             )
             t_hidden = t_out.hidden_states[-1][:, t_keep]  # [B, Kt, d_t]
 
-        opts = dict(
-            name=self.loss.name, temperature=self.loss.temperature, chunk_tokens=self.chunk_tokens,
-            skew_lambda=self.loss.skew_lambda,
-        )
+        opts = {
+            "name": self.loss.name, "temperature": self.loss.temperature, "chunk_tokens": self.chunk_tokens,
+            "skew_lambda": self.loss.skew_lambda,
+        }
         s_head, t_head = LMHead.of(model), LMHead.of(self.teacher)
         if self.cma:
             s_embeds = _pair_embeddings(model, batch["input_ids"][:, keep], targets, self.student_pad_id)

@@ -8,10 +8,11 @@ again after a kill resumes where it stopped.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -21,9 +22,10 @@ from distill2edge.data.qa import QAExample
 from distill2edge.data.tokenize import TEACHER_PREFIX, collate_pair, encode_for_training
 from distill2edge.models import DTYPES, load_model
 from distill2edge.train.algorithms import build_algorithm
-from distill2edge.train.lora import apply_lora, merge_lora
 from distill2edge.train.loop import Objective, TrainResult, train
+from distill2edge.train.lora import apply_lora, merge_lora
 from distill2edge.train.objectives import sft_objective
+
 
 @dataclass
 class StageOutput:

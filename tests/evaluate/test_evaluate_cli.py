@@ -1,0 +1,67 @@
+"""`distill2edge evaluate` on the tiny random model: outputs, the judge named in the summary, and errors
+that leave nothing behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from distill2edge.cli.main import main
+
+from .stub_server import stub_server
+
+
+def _run(tiny_llama_dir: Path, qa_jsonl: Path, out: Path, *extra: str) -> int:
+    return main(["evaluate", f"tiny={tiny_llama_dir}", str(tiny_llama_dir), "--data", str(qa_jsonl), "--out", str(out),
+                 "--split", "all", "--max-questions", "5", "--max-new-tokens", "4", "--max-length", "96",
+                 "--no-progress", *extra])
+
+
+def test_evaluate_writes_predictions_scores_and_summary(tiny_llama_dir, qa_jsonl, tmp_path) -> None:
+    out = tmp_path / "eval"
+    assert _run(tiny_llama_dir, qa_jsonl, out, "--metrics", "qa,ngram", "--metrics", "bleu") == 0
+    summary = json.loads((out / "summary.json").read_text())
+    names = ["exact_match", "token_f1", "bleu", "chrf", "rouge_1", "rouge_2", "rouge_l", "meteor"]
+    assert summary["metrics"] == names and summary["n"] == 5 and summary["judge"] is None
+    assert list(summary["models"]) == ["tiny", tiny_llama_dir.name]  # LABEL=REF, then a label from the path
+    for m in summary["models"].values():
+        folder = out / m["dir"]
+        rows = list(csv.reader((folder / "scores.csv").open()))
+        assert rows[0] == ["id", *names] and len(rows) == 6
+        assert [r[0] for r in rows[1:]] == ["0-0", "0-1", "0-2", "1-0", "1-1"]
+        preds = [json.loads(line) for line in (folder / "predictions.jsonl").open()]
+        assert len(preds) == 5
+        assert {"id", "prompt", "question", "reference", "prediction", "latency_s"} <= set(preds[0])
+        assert preds[0]["prompt"].startswith("Context: cell 0") and preds[0]["reference"] == "n70"
+        assert all(0.0 <= m[n] <= 1.0 for n in names) and m["latency_ms"] > 0
+        assert json.loads((folder / "summary.json").read_text())["model"] == m["model"]
+    assert "| tiny |" in (out / "summary.md").read_text()
+
+
+def test_evaluate_llm_metrics_name_the_judge(tiny_llama_dir, qa_jsonl, tmp_path) -> None:
+    out = tmp_path / "eval"
+    with stub_server(lambda body: (200, "4")) as (url, seen):
+        rc = _run(tiny_llama_dir, qa_jsonl, out, "--metrics", "answer_correctness,faithfulness",
+                  "--judge", f"openai:judge-model@{url}")
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["judge"] == f"openai:judge-model@{url}"
+    model = summary["models"]["tiny"]
+    assert model["judge"] == summary["judge"] and model["judge_unparsed"] == 0
+    # Every non-empty prediction was graded 4 of 1..5 -> 0.75; empty ones score 0 without a request.
+    rows = list(csv.DictReader((out / "tiny" / "scores.csv").open()))
+    assert {r["answer_correctness"] for r in rows} <= {"0.750000", "0.000000"} and seen
+
+
+def test_evaluate_errors_leave_nothing(tiny_llama_dir, qa_jsonl, tmp_path, capsys) -> None:
+    out = tmp_path / "eval"
+    assert _run(tiny_llama_dir, qa_jsonl, out, "--metrics", "llm", "--judge", "bogus") == 2
+    assert "bad judge spec" in capsys.readouterr().err and not out.exists()
+    assert _run(tiny_llama_dir, qa_jsonl, out, "--metrics", "bleurt") == 2
+    assert "unknown metric 'bleurt'" in capsys.readouterr().err and not out.exists()
+    assert not list(tmp_path.glob(".eval.tmp-*"))
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert _run(tiny_llama_dir, qa_jsonl, out) == 2
+    assert "not an empty folder" in capsys.readouterr().err
