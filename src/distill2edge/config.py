@@ -219,6 +219,18 @@ class EvaluateConfig(Strict):
     batch_size: int = Field(8, ge=1)
 
 
+class ExportConfig(Strict):
+    """Export evaluated models for devices, gated on parity (as `distill2edge export`)."""
+
+    models: list[str] = []
+    """Roles to export (e.g. `distilled.dskd`), or `best_distilled`: the distilled model with the best
+    score on the first of token_f1 / the evaluate metrics."""
+    profiles: list[str] = []
+    """Device profiles: shipped names (cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8) or YAML files."""
+    on_gate_failure: Literal["report", "fail"] = "report"
+    """`report`: record the failed gate and its numbers, export nothing, go on; `fail`: stop the run."""
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _NAMED_FIELD = re.compile(r"^Value error, ([A-Za-z0-9_.-]+): (.*)$", re.DOTALL)
 
@@ -237,6 +249,7 @@ class Recipe(Strict):
     distill: dict[str, DistillConfig] = Field(default_factory=lambda: {"distilled": DistillConfig()})
     """Distillations by name, run in order; each yields the model `distilled.NAME`."""
     evaluate: EvaluateConfig = EvaluateConfig()
+    export: ExportConfig = ExportConfig()
     quick: dict[str, Any] = {}
     """Overrides (dotted key -> value, `*` matches every key of a section) applied by `--quick`."""
 
@@ -264,6 +277,17 @@ class Recipe(Strict):
         for role in self.evaluate.models:
             if role != "all" and role not in known:
                 raise ValueError(f"evaluate.models: unknown role {role!r}; this recipe has: {', '.join(self.roles())}")
+        for role in self.export.models:
+            if role != "best_distilled" and role not in known:
+                raise ValueError(f"export.models: unknown role {role!r}; use best_distilled or one of: {', '.join(self.roles())}")
+        from distill2edge.export.common import ExportError
+        from distill2edge.export.profiles import load_profile
+
+        for name in self.export.profiles:
+            try:
+                load_profile(name)
+            except ExportError as e:
+                raise ValueError(f"export.profiles: {e}") from None
         return self
 
     def roles(self) -> list[str]:

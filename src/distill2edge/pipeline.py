@@ -16,6 +16,8 @@ import torch
 from distill2edge.config import Recipe
 from distill2edge.data.qa import prepare_splits, read_split, write_jsonl
 from distill2edge.evaluate.generate import evaluate_model
+from distill2edge.export.profiles import load_profile
+from distill2edge.export.stage import export_for_profile
 from distill2edge.models import DTYPES, init_student_from_teacher, load_model
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, write_json_atomic
@@ -176,15 +178,52 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
         stage = run.stage(f"evaluate_{role}", e_config, eval_fn, inputs=e_inputs, log=log)
         results[role] = {"role": role_label(role), "model": ref, **stage.metrics}
 
+    exports = _export_stages(recipe, run, models, producers, results, progress, log)
     return {
         "recipe": recipe.name,
         "models": results,
+        "exports": exports,
         "training": {name: s.metrics for name, s in stages.items()},
         "data": data.metrics,
         "stage_seconds": {
             name: rec.get("seconds") for name, rec in run.manifest["stages"].items() if rec.get("status") == "complete"
         },
     }
+
+
+def best_distilled(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:
+    """The distilled role with the best test score (token F1 if evaluated, else the first metric)."""
+    metric = "token_f1" if "token_f1" in recipe.evaluate.metrics else recipe.evaluate.metrics[0]
+    scored = [(r[metric], role) for role, r in results.items() if role.startswith("distilled.") and metric in r]
+    if not scored:
+        raise ValueError("export.models: best_distilled needs at least one evaluated distilled model")
+    return max(scored)[1]
+
+
+def _export_stages(
+    recipe: Recipe, run: Run, models: dict[str, str], producers: dict[str, StageResult | None],
+    results: dict[str, dict[str, Any]], progress: bool, log: Log,
+) -> dict[str, dict[str, Any]]:
+    """One export stage per (model, device profile); gate failures are recorded, not raised, by default."""
+    xcfg = recipe.export
+    exports: dict[str, dict[str, Any]] = {}
+    for spec in xcfg.models:
+        role = best_distilled(recipe, results) if spec == "best_distilled" else spec
+        producer = producers[role]
+        for profile in xcfg.profiles:
+            prof = load_profile(profile)
+
+            def export_fn(out: Path, _work: Path, _ref=models[role], _prof=prof) -> dict[str, Any]:
+                return export_for_profile(Path(_ref), _prof, out, raise_on_gate=xcfg.on_gate_failure == "fail")
+
+            inputs = {producer.name: producer} if producer is not None else {}
+            config = {
+                "model": models[role] if producer is None else role, "profile": prof.model_dump(mode="json"),
+                "on_gate_failure": xcfg.on_gate_failure,
+            }
+            stage = run.stage(f"export_{role}.{prof.name}", config, export_fn, inputs=inputs, log=log)
+            exports[stage.name] = {"role": role, "chosen_as": spec, **stage.metrics}
+    return exports
 
 
 def _sft_stage_name(role: str) -> str:

@@ -35,6 +35,9 @@ def test_telecom_qa_quick_on_embedded_models(tmp_path, capsys):
         assert t["steps"] == 2 and math.isfinite(t["first_loss"]) and math.isfinite(t["last_loss"])
     assert training["distill.dskd"]["dskd_variant"].startswith("dual space")
     assert training["distill.dskd-gemma"]["dskd_variant"] == "cross-model attention"
+    (export,) = metrics["exports"].values()  # --quick: the best distilled student for cpu-laptop (q8_0)
+    assert export["profile"] == "cpu-laptop" and export["status"] in ("exported", "gate failed")
+    assert export["gates"]["q8_0"]["mean_kld"] >= 0
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["config"]["student"]["num_layers"] == 8
     assert "| student distilled: dskd-gemma |" in (out / "report.md").read_text()

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from distill2edge.cli.main import main
 from distill2edge.config import load_recipe
+from distill2edge.export import ParityError
 from distill2edge.pipeline import run_recipe
 
 
@@ -93,3 +96,47 @@ def test_dskd_from_two_teachers_and_a_chained_stage(tmp_path, tiny_recipe, tiny_
     assert "distill.vanilla" in manifest["stages"]["distill.then"]["inputs"]
     report = (out / "report.md").read_text()
     assert "| cma | dskd | other (base) | base |" in report and "| student distilled: then |" in report
+
+
+def test_export_stage_records_passes_gate_failures_and_skips(tmp_path, tiny_recipe):
+    """The best distilled student exported per profile: an F32 GGUF passes its gate and is written with
+    its sidecars; a q8_0 profile whose gate demands exact equality fails it (recorded, nothing exported,
+    the run goes on); a CUDA-only ONNX profile is skipped on a machine without CUDA."""
+    (tmp_path / "f32.yaml").write_text("format: gguf\ngguf: {quant: f32, threads: 2}\n")
+    (tmp_path / "strict.yaml").write_text(
+        "format: gguf\ngguf: {quant: q8_0, threads: 2, gates: {q8_0: {max_kld: 0.0, min_same_top: 1.0}}}\n"
+    )
+    recipe = load_recipe(str(tiny_recipe(
+        sft={"teacher": {"enabled": False}, "student": {"enabled": False}},
+        distill={"kd": {"teacher_state": "base", "student": "base",
+                        "train": {"epochs": 1, "batch_size": 4, "max_steps": 1}}},
+        evaluate={"models": ["distilled.kd"], "max_new_tokens": 2, "batch_size": 8},
+        export={"models": ["best_distilled"],
+                "profiles": [str(tmp_path / "f32.yaml"), str(tmp_path / "strict.yaml"), "jetson-orin"]},
+    )))
+    out = tmp_path / "run"
+    metrics = run_recipe(recipe, out, progress=False, log=lambda _: None)
+    ex = metrics["exports"]
+    assert set(ex) == {"export_distilled.kd.f32", "export_distilled.kd.strict", "export_distilled.kd.jetson-orin"}
+    ok = ex["export_distilled.kd.f32"]
+    assert ok["status"] == "exported" and ok["chosen_as"] == "best_distilled" and ok["gates"]["f32"]["passed"]
+    folder = out / "stages/export_distilled.kd.f32"
+    assert {"model.f32.gguf", "parity.json", "README.md", "Modelfile"} <= {p.name for p in folder.iterdir()}
+    assert (folder / "model.f32.gguf").stat().st_size == ok["bytes"]
+    failed = ex["export_distilled.kd.strict"]
+    assert failed["status"] == "gate failed" and not failed["gates"]["q8_0"]["passed"]
+    assert not list((out / "stages/export_distilled.kd.strict").glob("*.gguf"))
+    assert (out / "stages/export_distilled.kd.strict/gate_failure.json").exists()
+    assert ex["export_distilled.kd.jetson-orin"]["status"] == "skipped"
+    report = (out / "report.md").read_text()
+    assert "## Exports" in report and "| distilled.kd | strict | gguf | gate failed |" in report
+    # Asking for failures to stop the run makes the failed gate an error.
+    strict = load_recipe(str(tiny_recipe(
+        sft={"teacher": {"enabled": False}, "student": {"enabled": False}},
+        distill={"kd": {"teacher_state": "base", "student": "base",
+                        "train": {"epochs": 1, "batch_size": 4, "max_steps": 1}}},
+        evaluate={"models": ["distilled.kd"], "max_new_tokens": 2, "batch_size": 8},
+        export={"models": ["distilled.kd"], "profiles": [str(tmp_path / "strict.yaml")], "on_gate_failure": "fail"},
+    )))
+    with pytest.raises(ParityError):
+        run_recipe(strict, out, progress=False, log=lambda _: None)

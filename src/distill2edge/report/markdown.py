@@ -43,6 +43,28 @@ def kept_fraction(models: dict[str, dict[str, Any]], metric: str, distilled: str
     )
 
 
+def exports_table(exports: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per export stage: the artifact, its size and bits per weight, and the parity figures."""
+    if not exports:
+        return []
+    rows = [
+        "## Exports", "",
+        "| Model | Profile | Format | Status | Size (MB) | Bits/weight | Gate | Mean KLD | Same top token | max abs dlogit |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in exports.values():
+        gates = e.get("gates") or {"–": {}}
+        for gate, g in gates.items():
+            size = f"{e['bytes'] / 1e6:.1f}" if e.get("bytes") else "–"
+            status = e["status"] + (f" ({e['reason']})" if e.get("reason") else "")
+            rows.append(
+                f"| {e['role']} | {e['profile']} | {e['format']} | {status} | {size} | {_fmt(e.get('effective_bpw'), 2)} | "
+                f"{gate} | {_fmt(g.get('mean_kld'), 4)} | {_fmt(g.get('same_top_token'))} | {_fmt(g.get('max_abs_logit_diff'), 4)} |"
+            )
+    return rows + ["", "Exports live in `stages/export_*/` with `parity.json`, a model card and (GGUF) an Ollama "
+                   "`Modelfile`; a failed gate exports nothing and leaves its figures in `gate_failure.json`.", ""]
+
+
 def _setup_lines(recipe: Recipe) -> list[str]:
     student = recipe.student
     lines = ["Teachers: " + ", ".join(f"`{n}` = `{t.path}`" for n, t in recipe.teachers.items()) + ". Student: " + (
@@ -136,7 +158,9 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
     sentences = [kept_fraction(models, metric, n, d.teacher) for n, d in recipe.distill.items()] if metric else []
     lines += [f"- {s}" for s in sentences if s]
     lines += [""] if any(sentences) else []
-    lines += ["![accuracy](accuracy.png)", "", "## Training", "", "| Stage | Steps | First loss | Last loss | "
+    lines += ["![accuracy](accuracy.png)", ""]
+    lines += exports_table(metrics.get("exports") or {})
+    lines += ["## Training", "", "| Stage | Steps | First loss | Last loss | "
               "Best val loss | Trainable params | Seconds |", "|---|---|---|---|---|---|---|"]
     for stage, t in metrics["training"].items():
         lines.append(
