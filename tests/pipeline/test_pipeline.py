@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from distill2edge.cli.main import main

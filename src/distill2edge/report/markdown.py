@@ -61,8 +61,8 @@ def exports_table(exports: dict[str, dict[str, Any]]) -> list[str]:
                 f"| {e['role']} | {e['profile']} | {e['format']} | {status} | {size} | {_fmt(e.get('effective_bpw'), 2)} | "
                 f"{gate} | {_fmt(g.get('mean_kld'), 4)} | {_fmt(g.get('same_top_token'))} | {_fmt(g.get('max_abs_logit_diff'), 4)} |"
             )
-    return rows + ["", "Exports live in `stages/export_*/` with `parity.json`, a model card and (GGUF) an Ollama "
-                   "`Modelfile`; a failed gate exports nothing and leaves its figures in `gate_failure.json`.", ""]
+    return rows + ["", ("Exports live in `stages/export_*/` with `parity.json`, a model card and (GGUF) an Ollama "
+                   "`Modelfile`; a failed gate exports nothing and leaves its figures in `gate_failure.json`."), ""]
 
 
 def _setup_lines(recipe: Recipe) -> list[str]:
@@ -144,9 +144,9 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
         "",
         recipe.description.strip(),
         "",
-        f"Data: `{recipe.data.source}` — {d.get('train_questions')} training / {d.get('validation_questions')} "
+        (f"Data: `{recipe.data.source}` — {d.get('train_questions')} training / {d.get('validation_questions')} "
         f"validation / {d.get('test_questions')} test questions, split by context "
-        f"({d.get('train_contexts')}/{d.get('validation_contexts')}/{d.get('test_contexts')} contexts).",
+        f"({d.get('train_contexts')}/{d.get('validation_contexts')}/{d.get('test_contexts')} contexts)."),
         *_setup_lines(recipe),
         "",
         "## Results on the test split",
@@ -160,8 +160,8 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
     lines += [""] if any(sentences) else []
     lines += ["![accuracy](accuracy.png)", ""]
     lines += exports_table(metrics.get("exports") or {})
-    lines += ["## Training", "", "| Stage | Steps | First loss | Last loss | "
-              "Best val loss | Trainable params | Seconds |", "|---|---|---|---|---|---|---|"]
+    lines += ["## Training", "", ("| Stage | Steps | First loss | Last loss | "
+              "Best val loss | Trainable params | Seconds |"), "|---|---|---|---|---|---|---|"]
     for stage, t in metrics["training"].items():
         lines.append(
             f"| {stage} | {t.get('steps')} | {_fmt(t.get('first_loss'))} | {_fmt(t.get('last_loss'))} | "
@@ -175,9 +175,9 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
         "",
         "## Run",
         "",
-        f"Wall time {metrics.get('wall_time_s')} s on {env.get('processor')} ({env.get('cpu_count')} cores, "
+        (f"Wall time {metrics.get('wall_time_s')} s on {env.get('processor')} ({env.get('cpu_count')} cores, "
         f"{env.get('torch_threads')} torch threads), device `{manifest.get('device')}`, seed {manifest.get('seed')}, "
-        f"config hash `{manifest.get('config_hash')}`.",
+        f"config hash `{manifest.get('config_hash')}`."),
         "Libraries: " + ", ".join(f"{k} {v}" for k, v in libs.items()) + ".",
         "Per-question predictions and scores: `stages/evaluate_*/predictions.jsonl` and `scores.csv`.",
         "",
