@@ -16,6 +16,7 @@ import torch
 from distill2edge.config import Recipe
 from distill2edge.data.qa import prepare_splits, read_split, write_jsonl
 from distill2edge.evaluate.generate import evaluate_model
+from distill2edge.evaluate.likelihood import answer_cross_entropy
 from distill2edge.export.profiles import load_profile
 from distill2edge.export.stage import export_for_profile
 from distill2edge.models import DTYPES, init_student_from_teacher, load_model
@@ -170,11 +171,18 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
                 device=device, progress=progress, desc=f"evaluate {_role}",
             )
             summary["params"] = sum(p.numel() for p in model.parameters())
+            summary["answer_ce"] = answer_cross_entropy(
+                model, tok, splits["test"], template=data_cfg.prompt_template, max_length=data_cfg.max_length,
+                batch_size=ecfg.batch_size, device=device,
+            )
             return summary
 
         producer = producers[role]
         e_inputs = {"data": data, **({producer.name: producer} if producer is not None else {})}
-        e_config = {"model": ref if producer is None else role, "dtype": dtype, "evaluate": ecfg.model_dump(mode="json")}
+        e_config = {
+            "model": ref if producer is None else role, "dtype": dtype, "evaluate": ecfg.model_dump(mode="json"),
+            "answer_ce": True,
+        }
         stage = run.stage(f"evaluate_{role}", e_config, eval_fn, inputs=e_inputs, log=log)
         results[role] = {"role": role_label(role), "model": ref, **stage.metrics}
 

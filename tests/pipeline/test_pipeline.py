@@ -19,7 +19,7 @@ def test_tiny_pipeline_end_to_end_and_reuse(tmp_path, tiny_recipe):
 
     assert set(metrics["models"]) == {"teacher.tiny", "teacher_sft.tiny", "student_base", "student_sft", "distilled.kd"}
     for m in metrics["models"].values():
-        assert 0.0 <= m["token_f1"] <= 1.0 and m["n"] == len((out / "stages/data/test.jsonl").read_text().splitlines())
+        assert m["answer_ce"] > 0 and 0.0 <= m["token_f1"] <= 1.0 and m["n"] == len((out / "stages/data/test.jsonl").read_text().splitlines())
     assert metrics["models"]["student_base"]["params"] < metrics["models"]["teacher.tiny"]["params"]
     assert metrics["training"]["distill.kd"]["steps"] == 2 and metrics["training"]["sft_teacher.tiny"]["trainable_params"] > 0
     manifest = json.loads((out / "manifest.json").read_text())

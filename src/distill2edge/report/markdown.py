@@ -9,7 +9,7 @@ from typing import Any
 from distill2edge.config import Recipe
 from distill2edge.runs import write_text_atomic
 
-_METRIC_LABELS = {"exact_match": "EM", "token_f1": "F1", "rouge_l": "ROUGE-L"}
+_METRIC_LABELS = {"exact_match": "EM", "token_f1": "F1", "rouge_l": "ROUGE-L", "answer_ce": "answer CE (nats)"}
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -21,6 +21,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def results_table(models: dict[str, dict[str, Any]], metric_names: list[str]) -> str:
+    if any("answer_ce" in r for r in models.values()) and "answer_ce" not in metric_names:
+        metric_names = [*metric_names, "answer_ce"]
     head = ["Role", "Params (M)", *(_METRIC_LABELS.get(m, m) for m in metric_names), "ms / answer"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in models.values():
