@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     from distill2edge.cli.export_cmd import add_export_parser
 
     add_export_parser(sub)
+    from distill2edge.cli.bench_cmd import add_bench_parser
+
+    add_bench_parser(sub)
+    from distill2edge.cli.evaluate_cmd import add_evaluate_parser
+
+    add_evaluate_parser(sub)
+    from distill2edge.cli.grid_cmd import add_grid_parser
+
+    add_grid_parser(sub)
     return parser
 
 
@@ -120,9 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     from distill2edge.data.qa import DataError
 
     args = build_parser().parse_args(argv)
+    from distill2edge.cli.bench_cmd import run_bench_cmd
     from distill2edge.cli.export_cmd import run_export
 
-    handlers = {"recipe": _cmd_recipe, "models": _cmd_models, "export": run_export}
+    handlers = {"recipe": _cmd_recipe, "models": _cmd_models, "export": run_export, "bench": run_bench_cmd}
+    from distill2edge.cli.evaluate_cmd import run_evaluate
+
+    handlers["evaluate"] = run_evaluate
+    from distill2edge.cli.grid_cmd import run_grid_cmd
+
+    handlers["grid"] = run_grid_cmd
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

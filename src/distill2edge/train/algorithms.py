@@ -112,3 +112,17 @@ def _dskd_auto(teacher, student, t_tok, s_tok, cfg: DistillConfig) -> DistillSet
 def _dskd_cma(teacher, student, t_tok, s_tok, cfg: DistillConfig) -> DistillSetup:
     """DSKD with cross-model attention even for a shared vocabulary."""
     return _dskd(teacher, student, t_tok, s_tok, cfg, cma=True)
+
+
+@register_algorithm("uld")
+def _uld(teacher, student, t_tok, s_tok, cfg: DistillConfig) -> DistillSetup:
+    """Universal Logit Distillation: sorted-probability distance, any two vocabularies, nothing learned
+    besides the student (see `train.uld`); the teacher's full vocabulary is sorted `dskd.chunk_tokens`
+    positions at a time."""
+    from distill2edge.train.uld import ULDObjective
+
+    objective = ULDObjective(teacher=teacher, loss=cfg.loss, chunk_tokens=cfg.dskd.chunk_tokens)
+    return DistillSetup(objective, teacher_tokenizer=t_tok, info={
+        "kd_variant": "ULD (sorted probabilities, answer tokens aligned by order)",
+        "teacher_vocab": len(t_tok), "student_vocab": len(s_tok),
+    })

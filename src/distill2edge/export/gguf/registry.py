@@ -213,8 +213,9 @@ class Gemma3(GGUFArch):
 
     def write_hparams(self, w: gguf.GGUFWriter) -> None:
         super().write_hparams(w)
-        w.add_key_length(self.head_dim)
-        w.add_value_length(self.head_dim)
+        if self.head_dim == self.config.hidden_size // self.n_head:  # else the base class wrote them
+            w.add_key_length(self.head_dim)
+            w.add_value_length(self.head_dim)
         w.add_sliding_window(int(self.config.sliding_window))
 
     def transform(self, key: str, data: np.ndarray) -> np.ndarray:
