@@ -1,0 +1,138 @@
+"""The 16-cell grid on tiny models: recipe construction, shared SFT, resume after a kill, outputs, and
+findings stated from the numbers."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from distill2edge import pipeline
+from distill2edge.cli.main import main
+from distill2edge.config import Recipe, RecipeError, load_recipe
+from distill2edge.grid import assign_teachers, build_grid_recipe, findings, run_grid
+from distill2edge.stats import grid_cells, run_tests, table3
+from distill2edge.stats.plots import cell_means, group_means
+
+TRAIN = {"epochs": 1, "batch_size": 4, "max_steps": 1, "checkpoint_every": 1, "lr": 1e-3}
+METRICS = ["exact_match", "token_f1", "rouge_l", "bleu"]
+
+
+@pytest.fixture
+def base(tiny_recipe, tiny_llama_dir: Path, tiny_teacher_b_dir: Path):
+    path = tiny_recipe(
+        teachers={"other": {"path": str(tiny_teacher_b_dir)}, "same": {"path": str(tiny_llama_dir)}},
+        distill={"kd": {"teacher": "same", "algorithm": "vanilla", "train": TRAIN, "loss": {"temperature": 1.5}},
+                 "dk": {"teacher": "other", "algorithm": "dskd", "train": TRAIN, "dskd": {"chunk_tokens": 8}}},
+    )
+    return load_recipe(str(path))
+
+
+def test_teachers_are_detected_and_the_recipe_has_16_cells(base) -> None:
+    assert assign_teachers(base) == ("same", "other")
+    assert assign_teachers(base, same="same", different="other") == ("same", "other")
+    with pytest.raises(RecipeError, match="not among"):
+        assign_teachers(base, same="nope")
+    recipe = build_grid_recipe(base, "same", "other", METRICS)
+    assert list(recipe.distill) == [c.key for c in grid_cells()]
+    algos = {k: d.algorithm for k, d in recipe.distill.items()}
+    assert algos["same-T0-S0-V"] == "vanilla" and algos["different-T1-S1-V"] == "uld"
+    assert algos["same-T1-S0-D"] == algos["different-T0-S1-D"] == "dskd"
+    d = recipe.distill["different-T1-S0-V"]
+    assert (d.teacher, d.teacher_state, d.student) == ("other", "sft", "base")
+    assert d.loss.temperature == 1.5  # V cells take the base recipe's vanilla settings
+    assert recipe.distill["same-T0-S0-D"].dskd.chunk_tokens == 8  # D cells its DSKD settings
+    assert recipe.evaluate.models == [f"distilled.{c.key}" for c in grid_cells()]
+    assert recipe.evaluate.metrics == METRICS
+    exporting = Recipe.model_validate({**base.model_dump(mode="json"), "export": {"models": ["best_distilled", "distilled.kd"]}})
+    assert build_grid_recipe(exporting, "same", "other", METRICS).export.models == ["best_distilled"]
+
+
+def test_grid_runs_shares_sft_and_resumes_after_a_kill(base, tmp_path: Path, monkeypatch) -> None:
+    calls = {"sft": 0, "distill": []}
+    real_sft, real_distill = pipeline.run_sft, pipeline.run_distill
+    kill_at = {"n": 5}
+
+    def sft(*a, **k):
+        calls["sft"] += 1
+        return real_sft(*a, **k)
+
+    def distill(*a, **k):
+        calls["distill"].append(k["desc"])
+        if len(calls["distill"]) == kill_at["n"]:
+            raise KeyboardInterrupt  # the process is killed during the 5th cell
+        return real_distill(*a, **k)
+
+    monkeypatch.setattr(pipeline, "run_sft", sft)
+    monkeypatch.setattr(pipeline, "run_distill", distill)
+    out = tmp_path / "grid"
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(base, out, metrics=METRICS, quick=True, progress=False, log=lambda _: None)
+    assert calls["sft"] == 3  # two teachers and the student, once each
+    finished = calls["distill"][:4]
+    manifest = json.loads((out / "manifest.json").read_text())
+    done = [n for n, s in manifest["stages"].items() if n.startswith("distill.") and s["status"] == "complete"]
+    assert len(done) == 4 and not (out / "table3.md").exists()
+
+    calls["sft"], calls["distill"], kill_at["n"] = 0, [], -1
+    logs: list[str] = []
+    grid = run_grid(base, out, metrics=METRICS, quick=True, progress=False, log=logs.append)
+    assert calls["sft"] == 0 and len(calls["distill"]) == 12  # finished cells and every SFT reused
+    assert not set(calls["distill"]) & set(finished)
+    assert sum("reusing" in line for line in logs if line.startswith("[distill.")) == 4
+
+    assert set(grid["cells"]) == {c.key for c in grid_cells()} and grid["n_questions"] > 0
+    assert grid["cells"]["different-T0-S0-V"]["algorithm"] == "uld"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["grid"]["table3"]["train-both"]["same-V"] is not None
+    assert metrics["training"]["distill.different-T1-S1-V"]["kd_variant"].startswith("ULD")
+    t3 = json.loads((out / "table3.json").read_text())
+    assert t3["metrics"] == ["bleu", "rouge_l"] and len(t3["rows"]) == 7
+    for name in ("heatmap.png", "group_means.png", "table3.md", "pipeline_report.md"):
+        assert (out / name).stat().st_size > 0, name
+    report = (out / "report.md").read_text()
+    assert "run ULD" in report and "### RQ1" in report and "### RQ3" in report and "(paper 13/14)" in report
+
+    # A third invocation redoes nothing.
+    calls["sft"], calls["distill"] = 0, []
+    run_grid(base, out, metrics=METRICS, quick=True, progress=False, log=lambda _: None)
+    assert calls == {"sft": 0, "distill": []}
+
+
+def _synthetic(effect: float, seed: int = 0) -> dict:
+    """Scores of 20 questions where teacher SFT adds `effect` to every metric of every cell."""
+    rng = random.Random(seed)
+    base = [rng.random() * 0.5 for _ in range(20)]
+    scores = {}
+    for c in grid_cells():
+        lift = effect * c.teacher_sft
+        scores[c.key] = {m: [b + lift + rng.gauss(0, 0.01) for b in base]
+                         for m in ("bleu", "rouge_l", "embedding_cosine", "bertscore_f1")}
+    return scores
+
+
+def test_findings_follow_the_numbers() -> None:
+    groups = {"n-gram": ["bleu", "rouge_l"], "embedding": ["embedding_cosine", "bertscore_f1"]}
+    for effect, expect in ((0.2, "significantly in 8 of 12"), (0.0, "significantly in 0 of 12")):
+        scores = _synthetic(effect)
+        means = cell_means(scores)
+        gm = group_means(means, groups)
+        grid = {"same_teacher": "s", "different_teacher": "d", "quick": False, "n_questions": 20,
+                "cells": {k: {"group_means": gm[k], "means": means[k]} for k in scores}}
+        text = "\n".join(findings(grid, table3(run_tests(scores))))
+        assert expect in text, text
+        if effect:
+            # teacher SFT only and both: significant (4/4 metrics); student SFT only: not.
+            assert re.search(r"teacher SFT \+0\.(19|20)\d \(4/4 metrics significant; paper 13/14\)", text), text
+            assert re.search(r"student SFT [+-]0\.00\d \(0/4 metrics significant", text), text
+            assert "adds no significant gain over teacher SFT alone" in text
+            assert "rank the cells alike" in text
+
+
+def test_cli_refuses_a_recipe_without_two_kinds_of_teacher(tiny_recipe, capsys) -> None:
+    path = tiny_recipe()
+    assert main(["grid", str(path), "--out", "/nonexistent/never", "--no-progress"]) == 2
+    assert "--same-teacher" in capsys.readouterr().err
