@@ -1,0 +1,111 @@
+"""`run_bench`: benchmark several models on the same questions and write the results.
+
+    from distill2edge.bench import BenchModel, BenchSettings, run_bench
+    result = run_bench([BenchModel(Path("teacher"), "teacher"), BenchModel(Path("s.gguf"), "student")],
+                       examples, Path("out/bench"), settings=BenchSettings(max_new_tokens=24))
+
+Writes into `out_dir`: `bench.md` (tables), `accuracy_latency.png`, `speedup.png`,
+`predictions/<n>-<name>.jsonl` (per question: prediction, timings, scores) and, last, `bench.json`
+(machine, settings, bandwidth, one record per model). A failed model raises; `bench.json` then does not
+appear, so a folder with `bench.json` is complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from distill2edge.bench.measure import BenchSettings, bench_any
+from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, roofline
+from distill2edge.bench.spec import BenchError, BenchModel
+from distill2edge.bench.system import machine_info
+from distill2edge.bench.tables import markdown_tables, write_plots
+from distill2edge.data.qa import QAExample
+
+_FACT_KEYS = ("params", "file_bytes", "weight_bytes_per_token", "kv_bytes_per_position", "dtype")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")[:60] or "model"
+
+
+def settings_for_recipe(recipe: Any, **overrides: Any) -> BenchSettings:
+    """Bench settings that ask questions the way a recipe's evaluation does: its prompt template,
+    length budget, new-token count and metrics (`overrides` for the rest, e.g. `threads=4`)."""
+    return BenchSettings(**{
+        "template": recipe.data.prompt_template, "max_length": recipe.data.max_length,
+        "max_new_tokens": recipe.evaluate.max_new_tokens, "metrics": tuple(recipe.evaluate.metrics), **overrides,
+    })
+
+
+def run_bench(
+    models: Sequence[BenchModel],
+    examples: Sequence[QAExample],
+    out_dir: Path,
+    *,
+    settings: BenchSettings | None = None,
+    reference: str | None = None,
+    bandwidth: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Benchmark `models` (torch / ONNX / GGUF, see spec.py) on `examples` and write `out_dir`.
+
+    `reference` names the model speed-ups are taken against (default: the first teacher, else the
+    first model). `bandwidth` reuses an earlier `measure_bandwidth` result instead of measuring.
+    Returns the content of bench.json.
+    """
+    settings = settings or BenchSettings()
+    if not models:
+        raise BenchError("no models to benchmark")
+    if not examples:
+        raise BenchError("no questions to benchmark on")
+    resolved = [m.resolved() for m in models]
+    names = [m.name for m in resolved]
+    if len(set(names)) != len(names):
+        raise BenchError(f"two models share a name: {names}; give each a distinct name")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("bench.json",):
+        (out_dir / stale).unlink(missing_ok=True)
+    log(f"[bench] measuring memory bandwidth ({settings.threads} threads)")
+    bw = bandwidth or measure_bandwidth(settings.threads)
+    log(f"[bench] read {bw['read_gb_s']:.1f} GB/s, copy {bw['copy_gb_s']:.1f} GB/s")
+    pred_dir = out_dir / "predictions"
+    pred_dir.mkdir(exist_ok=True)
+    records = []
+    for i, model in enumerate(resolved):
+        log(f"[bench] {model.role} {model.name}: {len(examples)} questions")
+        rec = bench_any(model, examples, settings)
+        facts = ModelFacts(**{k: rec[k] for k in _FACT_KEYS})
+        ctx = rec["prompt_tokens_mean"] + rec["new_tokens_mean"] / 2
+        rec["roofline"] = roofline(facts, ctx, rec["decode_tokens_per_s"], bw["read_gb_s"])
+        preds = rec.pop("predictions")
+        path = pred_dir / f"{i}-{_slug(model.name)}.jsonl"
+        with path.open("w", encoding="utf-8") as fh:
+            for p in preds:
+                fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+        rec["predictions_file"] = str(path.relative_to(out_dir))
+        dec = rec["decode_tokens_per_s"]
+        log(f"[bench]   {rec['answer_ms']['mean']:.0f} ms/answer, decode {dec or 0:.1f} tok/s "
+            f"({100 * (rec['roofline']['fraction'] or 0):.0f}% of roofline), F1 {rec['accuracy'].get('token_f1', 0):.3f}")
+        records.append(rec)
+    result = {
+        "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "settings": settings.to_dict(),
+        "bandwidth": bw,
+        "n_questions": len(examples),
+        "reference": reference,
+        "models": records,
+    }
+    (out_dir / "bench.md").write_text("# Benchmark\n\n" + markdown_tables(result), encoding="utf-8")
+    write_plots(result, out_dir)
+    tmp = out_dir / "bench.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, out_dir / "bench.json")
+    return result

@@ -1,0 +1,218 @@
+"""Runtimes that answer questions the same way: greedy, one prompt of token ids in, new token ids out,
+with the time to the first new token and the total time.
+
+A runner is registered per format (`torch`, `onnx`, `gguf`) with `@register_runner`; `open_runner`
+builds the right one. Every runner exposes an HF-like `tokenizer` (callable returning `input_ids`,
+`decode(ids, skip_special_tokens=True)`) so prompts are built by `data.tokenize.encode_for_generation`
+for every runtime, each with its own tokenizer.
+
+Generation is fixed-length by default (`stop_at_answer=False`): exactly `max_new_tokens` tokens, EOS
+not suppressed but ignored, so every model does the same work and decode speed compares cleanly. The
+answer is still cut where a stopping run would have stopped (first EOS, then first line), so accuracy
+is the same either way. `stop_at_answer=True` stops at EOS or a newline, as a deployed model would.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from distill2edge.bench.roofline import ModelFacts
+from distill2edge.evaluate.generate import clean_answer
+
+RUNNERS: dict[str, type[Runner]] = {}
+"""Runner classes by format name."""
+
+
+def register_runner(fmt: str) -> Callable[[type[Runner]], type[Runner]]:
+    """Class decorator registering a Runner for `fmt`; a format can be registered only once."""
+
+    def add(cls: type[Runner]) -> type[Runner]:
+        if fmt in RUNNERS:
+            raise ValueError(f"a runner for {fmt!r} is already registered")
+        cls.fmt = fmt
+        RUNNERS[fmt] = cls
+        return cls
+
+    return add
+
+
+@dataclass
+class Generation:
+    """One greedy answer: new token ids (EOS kept if generated), seconds to the first one and in all."""
+
+    tokens: list[int]
+    ttft_s: float
+    total_s: float
+
+
+class Runner(ABC):
+    """A loaded model in one runtime, with `threads` compute threads."""
+
+    fmt: ClassVar[str] = ""
+    runtime: str = ""
+    """Runtime and version, e.g. `torch 2.13.0`."""
+    tokenizer: Any
+    eos_ids: frozenset[int] = frozenset()
+
+    def __init__(self, path: Path, threads: int, context: int = 1024) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        self.context = context
+        """Longest prompt + answer the runner must hold (sizes llama.cpp's KV cache)."""
+
+    @abstractmethod
+    def generate(self, ids: list[int], max_new_tokens: int, stop_at_answer: bool = False) -> Generation:
+        """Greedy continuation of the prompt `ids` (batch of one)."""
+
+    def generate_batch(self, prompts: Sequence[list[int]], max_new_tokens: int) -> list[list[int]] | None:
+        """Fixed-length greedy continuations of several prompts at once, or None where the runtime
+        has no batched generation."""
+        return None
+
+    @abstractmethod
+    def facts(self) -> ModelFacts:
+        """Parameters, file size and bytes read per decoded token (see roofline.py)."""
+
+    def answer_text(self, tokens: Sequence[int]) -> str:
+        """The answer a stopping run would give: tokens up to the first EOS, decoded, first line."""
+        cut = list(tokens)
+        for i, t in enumerate(cut):
+            if t in self.eos_ids:
+                cut = cut[:i]
+                break
+        return clean_answer(self.tokenizer.decode(cut, skip_special_tokens=True))
+
+    def close(self) -> None:
+        """Release the model's runtime resources (llama.cpp contexts); the default has none."""
+
+
+def open_runner(fmt: str, path: Path, threads: int, context: int = 1024) -> Runner:
+    """Load `path` in the runner registered for `fmt`, for prompts + answers up to `context` tokens."""
+    import distill2edge.bench.llamacpp  # noqa: F401  (registers `gguf`)
+
+    if fmt not in RUNNERS:
+        raise ValueError(f"no runner for format {fmt!r}; registered: {', '.join(RUNNERS)}")
+    return RUNNERS[fmt](path, threads, context)
+
+
+class _FirstTokenClock:
+    """A `generate(streamer=...)` hook that notes when the first new token arrives.
+
+    transformers calls `put` once with the prompt, then once per generated step (batch of one).
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.first: float | None = None
+
+    def put(self, value: Any) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            self.first = time.perf_counter()
+
+    def end(self) -> None:
+        pass
+
+
+class _HFGenerateRunner(Runner):
+    """Shared by torch and optimum's ORTModelForCausalLM: both generate through transformers."""
+
+    model: Any
+
+    def _load_tokenizer(self) -> None:
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        eos = self.tokenizer.eos_token_id
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids = {eos} if eos is not None else set()
+        ids |= set(gen_eos) if isinstance(gen_eos, list) else ({gen_eos} if gen_eos is not None else set())
+        self.eos_ids = frozenset(ids)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+
+    def _generate(self, batch: dict[str, Any], max_new_tokens: int, stop_at_answer: bool, **kw: Any) -> Any:
+        import torch
+
+        stop: dict[str, Any] = (
+            {"stop_strings": ["\n"], "tokenizer": self.tokenizer}
+            if stop_at_answer
+            else {"eos_token_id": None}  # None: ignore EOS instead of suppressing it (min_new_tokens would)
+        )
+        with torch.inference_mode():
+            return self.model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                pad_token_id=self.pad_id, **stop, **kw,
+            )
+
+    def generate(self, ids: list[int], max_new_tokens: int, stop_at_answer: bool = False) -> Generation:
+        import torch
+
+        x = torch.tensor([ids], dtype=torch.long)
+        clock = _FirstTokenClock()
+        t0 = time.perf_counter()
+        out = self._generate(
+            {"input_ids": x, "attention_mask": torch.ones_like(x)}, max_new_tokens, stop_at_answer, streamer=clock
+        )
+        t1 = time.perf_counter()
+        return Generation(out[0, len(ids):].tolist(), (clock.first or t1) - t0, t1 - t0)
+
+    def generate_batch(self, prompts: Sequence[list[int]], max_new_tokens: int) -> list[list[int]] | None:
+        from distill2edge.data.tokenize import collate
+
+        batch = collate([{"input_ids": list(p)} for p in prompts], self.pad_id, padding_side="left")
+        out = self._generate(batch, max_new_tokens, stop_at_answer=False)
+        return out[:, batch["input_ids"].shape[1]:].tolist()
+
+
+@register_runner("torch")
+class TorchRunner(_HFGenerateRunner):
+    """A Hugging Face folder in torch (the dtype it was saved in, on CPU)."""
+
+    def __init__(self, path: Path, threads: int, context: int = 1024) -> None:
+        super().__init__(path, threads, context)
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        torch.set_num_threads(threads)
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype="auto").eval()
+        self.runtime = f"torch {torch.__version__}"
+        self._load_tokenizer()
+
+    def facts(self) -> ModelFacts:
+        from distill2edge.bench.roofline import torch_facts
+
+        return torch_facts(self.model, self.path)
+
+
+@register_runner("onnx")
+class OnnxRunner(_HFGenerateRunner):
+    """An optimum ONNX folder (`distill2edge export onnx`) in onnxruntime's CPU provider."""
+
+    def __init__(self, path: Path, threads: int, context: int = 1024) -> None:
+        super().__init__(path, threads, context)
+        try:
+            import onnxruntime
+            from optimum.onnxruntime import ORTModelForCausalLM
+        except ImportError as exc:
+            raise ImportError(f"benchmarking ONNX needs the `onnx` extra: pip install 'distill2edge[onnx]' ({exc})")
+        import torch
+
+        torch.set_num_threads(threads)  # logits processing in generate() runs in torch
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        self.model = ORTModelForCausalLM.from_pretrained(
+            self.path, provider="CPUExecutionProvider", session_options=opts, use_cache=True
+        )
+        self.runtime = f"onnxruntime {onnxruntime.__version__}"
+        self._load_tokenizer()
+
+    def facts(self) -> ModelFacts:
+        from distill2edge.bench.roofline import onnx_facts
+
+        return onnx_facts(self.path)

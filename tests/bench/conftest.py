@@ -1,0 +1,26 @@
+"""Tiny exports of `tiny_llama_dir` for the runner tests: an F32 GGUF and an fp32 ONNX folder (session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> Path:
+    from distill2edge.export.gguf import export_gguf
+
+    out = tmp_path_factory.mktemp("tiny-gguf") / "tiny.f32.gguf"
+    export_gguf(tiny_llama_dir, out, quant="f32", threads=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory: pytest.TempPathFactory, tiny_llama_dir: Path) -> Path:
+    pytest.importorskip("optimum.onnxruntime")
+    from distill2edge.export.onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("tiny-onnx") / "onnx"
+    export_onnx(tiny_llama_dir, out)
+    return out
