@@ -231,6 +231,17 @@ class ExportConfig(Strict):
     """`report`: record the failed gate and its numbers, export nothing, go on; `fail`: stop the run."""
 
 
+class BenchConfig(Strict):
+    """Latency and accuracy of the teachers against the exported student, each runtime in its own process."""
+
+    enabled: bool = False
+    max_questions: int | None = Field(20, ge=1)
+    """Test questions answered by every model (the first N of the test split)."""
+    threads: int = Field(2, ge=1)
+    batch_size: int = Field(8, ge=0)
+    """Questions per batch for batched questions/s (torch and ONNX); 0 skips the batched pass."""
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _NAMED_FIELD = re.compile(r"^Value error, ([A-Za-z0-9_.-]+): (.*)$", re.DOTALL)
 
@@ -250,6 +261,8 @@ class Recipe(Strict):
     """Distillations by name, run in order; each yields the model `distilled.NAME`."""
     evaluate: EvaluateConfig = EvaluateConfig()
     export: ExportConfig = ExportConfig()
+    bench: BenchConfig = BenchConfig()
+    """Benchmarks the teachers (torch) against the exported student's formats and the student in torch."""
     quick: dict[str, Any] = {}
     """Overrides (dotted key -> value, `*` matches every key of a section) applied by `--quick`."""
 

@@ -186,11 +186,14 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
         stage = run.stage(f"evaluate_{role}", e_config, eval_fn, inputs=e_inputs, log=log)
         results[role] = {"role": role_label(role), "model": ref, **stage.metrics}
 
-    exports = _export_stages(recipe, run, models, producers, results, progress, log)
+    export_stages = _export_stages(recipe, run, models, producers, results, progress, log)
+    exports = {name: st.metrics for name, st in export_stages.items()}
+    bench = _bench_stage(recipe, run, models, producers, export_stages, data, splits, log)
     return {
         "recipe": recipe.name,
         "models": results,
         "exports": exports,
+        "bench": bench,
         "training": {name: s.metrics for name, s in stages.items()},
         "data": data.metrics,
         "stage_seconds": {
@@ -211,18 +214,20 @@ def best_distilled(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:
 def _export_stages(
     recipe: Recipe, run: Run, models: dict[str, str], producers: dict[str, StageResult | None],
     results: dict[str, dict[str, Any]], progress: bool, log: Log,
-) -> dict[str, dict[str, Any]]:
-    """One export stage per (model, device profile); gate failures are recorded, not raised, by default."""
+) -> dict[str, StageResult]:
+    """One export stage per (model, device profile); gate failures are recorded, not raised, by default.
+    Stage metrics: what `export_for_profile` returns plus `role` and `chosen_as`."""
     xcfg = recipe.export
-    exports: dict[str, dict[str, Any]] = {}
+    exports: dict[str, StageResult] = {}
     for spec in xcfg.models:
         role = best_distilled(recipe, results) if spec == "best_distilled" else spec
         producer = producers[role]
         for profile in xcfg.profiles:
             prof = load_profile(profile)
 
-            def export_fn(out: Path, _work: Path, _ref=models[role], _prof=prof) -> dict[str, Any]:
-                return export_for_profile(Path(_ref), _prof, out, raise_on_gate=xcfg.on_gate_failure == "fail")
+            def export_fn(out: Path, _work: Path, _ref=models[role], _prof=prof, _role=role, _spec=spec) -> dict[str, Any]:
+                record = export_for_profile(Path(_ref), _prof, out, raise_on_gate=xcfg.on_gate_failure == "fail")
+                return {"role": _role, "chosen_as": _spec, **record}
 
             inputs = {producer.name: producer} if producer is not None else {}
             config = {
@@ -230,8 +235,59 @@ def _export_stages(
                 "on_gate_failure": xcfg.on_gate_failure,
             }
             stage = run.stage(f"export_{role}.{prof.name}", config, export_fn, inputs=inputs, log=log)
-            exports[stage.name] = {"role": role, "chosen_as": spec, **stage.metrics}
+            exports[stage.name] = stage
     return exports
+
+
+def _bench_stage(
+    recipe: Recipe, run: Run, models: dict[str, str], producers: dict[str, StageResult | None],
+    export_stages: dict[str, StageResult], data: StageResult, splits: dict[str, list], log: Log,
+) -> dict[str, Any] | None:
+    """Benchmark every teacher (SFT version when there is one, torch) against the exported student: its
+    torch folder and each export that passed its gates. Returns bench.json's per-model summary."""
+    bcfg = recipe.bench
+    if not bcfg.enabled:
+        return None
+    exports = {name: st.metrics for name, st in export_stages.items()}
+    from distill2edge.bench import BenchModel
+    from distill2edge.bench.api import run_bench, settings_for_recipe
+
+    entries: list[tuple[str, str, str]] = []  # (role, path, name)
+    inputs: dict[str, StageResult] = {"data": data}
+    for t in recipe.teachers:
+        role = f"teacher_sft.{t}" if f"teacher_sft.{t}" in models else f"teacher.{t}"
+        entries.append(("teacher", models[role], role))
+    students = dict.fromkeys(e["role"] for e in exports.values() if e["status"] == "exported")
+    for role in students:
+        entries.append(("student", models[role], f"{role} (torch)"))
+    for stage_name, e in exports.items():
+        if e["status"] == "exported":
+            entries.append(("student", str(run.stages_dir / stage_name / e["artifact"]), f"{e['role']} ({e['profile']})"))
+            inputs[stage_name] = export_stages[stage_name]
+    for role, _path, name in entries:
+        producer = producers.get(name.split(" ")[0])
+        if producer is not None:
+            inputs[producer.name] = producer
+    test = splits["test"][: bcfg.max_questions]
+
+    def bench_fn(out: Path, _work: Path) -> dict[str, Any]:
+        result = run_bench(
+            [BenchModel(Path(path), role, name=name) for role, path, name in entries], test, out,
+            settings=settings_for_recipe(recipe, threads=bcfg.threads, batch_size=bcfg.batch_size), log=log,
+        )
+        return {"models": [_bench_summary(r) for r in result["models"]], "bandwidth_gb_s": result["bandwidth"]["read_gb_s"]}
+
+    config = {"bench": bcfg.model_dump(mode="json"), "models": [(r, n) for r, _p, n in entries]}
+    return run.stage("bench", config, bench_fn, inputs=inputs, log=log).metrics
+
+
+def _bench_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    keys = ("name", "role", "format", "params", "file_bytes", "decode_tokens_per_s", "questions_per_s", "peak_rss_mb")
+    out = {k: rec.get(k) for k in keys}
+    out["ms_per_answer"] = rec.get("answer_ms", {}).get("mean")
+    out["roofline_fraction"] = (rec.get("roofline") or {}).get("fraction")
+    out.update({m: v for m, v in (rec.get("accuracy") or {}).items()})
+    return out
 
 
 def _sft_stage_name(role: str) -> str:

@@ -112,6 +112,7 @@ def test_export_stage_records_passes_gate_failures_and_skips(tmp_path, tiny_reci
         evaluate={"models": ["distilled.kd"], "max_new_tokens": 2, "batch_size": 8},
         export={"models": ["best_distilled"],
                 "profiles": [str(tmp_path / "f32.yaml"), str(tmp_path / "strict.yaml"), "jetson-orin"]},
+        bench={"enabled": True, "max_questions": 2, "threads": 1, "batch_size": 0},
     )))
     out = tmp_path / "run"
     metrics = run_recipe(recipe, out, progress=False, log=lambda _: None)
@@ -129,6 +130,12 @@ def test_export_stage_records_passes_gate_failures_and_skips(tmp_path, tiny_reci
     assert ex["export_distilled.kd.jetson-orin"]["status"] == "skipped"
     report = (out / "report.md").read_text()
     assert "## Exports" in report and "| distilled.kd | strict | gguf | gate failed |" in report
+    # The benchmark: the teacher in torch against the student in torch and as the exported GGUF only
+    # (the failed and skipped exports are left out).
+    bench = metrics["bench"]["models"]
+    assert [(m["role"], m["format"]) for m in bench] == [("teacher", "torch"), ("student", "torch"), ("student", "gguf")]
+    assert all(m["ms_per_answer"] > 0 and m["decode_tokens_per_s"] > 0 for m in bench)
+    assert (out / "stages/bench/bench.json").exists() and "## Benchmark" in report
     # Asking for failures to stop the run makes the failed gate an error.
     strict = load_recipe(str(tiny_recipe(
         sft={"teacher": {"enabled": False}, "student": {"enabled": False}},

@@ -162,6 +162,13 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
     lines += [""] if any(sentences) else []
     lines += ["![accuracy](accuracy.png)", ""]
     lines += exports_table(metrics.get("exports") or {})
+    bench_md = run_dir / "stages" / "bench" / "bench.md"
+    if metrics.get("bench") and bench_md.exists():
+        body = bench_md.read_text(encoding="utf-8").removeprefix("# Benchmark").strip()
+        lines += ["## Benchmark: teachers against the exported student", "", body, ""]
+        for png in ("accuracy_latency.png", "speedup.png"):
+            if (bench_md.parent / png).exists():
+                lines += [f"![{png[:-4]}](stages/bench/{png})", ""]
     lines += ["## Training", "", ("| Stage | Steps | First loss | Last loss | "
               "Best val loss | Trainable params | Seconds |"), "|---|---|---|---|---|---|---|"]
     for stage, t in metrics["training"].items():
