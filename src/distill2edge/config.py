@@ -12,10 +12,13 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, ValidationError, field_validator, model_serializer,
+    model_validator,
+)
 
 
 class RecipeError(ValueError):
@@ -26,6 +29,18 @@ class Strict(BaseModel):
     """Base for config classes: unknown keys are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    _omit_at_default: ClassVar[frozenset[str]] = frozenset()
+    """Fields added after run folders already existed: left out of dumps while at their default, so a
+    stage's config hash (its reuse key) does not change for recipes that do not use them."""
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data = handler(self)
+        for name in self._omit_at_default:
+            if name in data and getattr(self, name) == type(self).model_fields[name].get_default(call_default_factory=True):
+                del data[name]
+        return data
 
 
 # --------------------------------------------------------------------------------------- data
@@ -46,11 +61,28 @@ class SplitConfig(Strict):
         return self
 
 
+QA_TEMPLATE = "Context: {context}\nQuestion: {question}\nAnswer:"
+CLASSIFY_TEMPLATE = "Sentence: {text}\nIs the sentiment of this financial news sentence {labels}?\nAnswer:"
+_QA_FORMATS = ("auto", "telequad", "jsonl", "squad", "hf")
+_CLASSIFY_FORMATS = ("auto", "jsonl", "csv", "phrasebank")
+
+
 class DataConfig(Strict):
+    _omit_at_default = frozenset({"task", "labels", "verbalizers"})
+
+    task: Literal["qa", "classification"] = "qa"
+    """`qa`: extractive QA (answers generated, scored by EM/F1/...); `classification`: each label is a
+    verbalizer word scored by log-likelihood after the prompt (accuracy, macro-F1)."""
     source: str = "embedded:telecom-qa"
-    """`embedded:telecom-qa`, a TeleQuAD JSON file, a JSONL file, or `hf:NAME[:CONFIG]` (a datasets id)."""
-    format: Literal["auto", "telequad", "jsonl", "squad", "hf"] = "auto"
+    """QA: `embedded:telecom-qa`, a TeleQuAD JSON file, a JSONL file, or `hf:NAME[:CONFIG]` (a datasets id).
+    Classification: `embedded:finance-sentiment`, a Financial PhraseBank `Sentences_*Agree.txt`, or a
+    JSONL/CSV file with `text` and `label`."""
+    format: Literal["auto", "telequad", "jsonl", "squad", "hf", "csv", "phrasebank"] = "auto"
     """How to read `source`; `auto` picks from the name and content."""
+    labels: list[str] | None = None
+    """Classification: the label set, in a fixed order (default for the finance sets: negative, neutral, positive)."""
+    verbalizers: dict[str, str] | None = None
+    """Classification: the answer text of each label (default: the label after one space)."""
     split: SplitConfig = SplitConfig()
     max_train: int | None = Field(None, ge=1)
     """Cap on training examples (after the split)."""
@@ -58,18 +90,55 @@ class DataConfig(Strict):
     max_test: int | None = Field(None, ge=1)
     include_impossible: bool = True
     """TeleQuAD flags some answerable questions `is_impossible`; they carry answers, so keep them."""
-    prompt_template: str = "Context: {context}\nQuestion: {question}\nAnswer:"
-    """Prompt built from each example; the answer follows after one space."""
+    prompt_template: str = QA_TEMPLATE
+    """Prompt built from each example; the answer follows after one space. QA: `{context}`, `{question}`
+    (and `{title}`); classification: `{text}` and `{labels}` (the label list); the default follows the task."""
     max_length: int = Field(384, ge=16)
     """Prompt + answer tokens; the context is cut (never the question or answer) to fit."""
 
-    @field_validator("prompt_template")
+    @model_validator(mode="before")
     @classmethod
-    def _template_fields(cls, v: str) -> str:
-        for key in ("{context}", "{question}"):
-            if key not in v:
-                raise ValueError(f"prompt_template must contain {key}")
-        return v
+    def _task_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("task") == "classification" and "prompt_template" not in data:
+            data = {**data, "prompt_template": CLASSIFY_TEMPLATE}
+        return data
+
+    @model_validator(mode="after")
+    def _task_fields(self) -> DataConfig:
+        if self.task == "qa":
+            for key in ("{context}", "{question}"):
+                if key not in self.prompt_template:
+                    raise ValueError(f"prompt_template: a QA template must contain {key}")
+            if self.format not in _QA_FORMATS:
+                raise ValueError(f"format: {self.format!r} is for classification data; QA reads {', '.join(_QA_FORMATS)}")
+            if self.labels is not None or self.verbalizers is not None:
+                raise ValueError("labels: labels and verbalizers belong to task: classification")
+            return self
+        if "{text}" not in self.prompt_template:
+            raise ValueError("prompt_template: a classification template must contain {text}")
+        if self.format not in _CLASSIFY_FORMATS:
+            raise ValueError(f"format: classification reads {', '.join(_CLASSIFY_FORMATS)}, not {self.format!r}")
+        if self.labels is not None and (len(set(self.labels)) != len(self.labels) or len(self.labels) < 2):
+            raise ValueError(f"labels: need at least 2 distinct labels, got {self.labels}")
+        if self.verbalizers is not None:
+            labels = self.label_set()
+            missing = [c for c in labels if c not in self.verbalizers]
+            extra = [c for c in self.verbalizers if c not in labels]
+            if missing or extra:
+                raise ValueError(f"verbalizers: need exactly one per label {labels} (missing {missing}, unknown {extra})")
+        return self
+
+    def label_set(self) -> list[str]:
+        """Classification labels: `labels`, or the finance sets' negative/neutral/positive."""
+        if self.labels is not None:
+            return list(self.labels)
+        if self.source.startswith("embedded:finance") or self.format == "phrasebank" or self.source.endswith(".txt"):
+            return ["negative", "neutral", "positive"]
+        raise ValueError("labels: set data.labels for this classification data set")
+
+    def stage_config(self) -> dict[str, Any]:
+        """What the data stage's reuse key is built from."""
+        return self.model_dump(mode="json")
 
 
 # ------------------------------------------------------------------------------------- models
@@ -136,8 +205,36 @@ class TrainConfig(Strict):
     """Validate every N optimizer steps; empty means once per epoch."""
     checkpoint_every: int = Field(50, ge=1)
     """Write a resumable checkpoint every N optimizer steps."""
+    checkpoint_every_samples: int | None = Field(None, ge=1)
+    """Write a checkpoint every N training samples instead (rounded up to whole optimizer steps)."""
+    eval_every_samples: int | None = Field(None, ge=1)
+    """Validate every N training samples instead of `eval_every` steps (rounded up to whole steps)."""
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()
     seed: int = 0
+
+    _omit_at_default = frozenset({"checkpoint_every_samples", "eval_every_samples"})
+
+    @model_validator(mode="after")
+    def _one_eval_period(self) -> TrainConfig:
+        if self.eval_every is not None and self.eval_every_samples is not None:
+            raise ValueError("eval_every_samples: set eval_every (steps) or eval_every_samples, not both")
+        return self
+
+    def steps_for(self, samples: int) -> int:
+        """Optimizer steps that cover `samples` training samples (at least 1)."""
+        return max(1, -(-samples // (self.batch_size * self.grad_accum)))
+
+    def checkpoint_period(self) -> int:
+        """Optimizer steps between checkpoints."""
+        if self.checkpoint_every_samples is not None:
+            return self.steps_for(self.checkpoint_every_samples)
+        return self.checkpoint_every
+
+    def eval_period(self) -> int | None:
+        """Optimizer steps between validations; None: once per epoch."""
+        if self.eval_every_samples is not None:
+            return self.steps_for(self.eval_every_samples)
+        return self.eval_every
 
 
 class SFTStageConfig(Strict):
@@ -182,23 +279,95 @@ class DSKDConfig(Strict):
     """Positions per chunk for full-vocabulary logits (bounds memory with large teacher vocabularies)."""
 
 
+LayerMapSpec = Union[Literal["uniform"], list[int], list[list[int]]]
+
+
+class TeacherWeightConfig(Strict):
+    """One teacher of a multi-teacher distillation (`distill.NAME.teachers.TEACHER`)."""
+
+    weight: float = Field(1.0, ge=0.0)
+    """w_i: the teacher's weight in the KD and hidden-state sums (used as given; make them sum to 1 for an average)."""
+    kd: Literal["auto", "logits", "dskd", "none"] = "auto"
+    """Its output-distribution term: `logits` (KL on a shared vocabulary), `dskd` (dual-space KD, cross-model
+    attention across vocabularies), `none` (hidden-state MSE only); `auto`: logits on a shared vocabulary, else none."""
+    layer_map: LayerMapSpec | None = None
+    """Overrides `hidden.layer_map` for this teacher."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_weight(cls, data: Any) -> Any:
+        return {"weight": data} if isinstance(data, (int, float)) and not isinstance(data, bool) else data
+
+
+class HiddenConfig(Strict):
+    """Hidden-state distillation: g·Σ_i w_i·Σ_(ls,lt) MSE(P_i(h_student[ls]), h_teacher_i[lt])."""
+
+    weight: float = Field(0.0, ge=0.0)
+    """g; 0 turns the term off."""
+    layer_map: LayerMapSpec = "uniform"
+    """`uniform` (student layer i -> teacher layer i·Lt/Ls, last to last), a list with the teacher layer of
+    every student layer, or [student, teacher] pairs; layers count from 1 (0 is the embeddings)."""
+    pooling: Literal["auto", "token", "mean", "last"] = "auto"
+    """`token`: position by position (same tokenizer only); `mean`/`last`: one vector per sequence (any
+    tokenizer); `auto`: token on a shared tokenizer, mean otherwise."""
+    normalize: bool = True
+    """Layer-normalise both sides before the MSE, so a few huge residual-stream channels cannot dominate."""
+    shared_projection: bool = False
+    """One projection per teacher for all mapped layers (instead of one per layer)."""
+    projector_lr: float = Field(1e-3, gt=0)
+
+
+class ShortcutConfig(Strict):
+    """Anti-shortcut penalty for classification: keeps the student from always answering the majority label."""
+
+    name: str = "none"
+    """A registered penalty: `none`, `label_prior_kl` (KL(prior || batch-mean prediction)), `label_prior_reverse_kl`."""
+    weight: float = Field(0.0, ge=0.0)
+    temperature: float = Field(0.3, gt=0)
+    """Softmax temperature of the class scores; below 1 the batch mean approaches the predicted-label histogram."""
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from distill2edge.losses.shortcut import shortcut_penalty_names
+
+        if v not in shortcut_penalty_names():
+            raise ValueError(f"unknown shortcut penalty {v!r}; registered: {', '.join(shortcut_penalty_names())}")
+        return v
+
+
 class DistillConfig(Strict):
-    """One distillation: a teacher, a starting student, an algorithm and its training."""
+    """One distillation: its teacher(s), a starting student, an algorithm, its data and training."""
+
+    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data"})
 
     teacher: str | None = None
     """Name of a model in `teachers`; may be left out when the recipe has a single teacher."""
+    teachers: dict[str, TeacherWeightConfig] = {}
+    """`multi_teacher` only: teacher name -> weight (or {weight, kd, layer_map}); replaces `teacher`."""
     teacher_state: Literal["base", "sft"] = "sft"
-    """Distil from the base teacher or its SFT version."""
+    """Distil from the base teacher(s) or their SFT versions."""
     student: str = "sft"
-    """Start from the `base` student, its `sft` version, or the result of an earlier distillation (its name)."""
+    """Start from the `base` student, its `sft` version, or the result of an earlier distillation (its name):
+    a two-stage distillation starts its second stage from the first stage's best student."""
     algorithm: str = "vanilla"
     """`vanilla` (one vocabulary), `dskd` (dual-space KD; cross-model attention when the vocabularies
-    differ) or `dskd_cma` (cross-model attention always)."""
+    differ), `dskd_cma` (cross-model attention always), `uld`, or `multi_teacher`: (1 - alpha)·CE +
+    alpha·Σ w_i·KD_i + hidden.weight·Σ w_i·MSE_i + shortcut.weight·penalty."""
     loss: KDLossConfig = KDLossConfig()
     lora: LoraConfig | None = None
     """Empty (null) trains all student weights."""
     train: TrainConfig = TrainConfig()
     dskd: DSKDConfig = DSKDConfig()
+    hidden: HiddenConfig = HiddenConfig()
+    """`multi_teacher`: hidden-state MSE through a learned projection per teacher."""
+    shortcut: ShortcutConfig = ShortcutConfig()
+    """`multi_teacher` on classification data: the anti-shortcut penalty."""
+    data: DataConfig | None = None
+    """This stage's own data (e.g. a general first stage); empty: the recipe's `data`."""
+
+    def teacher_names(self) -> list[str]:
+        return list(self.teachers) if self.teachers else [self.teacher] if self.teacher else []
 
     @field_validator("algorithm")
     @classmethod
@@ -210,11 +379,15 @@ class DistillConfig(Strict):
         return v
 
 
+CLASSIFY_METRICS = ("accuracy", "macro_f1")
+
+
 class EvaluateConfig(Strict):
     models: list[str] = ["all"]
     """Models to evaluate: `all` (every model the recipe produces), or roles: `teacher.NAME`,
     `teacher_sft.NAME`, `student_base`, `student_sft`, `distilled.NAME`."""
     metrics: list[str] = ["exact_match", "token_f1", "rouge_l"]
+    """QA metrics (see `distill2edge evaluate --help`); classification recipes use accuracy and macro_f1."""
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(8, ge=1)
 
@@ -274,18 +447,23 @@ class Recipe(Strict):
                     raise ValueError(f"{what}: name {n!r} must be letters, digits, '-' or '_'")
         earlier: list[str] = []
         for name, d in self.distill.items():
-            if d.teacher is None:
-                if len(self.teachers) != 1:
-                    raise ValueError(f"distill.{name}.teacher: name one of the teachers ({', '.join(self.teachers)})")
-                d.teacher = next(iter(self.teachers))
-            elif d.teacher not in self.teachers:
-                raise ValueError(f"distill.{name}.teacher: {d.teacher!r} is not among teachers ({', '.join(self.teachers)})")
+            self._check_teachers(name, d)
+            self._check_multi(name, d)
             if d.student not in ("base", "sft", *earlier):
                 raise ValueError(
                     f"distill.{name}.student: {d.student!r} must be base, sft or an earlier distillation "
                     f"({', '.join(earlier) or 'none before this one'})"
                 )
             earlier.append(name)
+        if self.data.task == "classification":
+            if self.evaluate.metrics == EvaluateConfig.model_fields["metrics"].default:
+                self.evaluate.metrics = list(CLASSIFY_METRICS)
+            wrong = [m for m in self.evaluate.metrics if m not in CLASSIFY_METRICS]
+            if wrong:
+                raise ValueError(f"evaluate.metrics: classification is scored by {', '.join(CLASSIFY_METRICS)}, not {wrong}")
+            if self.bench.enabled:
+                raise ValueError("bench.enabled: the bench stage answers QA questions; classification latency "
+                                 "(ms per sentence) is measured by the evaluation")
         known = set(self.roles())
         for role in self.evaluate.models:
             if role != "all" and role not in known:
@@ -302,6 +480,38 @@ class Recipe(Strict):
             except ExportError as e:
                 raise ValueError(f"export.profiles: {e}") from None
         return self
+
+    def _check_teachers(self, name: str, d: DistillConfig) -> None:
+        known = ", ".join(self.teachers)
+        if d.teachers:
+            if d.teacher is not None:
+                raise ValueError(f"distill.{name}.teachers: set teacher or teachers, not both")
+            if d.algorithm != "multi_teacher":
+                raise ValueError(f"distill.{name}.teachers: several teachers need algorithm: multi_teacher")
+            for t in d.teachers:
+                if t not in self.teachers:
+                    raise ValueError(f"distill.{name}.teachers: {t!r} is not among teachers ({known})")
+            return
+        if d.teacher is None:
+            if len(self.teachers) != 1:
+                raise ValueError(f"distill.{name}.teacher: name one of the teachers ({known})")
+            d.teacher = next(iter(self.teachers))
+        elif d.teacher not in self.teachers:
+            raise ValueError(f"distill.{name}.teacher: {d.teacher!r} is not among teachers ({known})")
+
+    def _check_multi(self, name: str, d: DistillConfig) -> None:
+        data = d.data or self.data
+        if d.algorithm != "multi_teacher":
+            for field, used in (("hidden.weight", d.hidden.weight > 0), ("shortcut.name", d.shortcut.name != "none")):
+                if used:
+                    raise ValueError(f"distill.{name}.{field}: hidden-state MSE and the shortcut penalty need algorithm: multi_teacher")
+            return
+        if d.shortcut.name != "none" and data.task != "classification":
+            raise ValueError(f"distill.{name}.shortcut.name: the anti-shortcut penalty needs classification data (data.task)")
+        if d.shortcut.name != "none" and d.shortcut.weight == 0:
+            raise ValueError(f"distill.{name}.shortcut.weight: {d.shortcut.name} is chosen but its weight is 0")
+        if d.loss.alpha > 0 and all(t.kd == "none" for t in d.teachers.values()) and d.teachers:
+            raise ValueError(f"distill.{name}.loss.alpha: no teacher has a KD term (every kd is none); set alpha to 0")
 
     def roles(self) -> list[str]:
         """Every model role this recipe can produce, in report order."""

@@ -14,7 +14,8 @@ from typing import Any
 import torch
 
 from distill2edge.config import Recipe
-from distill2edge.data.qa import prepare_splits, read_split, write_jsonl
+from distill2edge.data.splits import prepare_data, read_data
+from distill2edge.evaluate.classify import evaluate_classifier
 from distill2edge.evaluate.generate import evaluate_model
 from distill2edge.evaluate.likelihood import answer_cross_entropy
 from distill2edge.export.profiles import load_profile
@@ -22,7 +23,7 @@ from distill2edge.export.stage import export_for_profile
 from distill2edge.models import DTYPES, init_student_from_teacher, load_model
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, write_json_atomic
-from distill2edge.train.stages import run_distill, run_sft
+from distill2edge.train.stages import run_distill, run_multi_distill, run_sft
 
 Log = Callable[[str], None]
 
@@ -33,10 +34,6 @@ def resolve_device(pref: str) -> torch.device:
     if pref == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(pref)
-
-
-def _load_splits(data_stage: StageResult) -> dict[str, list]:
-    return {name: read_split(data_stage.out_dir / f"{name}.jsonl") for name in ("train", "validation", "test")}
 
 
 def run_recipe(recipe: Recipe, out_dir: Path, *, progress: bool = True, log: Log = print) -> dict[str, Any]:
@@ -59,19 +56,9 @@ def run_recipe(recipe: Recipe, out_dir: Path, *, progress: bool = True, log: Log
 
 def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, log: Log) -> dict[str, Any]:
     data_cfg = recipe.data
-
-    def data_fn(out: Path, _work: Path) -> dict[str, Any]:
-        splits = prepare_splits(data_cfg)
-        for name, examples in splits.items():
-            write_jsonl(examples, out / f"{name}.jsonl")
-        return {
-            f"{name}_{what}": n
-            for name, examples in splits.items()
-            for what, n in (("questions", len(examples)), ("contexts", len({e.context_id for e in examples})))
-        }
-
-    data = run.stage("data", data_cfg.model_dump(mode="json"), data_fn, log=log)
-    splits = _load_splits(data)
+    data = run.stage("data", data_cfg.model_dump(mode="json"), lambda out, _w: prepare_data(data_cfg, out), log=log)
+    splits = read_data(data_cfg, data.out_dir)
+    stage_data = _stage_data(recipe, run, data, splits, log)
 
     # Student initialisation (layer pruning of a same-family model), or a model used as is.
     student_cfg = recipe.student
@@ -95,10 +82,10 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
     stages: dict[str, StageResult] = {}
 
     # SFT of every teacher (and of the student) that a distillation or the evaluation asks for.
-    wanted = set(recipe.evaluate.models)
+    wanted = set(recipe.roles()) if "all" in recipe.evaluate.models else set(recipe.evaluate.models)
     sft_jobs = [
         (f"teacher_sft.{t}", recipe.sft.teacher, cfg.path, cfg.dtype, None,
-         any(d.teacher == t and d.teacher_state == "sft" for d in recipe.distill.values()))
+         any(t in d.teacher_names() and d.teacher_state == "sft" for d in recipe.distill.values()))
         for t, cfg in recipe.teachers.items()
     ]
     sft_jobs.append((
@@ -124,29 +111,38 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
 
     # Distillations, in recipe order (a later one may start from an earlier one's student).
     for name, dcfg in recipe.distill.items():
-        teacher_role = f"teacher_sft.{dcfg.teacher}" if dcfg.teacher_state == "sft" else f"teacher.{dcfg.teacher}"
+        teacher_roles = {
+            t: f"teacher_sft.{t}" if dcfg.teacher_state == "sft" else f"teacher.{t}" for t in dcfg.teacher_names()
+        }
         student_role = {"base": "student_base", "sft": "student_sft"}.get(dcfg.student, f"distilled.{dcfg.student}")
-        for role, what in ((teacher_role, "teacher_state"), (student_role, "student")):
+        for role, what in [*((r, "teacher_state") for r in teacher_roles.values()), (student_role, "student")]:
             if role not in models:
                 raise ValueError(f"distill.{name}.{what} needs {role}, but sft.{role.split('_')[0]}.enabled is false")
-        teacher_cfg = recipe.teachers[dcfg.teacher]
+        d_data, d_splits = stage_data[name]
+        d_data_cfg = dcfg.data or data_cfg
 
         def distill_fn(
-            out: Path, work: Path, _t=models[teacher_role], _s=models[student_role], _d=dcfg, _tc=teacher_cfg, _n=name,
+            out: Path, work: Path, _d=dcfg, _n=name, _splits=d_splits, _dc=d_data_cfg,
+            _teachers={t: (models[r], recipe.teachers[t].dtype) for t, r in teacher_roles.items()},
+            _s=models[student_role],
         ) -> dict[str, Any]:
-            result = run_distill(
-                _t, _s, splits, data_cfg, _d, out / "model", work, device=device, teacher_dtype=_tc.dtype,
-                student_dtype=student_cfg.dtype, progress=progress, desc=f"distill {_n}",
-            )
+            common = {
+                "device": device, "student_dtype": student_cfg.dtype, "progress": progress, "desc": f"distill {_n}",
+            }
+            if _d.algorithm == "multi_teacher":
+                result = run_multi_distill(_teachers, _s, _splits, _dc, _d, out / "model", work, stage=f"distill.{_n}", **common)
+            else:
+                (t_ref, t_dtype), = _teachers.values()
+                result = run_distill(t_ref, _s, _splits, _dc, _d, out / "model", work, teacher_dtype=t_dtype, **common)
             return result.metrics()
 
-        d_inputs = {"data": data}
-        for role in (teacher_role, student_role):
+        d_inputs = {d_data.name: d_data}
+        for role in (*teacher_roles.values(), student_role):
             if producers[role] is not None:
                 d_inputs[producers[role].name] = producers[role]
         d_config = {
-            "distill": dcfg.model_dump(mode="json"), "teacher": models[teacher_role] if producers[teacher_role] is None
-            else teacher_role, "teacher_dtype": teacher_cfg.dtype, "student": student_role,
+            "distill": dcfg.model_dump(mode="json"), "student": student_role,
+            **_teacher_config(dcfg, teacher_roles, models, producers, recipe),
         }
         stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log)
         stages[stage.name] = stage
@@ -165,6 +161,14 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
 
         def eval_fn(out: Path, _work: Path, _ref=ref, _role=role, _dtype=dtype) -> dict[str, Any]:
             model, tok = load_model(_ref, dtype=DTYPES[_dtype], device=device)
+            if data_cfg.task == "classification":
+                summary = evaluate_classifier(
+                    model, tok, splits["test"], out, labels=data_cfg.label_set(), template=data_cfg.prompt_template,
+                    verbalizers=data_cfg.verbalizers, max_length=data_cfg.max_length, batch_size=ecfg.batch_size,
+                    device=device, progress=progress,
+                )
+                summary["params"] = sum(p.numel() for p in model.parameters())
+                return summary
             summary = evaluate_model(
                 model, tok, splits["test"], out, template=data_cfg.prompt_template, max_length=data_cfg.max_length,
                 max_new_tokens=ecfg.max_new_tokens, metrics=ecfg.metrics, batch_size=ecfg.batch_size,
@@ -202,9 +206,43 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
     }
 
 
+def _stage_data(
+    recipe: Recipe, run: Run, data: StageResult, splits: dict[str, list], log: Log,
+) -> dict[str, tuple[StageResult, dict[str, list]]]:
+    """The data of each distillation: the recipe's, or its own (`distill.NAME.data`) in a stage
+    `data.NAME` (distillations with identical data share the first one's stage)."""
+    out: dict[str, tuple[StageResult, dict[str, list]]] = {}
+    made: dict[str, tuple[StageResult, dict[str, list]]] = {}
+    for name, dcfg in recipe.distill.items():
+        if dcfg.data is None or dcfg.data == recipe.data:
+            out[name] = (data, splits)
+            continue
+        cfg = dcfg.data
+        key = cfg.model_dump_json()
+        if key not in made:
+            st = run.stage(f"data.{name}", cfg.model_dump(mode="json"), lambda o, _w, _c=cfg: prepare_data(_c, o), log=log)
+            made[key] = (st, read_data(cfg, st.out_dir))
+        out[name] = made[key]
+    return out
+
+
+def _teacher_config(
+    dcfg: Any, teacher_roles: dict[str, str], models: dict[str, str], producers: dict[str, StageResult | None],
+    recipe: Recipe,
+) -> dict[str, Any]:
+    """The teacher part of a distillation's stage config: a model reference, or the role of the stage that
+    made it (whose key is among the inputs). A single teacher keeps the keys older run folders used."""
+    refs = {t: models[r] if producers[r] is None else r for t, r in teacher_roles.items()}
+    if dcfg.algorithm != "multi_teacher":
+        (t, ref), = refs.items()
+        return {"teacher": ref, "teacher_dtype": recipe.teachers[t].dtype}
+    return {"teachers": {t: {"model": ref, "dtype": recipe.teachers[t].dtype} for t, ref in refs.items()}}
+
+
 def best_distilled(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:
     """The distilled role with the best test score (token F1 if evaluated, else the first metric)."""
-    metric = "token_f1" if "token_f1" in recipe.evaluate.metrics else recipe.evaluate.metrics[0]
+    metrics = recipe.evaluate.metrics
+    metric = next((m for m in ("token_f1", "macro_f1") if m in metrics), metrics[0])
     scored = [(r[metric], role) for role, r in results.items() if role.startswith("distilled.") and metric in r]
     if not scored:
         raise ValueError("export.models: best_distilled needs at least one evaluated distilled model")

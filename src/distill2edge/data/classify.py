@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
+from distill2edge.config import DataConfig
 from distill2edge.data.qa import DataError
 
 FINANCE_LABELS: tuple[str, ...] = ("negative", "neutral", "positive")
@@ -209,3 +210,29 @@ def write_class_jsonl(examples: Iterable[ClassExample], path: Path) -> None:
     with path.open("w", encoding="utf-8") as fh:
         for ex in examples:
             fh.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+
+
+def prepare_class_splits(cfg: DataConfig) -> dict[str, list[ClassExample]]:
+    """Load `cfg.source`, check its labels against `cfg.label_set()`, split by label and cap each split."""
+    examples = load_classification(cfg.source, cfg.format)
+    labels = cfg.label_set()
+    validate_labels(examples, labels, where=cfg.source)
+    s = cfg.split
+    splits = stratified_split(examples, validation=s.validation, test=s.test, seed=s.seed)
+    for name, cap in (("train", cfg.max_train), ("validation", cfg.max_validation), ("test", cfg.max_test)):
+        if cap is not None:
+            splits[name] = _stratified_head(splits[name], cap, labels)
+    for name in ("train", "test"):
+        if not splits[name]:
+            raise DataError(f"{cfg.source}: the {name} split is empty (data.split / data.max_{name})")
+    return splits
+
+
+def _stratified_head(examples: list[ClassExample], n: int, labels: Sequence[str]) -> list[ClassExample]:
+    """`n` examples keeping the label proportions: each label's examples are spread evenly over [0, 1)
+    (the i-th of m at (i + 0.5) / m) and the `n` earliest are kept, so a cap keeps rare labels too."""
+    groups = {c: [e for e in examples if e.label == c] for c in labels}
+    ranked = sorted(
+        ((i + 0.5) / len(g), labels.index(c), e) for c, g in groups.items() for i, e in enumerate(g)
+    )
+    return sorted((e for _, _, e in ranked[:n]), key=lambda e: e.id)

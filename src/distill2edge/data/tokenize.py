@@ -98,9 +98,25 @@ def collate_pair(
 ) -> dict[str, torch.Tensor]:
     """Collate samples tokenized twice: the student's keys as `collate`, the teacher's prefixed
     `teacher_` (teacher_input_ids, teacher_attention_mask, teacher_labels), each padded on its own."""
-    student = collate([{k: v for k, v in f.items() if not k.startswith(TEACHER_PREFIX)} for f in features], pad_id)
-    teacher = collate(
-        [{k[len(TEACHER_PREFIX):]: v for k, v in f.items() if k.startswith(TEACHER_PREFIX)} for f in features],
-        teacher_pad_id,
-    )
-    return {**student, **{TEACHER_PREFIX + k: v for k, v in teacher.items()}}
+    return collate_multi(features, {"": pad_id, TEACHER_PREFIX: teacher_pad_id})
+
+
+def teacher_prefix(name: str) -> str:
+    """Feature-key prefix of teacher `name`'s own tokenization in a multi-teacher batch."""
+    return f"teacher[{name}]_"
+
+
+def collate_multi(features: Sequence[dict[str, list[int]]], pads: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Collate samples tokenized by several tokenizers. `pads` maps each key prefix to its pad id ("" is
+    the student); a key belongs to the longest prefix it starts with, and each tokenization is padded
+    on its own."""
+    prefixes = sorted((p for p in pads if p), key=len, reverse=True)
+
+    def owner(key: str) -> str:
+        return next((p for p in prefixes if key.startswith(p)), "")
+
+    out: dict[str, torch.Tensor] = {}
+    for prefix, pad in pads.items():
+        part = [{k[len(prefix):]: v for k, v in f.items() if owner(k) == prefix} for f in features]
+        out.update({prefix + k: v for k, v in collate(part, pad).items()})
+    return out

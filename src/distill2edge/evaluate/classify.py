@@ -27,12 +27,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from distill2edge.config import CLASSIFY_TEMPLATE
 from distill2edge.data.classify import ClassExample
 from distill2edge.data.tokenize import IGNORE_INDEX
 
-DEFAULT_CLASSIFY_TEMPLATE = (
-    "Sentence: {text}\nIs the sentiment of this financial news sentence {labels}?\nAnswer:"
-)
+DEFAULT_CLASSIFY_TEMPLATE = CLASSIFY_TEMPLATE
 """`{text}` is the example; `{labels}` lists the labels ("negative, neutral or positive")."""
 
 

@@ -9,7 +9,10 @@ from typing import Any
 from distill2edge.config import Recipe
 from distill2edge.runs import write_text_atomic
 
-_METRIC_LABELS = {"exact_match": "EM", "token_f1": "F1", "rouge_l": "ROUGE-L", "answer_ce": "answer CE (nats)"}
+_METRIC_LABELS = {
+    "exact_match": "EM", "token_f1": "F1", "rouge_l": "ROUGE-L", "answer_ce": "answer CE (nats)",
+    "accuracy": "Accuracy", "macro_f1": "macro-F1",
+}
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -20,28 +23,35 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def results_table(models: dict[str, dict[str, Any]], metric_names: list[str]) -> str:
+def results_table(models: dict[str, dict[str, Any]], metric_names: list[str], labels: list[str] | None = None) -> str:
+    """One row per evaluated model. With `labels` (classification) the latency is per sentence and a
+    column shows the share of test sentences predicted as each label (a collapsed model predicts one)."""
     if any("answer_ce" in r for r in models.values()) and "answer_ce" not in metric_names:
         metric_names = [*metric_names, "answer_ce"]
-    head = ["Role", "Params (M)", *(_METRIC_LABELS.get(m, m) for m in metric_names), "ms / answer"]
+    head = ["Role", "Params (M)", *(_METRIC_LABELS.get(m, m) for m in metric_names)]
+    head += ["ms / inference", f"predicted ({' / '.join(labels)})"] if labels else ["ms / answer"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in models.values():
-        cells = [r["role"], f"{r.get('params', 0) / 1e6:.1f}", *(_fmt(r.get(m)) for m in metric_names),
-                 _fmt(r.get("latency_ms"), 0)]
+        cells = [r["role"], f"{r.get('params', 0) / 1e6:.1f}", *(_fmt(r.get(m)) for m in metric_names)]
+        cells.append(_fmt(r.get("latency_ms"), 1 if labels else 0))
+        if labels:
+            cells.append(" / ".join(_fmt(r.get(f"predicted/{c}"), 2) for c in labels))
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-def kept_fraction(models: dict[str, dict[str, Any]], metric: str, distilled: str, teacher: str) -> str | None:
-    """How much of its teacher's score (SFT version if evaluated, else base) a distilled student keeps."""
-    t = models.get(f"teacher_sft.{teacher}") or models.get(f"teacher.{teacher}")
+def kept_fraction(models: dict[str, dict[str, Any]], metric: str, distilled: str, teachers: list[str]) -> str | None:
+    """How much of its (best) teacher's score (SFT version if evaluated, else base) a distilled student keeps."""
+    scored = [models.get(f"teacher_sft.{t}") or models.get(f"teacher.{t}") for t in teachers]
+    scored = [t for t in scored if t and t.get(metric)]
     s = models.get(f"distilled.{distilled}")
-    if not t or not s or not t.get(metric):
+    if not scored or not s:
         return None
+    t = max(scored, key=lambda r: r[metric])
     return (
         f"`{distilled}` keeps {100 * s[metric] / t[metric]:.0f}% of the {t['role']}'s "
         f"{_METRIC_LABELS.get(metric, metric)} with {100 * s['params'] / t['params']:.0f}% of its parameters, "
-        f"answering {t['latency_ms'] / max(s['latency_ms'], 1e-9):.1f}x as fast (torch, same machine, same run)."
+        f"running {t['latency_ms'] / max(s['latency_ms'], 1e-9):.1f}x as fast (torch, same machine, same run)."
     )
 
 
@@ -72,13 +82,33 @@ def _setup_lines(recipe: Recipe) -> list[str]:
     lines = ["Teachers: " + ", ".join(f"`{n}` = `{t.path}`" for n, t in recipe.teachers.items()) + ". Student: " + (
         f"`{student.path}`." if student.path else
         f"`{student.init_from}` cut to {student.num_layers or len(student.layers or [])} layers."
-    ), "", "| Distillation | Algorithm | Teacher | From student | Loss | alpha | T |", "|---|---|---|---|---|---|---|"]
+    ), "", "| Distillation | Algorithm | Teacher | From student | Loss | alpha | T | Extra terms | Data |",
+        "|---|---|---|---|---|---|---|---|---|"]
     for name, d in recipe.distill.items():
+        teachers = (", ".join(f"{t} w={w.weight:g} kd={w.kd}" for t, w in d.teachers.items()) if d.teachers
+                    else str(d.teacher))
+        extra = []
+        if d.hidden.weight > 0:
+            extra.append(f"hidden MSE g={d.hidden.weight:g} ({d.hidden.layer_map if isinstance(d.hidden.layer_map, str) else 'explicit'} map)")
+        if d.shortcut.name != "none":
+            extra.append(f"{d.shortcut.name} x{d.shortcut.weight:g}")
+        data = f"`{d.data.source}`" if d.data is not None and d.data != recipe.data else "recipe data"
         lines.append(
-            f"| {name} | {d.algorithm} | {d.teacher} ({d.teacher_state}) | {d.student} | {d.loss.name} | "
-            f"{d.loss.alpha} | {d.loss.temperature} |"
+            f"| {name} | {d.algorithm} | {teachers} ({d.teacher_state}) | {d.student} | {d.loss.name} | "
+            f"{d.loss.alpha} | {d.loss.temperature} | {'; '.join(extra) or '–'} | {data} |"
         )
     return lines
+
+
+def _data_line(recipe: Recipe, d: dict[str, Any]) -> str:
+    if recipe.data.task == "classification":
+        counts = d.get("train_labels", {})
+        return (f"Data: `{recipe.data.source}` — {d.get('train_examples')} training / {d.get('validation_examples')} "
+                f"validation / {d.get('test_examples')} test sentences, split per label; training labels "
+                + ", ".join(f"{c} {n}" for c, n in counts.items()) + ". Labels are scored as verbalizers by log-likelihood.")
+    return (f"Data: `{recipe.data.source}` — {d.get('train_questions')} training / {d.get('validation_questions')} "
+            f"validation / {d.get('test_questions')} test questions, split by context "
+            f"({d.get('train_contexts')}/{d.get('validation_contexts')}/{d.get('test_contexts')} contexts).")
 
 
 def plot_results(models: dict[str, dict[str, Any]], metric_names: list[str], path: Path) -> None:
@@ -146,18 +176,16 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
         "",
         recipe.description.strip(),
         "",
-        (f"Data: `{recipe.data.source}` — {d.get('train_questions')} training / {d.get('validation_questions')} "
-        f"validation / {d.get('test_questions')} test questions, split by context "
-        f"({d.get('train_contexts')}/{d.get('validation_contexts')}/{d.get('test_contexts')} contexts)."),
+        _data_line(recipe, d),
         *_setup_lines(recipe),
         "",
         "## Results on the test split",
         "",
-        results_table(models, names),
+        results_table(models, names, recipe.data.label_set() if recipe.data.task == "classification" else None),
         "",
     ]
-    metric = next((m for m in ("token_f1", "rouge_l", *names) if m in names), None)
-    sentences = [kept_fraction(models, metric, n, d.teacher) for n, d in recipe.distill.items()] if metric else []
+    metric = next((m for m in ("token_f1", "macro_f1", "rouge_l", *names) if m in names), None)
+    sentences = [kept_fraction(models, metric, n, d.teacher_names()) for n, d in recipe.distill.items()] if metric else []
     lines += [f"- {s}" for s in sentences if s]
     lines += [""] if any(sentences) else []
     lines += ["![accuracy](accuracy.png)", ""]

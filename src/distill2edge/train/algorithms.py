@@ -26,7 +26,8 @@ class DistillSetup:
     objective: Objective
     aux: nn.Module | None = None
     """Extra trainable modules (checkpointed with the student, discarded after training)."""
-    aux_lr: float | None = None
+    aux_lr: float | dict[str, float] | None = None
+    """One rate for `aux`, or one per child of an `nn.ModuleDict` aux."""
     teacher_tokenizer: PreTrainedTokenizerBase | None = None
     """Set when every sample must also be tokenized by the teacher (batches get `teacher_*` keys)."""
     info: dict[str, Any] = field(default_factory=dict)
@@ -47,14 +48,20 @@ def register_algorithm(name: str) -> Callable[[Builder], Builder]:
     return add
 
 
+MULTI_TEACHER = "multi_teacher"
+"""Built by `train.multi.build_multi_teacher` (it takes several teachers, so it is not a `Builder`)."""
+
+
 def algorithm_names() -> list[str]:
-    return list(ALGORITHMS)
+    return [*ALGORITHMS, MULTI_TEACHER]
 
 
 def build_algorithm(
     name: str, teacher: nn.Module, student: nn.Module, t_tok: PreTrainedTokenizerBase,
     s_tok: PreTrainedTokenizerBase, cfg: DistillConfig,
 ) -> DistillSetup:
+    if name == MULTI_TEACHER:
+        raise ValueError("multi_teacher takes several teachers: use train.multi.build_multi_teacher")
     if name not in ALGORITHMS:
         raise ValueError(f"unknown distillation algorithm {name!r}; registered: {', '.join(ALGORITHMS)}")
     return ALGORITHMS[name](teacher, student, t_tok, s_tok, cfg)

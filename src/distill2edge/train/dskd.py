@@ -41,6 +41,8 @@ class DSKDObjective:
     student_pad_id: int
     teacher_pad_id: int
     chunk_tokens: int = 256
+    prefix: str = TEACHER_PREFIX
+    """Batch keys of the teacher's own tokenization (cross-model attention)."""
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         keep, targets = answer_positions(batch["labels"])  # keep [K], targets [B, K]
@@ -51,19 +53,32 @@ class DSKDObjective:
         s_logits = out.logits  # [B, K, V_s]
         s_hidden = out.hidden_states[-1][:, keep]  # [B, K, d_s]; the last entry is after the final norm
         ce = masked_ce(s_logits, targets)
-
-        prefix = TEACHER_PREFIX if self.cma else ""
-        if self.cma and TEACHER_PREFIX + "input_ids" not in batch:
-            raise ValueError("DSKD with cross-model attention needs batches with the teacher's tokenization")
-        t_keep, t_targets = answer_positions(batch[prefix + "labels"]) if self.cma else (keep, targets)
         with torch.no_grad():
             self.teacher.eval()
-            t_out = self.teacher(
+            prefix = self.prefix if self.cma else ""
+            t_last = self.teacher(
                 input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
                 output_hidden_states=True, logits_to_keep=1,
-            )
-            t_hidden = t_out.hidden_states[-1][:, t_keep]  # [B, Kt, d_t]
+            ).hidden_states[-1]
+        terms = self.kd_terms(model, s_logits, s_hidden, keep, targets, batch, t_last)
+        a = self.loss.alpha
+        kd = terms.pop("kd")
+        return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach(), **terms}
 
+    def kd_terms(
+        self, model: nn.Module, s_logits: torch.Tensor, s_hidden: torch.Tensor, keep: torch.Tensor,
+        targets: torch.Tensor, batch: dict[str, torch.Tensor], t_last: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """The DSKD terms ("kd" plus parts) from forwards already run.
+
+        s_logits, s_hidden: [B, K, V_s], [B, K, d_s] at the student's answer positions `keep` [K];
+        targets [B, K]; t_last: the teacher's last hidden state over its whole input, [B, Tt, d_t].
+        """
+        prefix = self.prefix if self.cma else ""
+        if self.cma and prefix + "input_ids" not in batch:
+            raise ValueError("DSKD with cross-model attention needs batches with the teacher's tokenization")
+        t_keep, t_targets = answer_positions(batch[prefix + "labels"]) if self.cma else (keep, targets)
+        t_hidden = t_last[:, t_keep]  # [B, Kt, d_t]
         opts = {
             "name": self.loss.name, "temperature": self.loss.temperature, "chunk_tokens": self.chunk_tokens,
             "skew_lambda": self.loss.skew_lambda,
@@ -74,15 +89,11 @@ class DSKDObjective:
             t_embeds = _pair_embeddings(
                 self.teacher, batch[prefix + "input_ids"][:, t_keep], t_targets, self.teacher_pad_id
             )
-            terms = cma_kd(
+            return cma_kd(
                 s_embeds, s_hidden, s_logits, targets, t_embeds, t_hidden, t_targets != IGNORE_INDEX,
                 s_head, t_head, self.projectors, **opts,
             )
-        else:
-            mask = targets != IGNORE_INDEX
-            terms = dual_space_kd(
-                s_hidden[mask], s_logits[mask], t_hidden[mask], targets[mask], s_head, t_head, self.projectors, **opts
-            )
-        a = self.loss.alpha
-        kd = terms.pop("kd")
-        return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach(), **terms}
+        mask = targets != IGNORE_INDEX
+        return dual_space_kd(
+            s_hidden[mask], s_logits[mask], t_hidden[mask], targets[mask], s_head, t_head, self.projectors, **opts
+        )

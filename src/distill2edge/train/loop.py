@@ -124,6 +124,15 @@ def _recover_dir(target: Path) -> None:
         old.rename(target)
 
 
+def _aux_groups(aux: nn.Module, aux_lr: float | dict[str, float] | None, default: float) -> list[tuple[nn.Module, float]]:
+    """(module, learning rate) pairs for the optimizer's extra parameter groups."""
+    if not isinstance(aux_lr, dict):
+        return [(aux, aux_lr or default)]
+    if not isinstance(aux, nn.ModuleDict) or set(aux_lr) != set(aux.keys()):
+        raise ValueError(f"aux_lr as a dict needs an nn.ModuleDict aux with the same keys, got {sorted(aux_lr)}")
+    return [(aux[k], aux_lr[k]) for k in aux.keys()]
+
+
 @torch.no_grad()
 def evaluate_loss(
     model: nn.Module, objective: Objective, data: Sequence[dict[str, list[int]]], batch_size: int,
@@ -158,14 +167,15 @@ def train(
     desc: str = "train",
     stop_after_step: int | None = None,
     aux: nn.Module | None = None,
-    aux_lr: float | None = None,
+    aux_lr: float | dict[str, float] | None = None,
     collate_fn: Collate | None = None,
 ) -> TrainResult:
     """Train the parameters of `model` that require grad; resume from `work_dir/checkpoint` if present.
 
     At the end the best validated weights (if any validation ran) are loaded back into `model`.
     `aux` holds extra trainable modules the objective uses (e.g. DSKD projectors), optimised with
-    `aux_lr` (default `cfg.lr`) and checkpointed with the model. `collate_fn` pads a list of
+    `aux_lr` (default `cfg.lr`; a dict gives each child of an `nn.ModuleDict` aux its own rate) and
+    checkpointed with the model. `collate_fn` pads a list of
     features into a batch (default: `collate` with `pad_id`).
     `stop_after_step` raises after that many optimizer steps, standing in for a kill in tests.
     """
@@ -187,8 +197,9 @@ def train(
     groups = [{"params": params, "lr": cfg.lr}]
     if aux is not None:
         aux.to(device)
-        groups.append({"params": [p for p in aux.parameters() if p.requires_grad], "lr": aux_lr or cfg.lr})
-        params = params + groups[1]["params"]
+        for part, lr in _aux_groups(aux, aux_lr, cfg.lr):
+            groups.append({"params": [p for p in part.parameters() if p.requires_grad], "lr": lr})
+            params = params + groups[-1]["params"]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     micro_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
     steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
@@ -200,6 +211,7 @@ def train(
         optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps,
     )
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+    eval_every, checkpoint_every = cfg.eval_period(), cfg.checkpoint_period()
 
     state: dict[str, Any] = {
         "step": 0, "epoch": 0, "next_micro": 0, "best_val": None, "bad_evals": 0,
@@ -286,20 +298,20 @@ def train(
             bar.set_postfix(loss=f"{logs['loss']:.4f}")
 
             stop = False
-            if cfg.eval_every and state["step"] % cfg.eval_every == 0:
+            if eval_every and state["step"] % eval_every == 0:
                 stop = validate()
             if micro >= micro_per_epoch:
                 state["epoch"] += 1
                 state["next_micro"] = 0
                 state["epochs_completed"] = state["epoch"]
-                if not cfg.eval_every:
+                if not eval_every:
                     stop = validate() or stop
             if stop:
                 state["stopped_early"] = True
             done = stop or state["step"] >= total_steps
             if done and not stop and state["history"][-1].get("val_loss") is None:
                 validate()  # reached max_steps between validations: judge the final weights too
-            if done or state["step"] % cfg.checkpoint_every == 0:
+            if done or state["step"] % checkpoint_every == 0:
                 save_checkpoint()
             if stop_after_step is not None and state["step"] >= stop_after_step and not done:
                 bar.close()

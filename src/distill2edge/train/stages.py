@@ -18,8 +18,10 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.config import DataConfig, DistillConfig, SFTStageConfig, TrainConfig
+from distill2edge.data.classify import ClassExample
 from distill2edge.data.qa import QAExample
-from distill2edge.data.tokenize import TEACHER_PREFIX, collate_pair, encode_for_training
+from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, encode_for_training
+from distill2edge.evaluate.classify import verbalizer_targets
 from distill2edge.models import DTYPES, load_model
 from distill2edge.train.algorithms import build_algorithm
 from distill2edge.train.loop import Objective, TrainResult, train
@@ -56,8 +58,14 @@ class StageOutput:
 
 
 def encode_all(
-    tok: PreTrainedTokenizerBase, examples: Sequence[QAExample], data: DataConfig
+    tok: PreTrainedTokenizerBase, examples: Sequence[QAExample | ClassExample], data: DataConfig
 ) -> list[dict[str, list[int]]]:
+    """Prompt + answer ids with labels on the answer only: the QA answer, or the label's verbalizer."""
+    if data.task == "classification":
+        return verbalizer_targets(
+            tok, examples, labels=data.label_set(), template=data.prompt_template, verbalizers=data.verbalizers,
+            max_length=data.max_length,
+        )
     return [encode_for_training(tok, ex, data.prompt_template, data.max_length) for ex in examples]
 
 
@@ -134,3 +142,42 @@ def run_distill(
 
 def _with_teacher(student: list[dict[str, list[int]]], teacher: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:
     return [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(student, teacher)]
+
+
+def run_multi_distill(
+    teachers: dict[str, tuple[str, str]], student_ref: str, splits: dict[str, list], data: DataConfig,
+    cfg: DistillConfig, out_dir: Path, work_dir: Path, *, device: torch.device, student_dtype: str = "float32",
+    progress: bool = True, desc: str = "distill", stage: str = "distill",
+) -> StageOutput:
+    """Multi-teacher KD (`train.multi`): `teachers` maps each teacher's name to (model ref, dtype).
+
+    Teachers that share the student's vocabulary read its token ids; every other one gets each sample
+    in its own tokenization (batch keys prefixed `teacher[NAME]_`).
+    """
+    from distill2edge.train.multi import build_multi_teacher
+
+    loaded = {}
+    for name, (ref, dtype) in teachers.items():
+        model, tok = load_model(ref, dtype=DTYPES[dtype], device=device)
+        loaded[name] = (model.requires_grad_(False).eval(), tok)
+    student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
+    model = apply_lora(student, cfg.lora)
+    labels = [ex.label for ex in splits["train"]] if data.task == "classification" else None
+    setup, extra = build_multi_teacher(loaded, model, s_tok, cfg, data, labels, stage=stage)
+    trainable, total = _count(model)
+    encoded = {}
+    for split in ("train", "validation"):
+        rows = encode_all(s_tok, splits.get(split, []), data)
+        for prefix, tok in extra.items():
+            other = encode_all(tok, splits.get(split, []), data)
+            rows = [{**r, **{prefix + k: v for k, v in o.items()}} for r, o in zip(rows, other)]
+        encoded[split] = rows
+    pads = {"": s_tok.pad_token_id, **{p: t.pad_token_id if t.pad_token_id is not None else 0 for p, t in extra.items()}}
+    result = train(
+        model, setup.objective, encoded["train"], encoded["validation"], cfg.train, work_dir, pad_id=s_tok.pad_token_id,
+        device=device, progress=progress, desc=desc, aux=setup.aux, aux_lr=setup.aux_lr,
+        collate_fn=partial(collate_multi, pads=pads),
+    )
+    merged = merge_lora(model)
+    _save(merged, s_tok, out_dir, result)
+    return StageOutput(out_dir, result, trainable, total, info=setup.info)

@@ -1,0 +1,37 @@
+"""The data stage for either task: prepare the splits, write them into the run folder, read them back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from distill2edge.config import DataConfig
+from distill2edge.data.classify import ClassExample, label_counts, load_class_jsonl, prepare_class_splits, write_class_jsonl
+from distill2edge.data.qa import QAExample, prepare_splits, read_split, write_jsonl
+
+SPLITS = ("train", "validation", "test")
+
+
+def prepare_data(cfg: DataConfig, out: Path) -> dict[str, Any]:
+    """Write `train/validation/test.jsonl` into `out`; returns the stage metrics (split sizes, labels)."""
+    if cfg.task == "classification":
+        splits = prepare_class_splits(cfg)
+        for name, rows in splits.items():
+            write_class_jsonl(rows, out / f"{name}.jsonl")
+        metrics: dict[str, Any] = {f"{name}_examples": len(rows) for name, rows in splits.items()}
+        metrics.update({f"{name}_labels": label_counts(rows) for name, rows in splits.items()})
+        return metrics
+    qa = prepare_splits(cfg)
+    for name, examples in qa.items():
+        write_jsonl(examples, out / f"{name}.jsonl")
+    return {
+        f"{name}_{what}": n
+        for name, examples in qa.items()
+        for what, n in (("questions", len(examples)), ("contexts", len({e.context_id for e in examples})))
+    }
+
+
+def read_data(cfg: DataConfig, folder: Path) -> dict[str, list[QAExample] | list[ClassExample]]:
+    """The splits `prepare_data` wrote."""
+    read = load_class_jsonl if cfg.task == "classification" else read_split
+    return {name: read(folder / f"{name}.jsonl") for name in SPLITS}
