@@ -120,8 +120,8 @@ class DataConfig(Strict):
             raise ValueError(f"format: classification reads {', '.join(_CLASSIFY_FORMATS)}, not {self.format!r}")
         if self.labels is not None and (len(set(self.labels)) != len(self.labels) or len(self.labels) < 2):
             raise ValueError(f"labels: need at least 2 distinct labels, got {self.labels}")
+        labels = self.label_set()
         if self.verbalizers is not None:
-            labels = self.label_set()
             missing = [c for c in labels if c not in self.verbalizers]
             extra = [c for c in self.verbalizers if c not in labels]
             if missing or extra:

@@ -162,3 +162,46 @@ def test_embedded_file_is_packaged():
     assert path.is_file()
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert '"data/embedded/*.jsonl"' in pyproject
+
+
+# ------------------------------------------------------------------ the classification data stage
+def test_classification_data_config_defaults_and_errors():
+    from pydantic import ValidationError
+
+    from distill2edge.config import CLASSIFY_TEMPLATE, QA_TEMPLATE, DataConfig
+
+    cfg = DataConfig(task="classification", source="embedded:finance-sentiment")
+    assert cfg.prompt_template == CLASSIFY_TEMPLATE and cfg.label_set() == ["negative", "neutral", "positive"]
+    assert DataConfig().prompt_template == QA_TEMPLATE and "task" not in DataConfig().model_dump()
+    assert cfg.model_dump()["task"] == "classification"
+    bad = [
+        ({"task": "classification", "prompt_template": "{question}", "labels": ["a", "b"]}, "must contain {text}"),
+        ({"task": "classification", "format": "telequad", "labels": ["a", "b"]}, "classification reads auto, jsonl, csv, phrasebank"),
+        ({"task": "classification", "labels": ["a", "a"]}, "at least 2 distinct labels"),
+        ({"task": "classification", "labels": ["a", "b"], "verbalizers": {"a": " A"}}, r"missing \['b'\]"),
+        ({"labels": ["a", "b"]}, "belong to task: classification"),
+        ({"format": "phrasebank"}, "is for classification data"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValidationError, match=message):
+            DataConfig(**kwargs)
+    with pytest.raises(ValidationError, match="set data.labels"):
+        DataConfig(task="classification", source="mine.jsonl")
+
+
+def test_prepare_class_splits_caps_keep_every_label(tmp_path):
+    from distill2edge.config import DataConfig
+    from distill2edge.data.classify import prepare_class_splits
+    from distill2edge.data.splits import prepare_data, read_data
+
+    full = prepare_class_splits(DataConfig(task="classification", source="embedded:finance-sentiment"))
+    assert [len(full[s]) for s in ("train", "validation", "test")] == [252, 37, 72]
+    cfg = DataConfig(task="classification", source="embedded:finance-sentiment", max_train=20, max_test=10)
+    capped = prepare_class_splits(cfg)
+    assert len(capped["train"]) == 20 and len(capped["test"]) == 10
+    counts = label_counts(capped["train"])
+    assert counts["neutral"] > counts["positive"] > counts["negative"] >= 1  # proportions kept, rare label kept
+    metrics = prepare_data(cfg, tmp_path)
+    assert metrics["train_examples"] == 20 and metrics["test_labels"] == label_counts(capped["test"])
+    back = read_data(cfg, tmp_path)
+    assert back["train"] == capped["train"] and back["validation"] == full["validation"]

@@ -121,6 +121,7 @@ def run_distill(
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
     teacher.requires_grad_(False).eval()
     model = apply_lora(student, cfg.lora)
+    torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights in every run
     setup = build_algorithm(cfg.algorithm, teacher, model, t_tok, s_tok, cfg)
     trainable, total = _count(model)
     train_data, val_data = encode_all(s_tok, splits["train"], data), encode_all(s_tok, splits.get("validation", []), data)
@@ -163,6 +164,7 @@ def run_multi_distill(
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
     model = apply_lora(student, cfg.lora)
     labels = [ex.label for ex in splits["train"]] if data.task == "classification" else None
+    torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights in every run
     setup, extra = build_multi_teacher(loaded, model, s_tok, cfg, data, labels, stage=stage)
     trainable, total = _count(model)
     encoded = {}
