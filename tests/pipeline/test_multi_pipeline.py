@@ -27,16 +27,20 @@ def test_two_stages_hand_off_with_their_own_data(tmp_path, tiny_recipe, tiny_lla
 
     monkeypatch.setattr(pipeline, "run_multi_distill", spy)
     general = {"source": str(qa_jsonl), "max_length": 96, "max_train": 4, "split": {"validation": 0.2, "test": 0.2, "seed": 7}}
-    path = tiny_recipe(
-        teachers={"tiny": {"path": str(tiny_llama_dir)}, "other": {"path": str(tiny_teacher_b_dir)}},
-        distill={
-            "stage1": {"algorithm": "multi_teacher", "teachers": {"tiny": 1.0}, "student": "base", "data": general,
-                       "hidden": {"weight": 0.5}, "train": TRAIN},
-            "stage2": {"algorithm": "multi_teacher", "student": "stage1", "hidden": {"weight": 0.5},
-                       "teachers": {"tiny": 0.5, "other": {"weight": 0.5, "kd": "dskd"}}, "train": TRAIN},
-        },
-        evaluate={"models": ["distilled.stage1", "distilled.stage2"], "max_new_tokens": 4, "batch_size": 4},
-    )
+
+    def write(stage_data: dict) -> Path:
+        return tiny_recipe(
+            teachers={"tiny": {"path": str(tiny_llama_dir)}, "other": {"path": str(tiny_teacher_b_dir)}},
+            distill={
+                "stage1": {"algorithm": "multi_teacher", "teachers": {"tiny": 1.0}, "student": "base",
+                           "data": stage_data, "hidden": {"weight": 0.5}, "train": TRAIN},
+                "stage2": {"algorithm": "multi_teacher", "student": "stage1", "hidden": {"weight": 0.5},
+                           "teachers": {"tiny": 0.5, "other": {"weight": 0.5, "kd": "dskd"}}, "train": TRAIN},
+            },
+            evaluate={"models": ["distilled.stage1", "distilled.stage2"], "max_new_tokens": 4, "batch_size": 4},
+        )
+
+    path = write(general)
     out = tmp_path / "run"
     metrics = run_recipe(load_recipe(str(path)), out, progress=False, log=lambda _: None)
 
@@ -52,22 +56,12 @@ def test_two_stages_hand_off_with_their_own_data(tmp_path, tiny_recipe, tiny_lla
     assert {"first_kl/tiny", "first_kl/other", "first_mse/tiny", "first_mse/other"} <= set(t2)
     assert t2["layer_map/tiny"] == [[1, 2], [2, 4]]
     report = (out / "report.md").read_text()
-    assert "| stage2 | multi_teacher | tiny w=0.5 kd=logits" not in report  # the report shows the recipe's kd (auto)
-    assert "other w=0.5 kd=dskd" in report and f"`{qa_jsonl}`" in report
+    assert "| stage2 | multi_teacher | tiny w=0.5 kd=auto, other w=0.5 kd=dskd (sft) | stage1 |" in report and f"`{qa_jsonl}`" in report
 
     # Changing only stage 1's data re-runs both stages (stage 2 depends on stage 1), nothing upstream.
     logs: list[str] = []
     general["max_train"] = 6
-    path = tiny_recipe(
-        teachers={"tiny": {"path": str(tiny_llama_dir)}, "other": {"path": str(tiny_teacher_b_dir)}},
-        distill={
-            "stage1": {"algorithm": "multi_teacher", "teachers": {"tiny": 1.0}, "student": "base", "data": general,
-                       "hidden": {"weight": 0.5}, "train": TRAIN},
-            "stage2": {"algorithm": "multi_teacher", "student": "stage1", "hidden": {"weight": 0.5},
-                       "teachers": {"tiny": 0.5, "other": {"weight": 0.5, "kd": "dskd"}}, "train": TRAIN},
-        },
-        evaluate={"models": ["distilled.stage1", "distilled.stage2"], "max_new_tokens": 4, "batch_size": 4},
-    )
+    path = write(general)
     run_recipe(load_recipe(str(path)), out, progress=False, log=logs.append)
     ran = {line.split("]")[0][1:] for line in logs if line.endswith("running")}
     assert ran == {"data.stage1", "distill.stage1", "distill.stage2", "evaluate_distilled.stage1", "evaluate_distilled.stage2"}
