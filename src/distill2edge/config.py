@@ -626,9 +626,9 @@ def format_validation_error(err: ValidationError, source: str, text: str | None 
     for e in err.errors():
         loc = tuple(str(p) for p in e["loc"])
         msg = e["msg"]
-        named = _NAMED_FIELD.match(msg) if not loc else None
-        if named:  # a cross-field check names its field at the start of the message
-            loc, msg = tuple(named.group(1).split(".")), named.group(2)
+        named = _NAMED_FIELD.match(msg)
+        if named:  # a cross-field check names its field (relative to the model it checks) first
+            loc, msg = loc + tuple(named.group(1).split(".")), named.group(2)
         # Walk up to the closest key that exists in the file (a missing key has no line of its own).
         line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
         where = f"{source}:{line}" if line else source
