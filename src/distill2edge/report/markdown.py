@@ -51,7 +51,8 @@ def kept_fraction(models: dict[str, dict[str, Any]], metric: str, distilled: str
     return (
         f"`{distilled}` keeps {100 * s[metric] / t[metric]:.0f}% of the {t['role']}'s "
         f"{_METRIC_LABELS.get(metric, metric)} with {100 * s['params'] / t['params']:.0f}% of its parameters, "
-        f"running {t['latency_ms'] / max(s['latency_ms'], 1e-9):.1f}x as fast (torch, same machine, same run)."
+        f"running {t['latency_ms'] / max(s['latency_ms'], 1e-9):.1f}x as fast (torch on this machine, as timed by "
+        "the evaluation stages; a reused stage keeps the timing of the run that made it)."
     )
 
 
