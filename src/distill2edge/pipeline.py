@@ -75,6 +75,7 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
         student_base_ref = str(student_init.out_dir / "model")
     else:
         student_base_ref = str(student_cfg.path)
+    _preflight_layer_maps(recipe, student_base_ref)
     models: dict[str, str] = {f"teacher.{t}": cfg.path for t, cfg in recipe.teachers.items()}
     models["student_base"] = student_base_ref
     producers: dict[str, StageResult | None] = {role: None for role in models}
@@ -204,6 +205,30 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
             name: rec.get("seconds") for name, rec in run.manifest["stages"].items() if rec.get("status") == "complete"
         },
     }
+
+
+def _preflight_layer_maps(recipe: Recipe, student_ref: str) -> None:
+    """Check every multi-teacher layer map against the models' layer counts (read from their configs)
+    before any stage trains, so a wrong map fails in seconds rather than after the SFT stages."""
+    from transformers import AutoConfig
+
+    from distill2edge.models.loading import resolve_model
+    from distill2edge.train.multi import check_layer_maps
+
+    def layers(ref: str) -> int:
+        config = AutoConfig.from_pretrained(resolve_model(ref))
+        return int((config.get_text_config() if hasattr(config, "get_text_config") else config).num_hidden_layers)
+
+    multi = {n: d for n, d in recipe.distill.items() if d.algorithm == "multi_teacher" and d.hidden.weight > 0}
+    if not multi:
+        return
+    try:
+        n_student = layers(student_ref)
+        counts = {t: layers(recipe.teachers[t].path) for d in multi.values() for t in d.teacher_names()}
+    except Exception:  # noqa: BLE001 - a model that cannot be read fails in its stage, with load_model's message
+        return
+    for name, d in multi.items():
+        check_layer_maps(d, n_student, counts, stage=f"distill.{name}")
 
 
 def _stage_data(

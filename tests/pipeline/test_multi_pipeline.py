@@ -113,3 +113,17 @@ def test_classification_recipe_reports_accuracy_f1_and_ms(tmp_path, tiny_recipe,
     report = (out / "report.md").read_text()
     assert "| Role | Params (M) | Accuracy | macro-F1 | ms / inference | predicted (sends / receives / reports) |" in report
     assert "label_prior_kl x0.5" in report and "split per label" in report
+
+
+def test_a_bad_layer_map_stops_the_run_before_any_stage_trains(tmp_path, tiny_recipe, monkeypatch):
+    from distill2edge.train.multi import MultiTeacherConfigError
+
+    trained: list[str] = []
+    monkeypatch.setattr(pipeline, "run_sft", lambda *a, **k: trained.append("sft"))
+    path = tiny_recipe(distill={"d": {
+        "algorithm": "multi_teacher", "teachers": {"tiny": {"layer_map": [[1, 2], [2, 9]]}}, "hidden": {"weight": 1.0},
+        "train": TRAIN,
+    }})
+    with pytest.raises(MultiTeacherConfigError, match=r"distill\.d\.teachers\.tiny: hidden\.layer_map: .*teacher layer 9 out of range 1\.\.4"):
+        run_recipe(load_recipe(str(path)), tmp_path / "run", progress=False, log=lambda _: None)
+    assert trained == []

@@ -185,10 +185,8 @@ def build_multi_teacher(
         pooling: Pooling = "token"
         if cfg.hidden.weight > 0:
             spec = (tcfg.layer_map if tcfg is not None and tcfg.layer_map is not None else cfg.hidden.layer_map)
-            try:
-                layer_map = LayerMap.from_spec(spec, n_s, num_layers(model))
-            except ValueError as e:
-                raise MultiTeacherConfigError(f"{where}: hidden.layer_map: {e}") from None
+            check_layer_maps(cfg, n_s, {t: num_layers(m) for t, (m, _) in teachers.items()}, stage=stage)
+            layer_map = LayerMap.from_spec(spec, n_s, num_layers(model))
             pooling = cfg.hidden.pooling if cfg.hidden.pooling != "auto" else ("token" if same else "mean")
             if pooling == "token" and not same:
                 raise MultiTeacherConfigError(
@@ -233,3 +231,18 @@ def build_multi_teacher(
     info["projector_params"] = sum(p.numel() for p in aux.parameters())
     setup = DistillSetup(objective, aux=aux if len(aux) else None, aux_lr=aux_lr or None, info=info)
     return setup, extra_tokenizers
+
+
+def check_layer_maps(
+    cfg: DistillConfig, student_layers: int, teacher_layers: dict[str, int], *, stage: str = "distill"
+) -> None:
+    """Raise `MultiTeacherConfigError` (naming the field) when a teacher's layer map does not fit the
+    layer counts; lets a run refuse a bad map before any stage trains."""
+    if cfg.hidden.weight <= 0:
+        return
+    for name, tcfg in cfg.teachers.items() or {cfg.teacher: None}.items():
+        spec = tcfg.layer_map if tcfg is not None and tcfg.layer_map is not None else cfg.hidden.layer_map
+        try:
+            LayerMap.from_spec(spec, student_layers, teacher_layers[name])
+        except ValueError as e:
+            raise MultiTeacherConfigError(f"{stage}.teachers.{name}: hidden.layer_map: {e}") from None
