@@ -136,10 +136,6 @@ class DataConfig(Strict):
             return ["negative", "neutral", "positive"]
         raise ValueError("labels: set data.labels for this classification data set")
 
-    def stage_config(self) -> dict[str, Any]:
-        """What the data stage's reuse key is built from."""
-        return self.model_dump(mode="json")
-
 
 # ------------------------------------------------------------------------------------- models
 class ModelConfig(Strict):

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from distill2edge.config import Recipe
+from distill2edge.config import DistillConfig, Recipe
 from distill2edge.data.splits import prepare_data, read_data
 from distill2edge.evaluate.classify import evaluate_classifier
 from distill2edge.evaluate.generate import evaluate_model
@@ -252,7 +252,7 @@ def _stage_data(
 
 
 def _teacher_config(
-    dcfg: Any, teacher_roles: dict[str, str], models: dict[str, str], producers: dict[str, StageResult | None],
+    dcfg: DistillConfig, teacher_roles: dict[str, str], models: dict[str, str], producers: dict[str, StageResult | None],
     recipe: Recipe,
 ) -> dict[str, Any]:
     """The teacher part of a distillation's stage config: a model reference, or the role of the stage that

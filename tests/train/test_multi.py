@@ -55,12 +55,16 @@ def _cfg(**kw) -> DistillConfig:
     return DistillConfig.model_validate(base)
 
 
-def _batch(setup_extra, s_tok, examples):
+def _features(extra, s_tok, examples):
+    """Student features plus each other-vocabulary teacher's tokenization; the pad ids per prefix."""
     rows = encode_all(s_tok, examples, DATA)
-    for prefix, tok in setup_extra.items():
+    for prefix, tok in extra.items():
         rows = [{**r, **{prefix + k: v for k, v in o.items()}} for r, o in zip(rows, encode_all(tok, examples, DATA))]
-    pads = {"": s_tok.pad_token_id, **{p: t.pad_token_id for p, t in setup_extra.items()}}
-    return collate_multi(rows, pads)
+    return rows, {"": s_tok.pad_token_id, **{p: t.pad_token_id for p, t in extra.items()}}
+
+
+def _batch(extra, s_tok, examples):
+    return collate_multi(*_features(extra, s_tok, examples))
 
 
 def test_loss_matches_hand_computation(trio) -> None:
@@ -205,10 +209,7 @@ def test_resume_after_kill_reproduces_losses(trio, tmp_path: Path) -> None:
         student.load_state_dict(initial)
         torch.manual_seed(0)  # as run_multi_distill does: the same projector initialisation every run
         setup, extra = build_multi_teacher(teachers, student, s_tok, cfg, DATA, [e.label for e in examples])
-        rows = encode_all(s_tok, examples, DATA)
-        for prefix, tok in extra.items():
-            rows = [{**r, **{prefix + k: v for k, v in o.items()}} for r, o in zip(rows, encode_all(tok, examples, DATA))]
-        pads = {"": s_tok.pad_token_id, **{p: t.pad_token_id for p, t in extra.items()}}
+        rows, pads = _features(extra, s_tok, examples)
         return train(
             student, setup.objective, rows, [], cfg.train, work, pad_id=s_tok.pad_token_id, progress=False,
             aux=setup.aux, aux_lr=setup.aux_lr, collate_fn=partial(collate_multi, pads=pads), stop_after_step=kill,

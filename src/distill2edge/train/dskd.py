@@ -53,9 +53,11 @@ class DSKDObjective:
         s_logits = out.logits  # [B, K, V_s]
         s_hidden = out.hidden_states[-1][:, keep]  # [B, K, d_s]; the last entry is after the final norm
         ce = masked_ce(s_logits, targets)
+        prefix = self.prefix if self.cma else ""
+        if prefix + "input_ids" not in batch:
+            raise ValueError("DSKD with cross-model attention needs batches with the teacher's tokenization")
         with torch.no_grad():
             self.teacher.eval()
-            prefix = self.prefix if self.cma else ""
             t_last = self.teacher(
                 input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
                 output_hidden_states=True, logits_to_keep=1,

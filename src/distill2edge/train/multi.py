@@ -163,6 +163,7 @@ def build_multi_teacher(
     weights = cfg.teachers or {cfg.teacher: None}
     d_s, n_s = hidden_size(student, "student"), num_layers(student)
     info: dict[str, object] = {}
+    check_layer_maps(cfg, n_s, {t: num_layers(m) for t, (m, _) in teachers.items()}, stage=stage)
     for name, tcfg in weights.items():
         model, t_tok = teachers[name]
         where = f"{stage}.teachers.{name}"
@@ -185,7 +186,6 @@ def build_multi_teacher(
         pooling: Pooling = "token"
         if cfg.hidden.weight > 0:
             spec = (tcfg.layer_map if tcfg is not None and tcfg.layer_map is not None else cfg.hidden.layer_map)
-            check_layer_maps(cfg, n_s, {t: num_layers(m) for t, (m, _) in teachers.items()}, stage=stage)
             layer_map = LayerMap.from_spec(spec, n_s, num_layers(model))
             pooling = cfg.hidden.pooling if cfg.hidden.pooling != "auto" else ("token" if same else "mean")
             if pooling == "token" and not same:

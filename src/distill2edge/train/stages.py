@@ -141,8 +141,11 @@ def run_distill(
     return StageOutput(out_dir, result, trainable, total, info=setup.info)
 
 
-def _with_teacher(student: list[dict[str, list[int]]], teacher: list[dict[str, list[int]]]) -> list[dict[str, list[int]]]:
-    return [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(student, teacher)]
+def _with_teacher(
+    student: list[dict[str, list[int]]], teacher: list[dict[str, list[int]]], prefix: str = TEACHER_PREFIX
+) -> list[dict[str, list[int]]]:
+    """Each sample's student features plus the teacher's tokenization of it under `prefix`."""
+    return [{**s, **{prefix + k: v for k, v in t.items()}} for s, t in zip(student, teacher)]
 
 
 def run_multi_distill(
@@ -171,8 +174,7 @@ def run_multi_distill(
     for split in ("train", "validation"):
         rows = encode_all(s_tok, splits.get(split, []), data)
         for prefix, tok in extra.items():
-            other = encode_all(tok, splits.get(split, []), data)
-            rows = [{**r, **{prefix + k: v for k, v in o.items()}} for r, o in zip(rows, other)]
+            rows = _with_teacher(rows, encode_all(tok, splits.get(split, []), data), prefix)
         encoded[split] = rows
     pads = {"": s_tok.pad_token_id, **{p: t.pad_token_id if t.pad_token_id is not None else 0 for p, t in extra.items()}}
     result = train(
