@@ -275,6 +275,25 @@ class DSKDConfig(Strict):
     """Positions per chunk for full-vocabulary logits (bounds memory with large teacher vocabularies)."""
 
 
+class TeacherCacheConfig(Strict):
+    """Teacher outputs computed once and read from disk (`train.teacher_cache`): vanilla KD learns from
+    the teacher's top-k log-probabilities plus the remaining mass, DSKD from its cached last hidden
+    states. The teacher is loaded only to build a missing entry, never while the student trains."""
+
+    enabled: bool = False
+    top_k: int = Field(64, ge=1)
+    """Vanilla KD: teacher tokens kept per position (the rest of its mass is one bin)."""
+    hidden_dtype: Literal["float16", "float32"] = "float16"
+    """DSKD: storage type of the cached hidden states (float32 reproduces the online run exactly)."""
+    batch_size: int = Field(8, ge=1)
+    """Samples per teacher forward while building."""
+    dir: Path | None = None
+    """Where entries live; empty: `<run folder>/cache/teacher`. Entries are keyed by content, so one
+    folder can serve many runs. Not part of the stage's reuse key."""
+
+
+CACHEABLE_ALGORITHMS = ("vanilla", "dskd", "dskd_cma")
+
 LayerMapSpec = Union[Literal["uniform"], list[int], list[list[int]]]
 
 
@@ -335,7 +354,7 @@ class ShortcutConfig(Strict):
 class DistillConfig(Strict):
     """One distillation: its teacher(s), a starting student, an algorithm, its data and training."""
 
-    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data"})
+    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data", "cache"})
 
     teacher: str | None = None
     """Name of a model in `teachers`; may be left out when the recipe has a single teacher."""
@@ -361,6 +380,16 @@ class DistillConfig(Strict):
     """`multi_teacher` on classification data: the anti-shortcut penalty."""
     data: DataConfig | None = None
     """This stage's own data (e.g. a general first stage); empty: the recipe's `data`."""
+    cache: TeacherCacheConfig = TeacherCacheConfig()
+    """Compute the teacher's outputs once and train from disk (`vanilla`, `dskd`, `dskd_cma`)."""
+
+    @model_validator(mode="after")
+    def _cache_algorithm(self) -> DistillConfig:
+        if self.cache.enabled and self.algorithm not in CACHEABLE_ALGORITHMS:
+            raise ValueError(
+                f"cache.enabled: the teacher cache serves {', '.join(CACHEABLE_ALGORITHMS)}, not {self.algorithm!r}"
+            )
+        return self
 
     def teacher_names(self) -> list[str]:
         return list(self.teachers) if self.teachers else [self.teacher] if self.teacher else []

@@ -134,7 +134,10 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
                 result = run_multi_distill(_teachers, _s, _splits, _dc, _d, out / "model", work, stage=f"distill.{_n}", **common)
             else:
                 (t_ref, t_dtype), = _teachers.values()
-                result = run_distill(t_ref, _s, _splits, _dc, _d, out / "model", work, teacher_dtype=t_dtype, **common)
+                result = run_distill(
+                    t_ref, _s, _splits, _dc, _d, out / "model", work, teacher_dtype=t_dtype,
+                    cache_root=run.root / "cache" / "teacher", **common,
+                )
             return result.metrics()
 
         d_inputs = {d_data.name: d_data}
@@ -142,7 +145,7 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
             if producers[role] is not None:
                 d_inputs[producers[role].name] = producers[role]
         d_config = {
-            "distill": dcfg.model_dump(mode="json"), "student": student_role,
+            "distill": _distill_key(dcfg), "student": student_role,
             **_teacher_config(dcfg, teacher_roles, models, producers, recipe),
         }
         stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log)
@@ -249,6 +252,14 @@ def _stage_data(
             made[key] = (st, read_data(cfg, st.out_dir))
         out[name] = made[key]
     return out
+
+
+def _distill_key(dcfg: DistillConfig) -> dict[str, Any]:
+    """A distillation's config as it enters the stage key: where a teacher cache lives does not change
+    the result, so `cache.dir` is left out."""
+    dumped = dcfg.model_dump(mode="json")
+    dumped.get("cache", {}).pop("dir", None)
+    return dumped
 
 
 def _teacher_config(

@@ -100,13 +100,43 @@ def load_model(
             raise ModelLoadError(f"could not load model {ref!r} from the Hugging Face hub: {why}; "
                                  f"{_alternatives()}. ({type(e).__name__}: {first})") from e
         raise ModelLoadError(f"could not load the model in {where}: {type(e).__name__}: {first}") from e
+    _ready_tokenizer(tok, ref)
+    for cfg in (model.config, model.generation_config):
+        if cfg is not None and cfg.pad_token_id is None:
+            cfg.pad_token_id = tok.pad_token_id
+    return model.to(device).eval(), tok
+
+
+def _ready_tokenizer(tok: PreTrainedTokenizerBase, ref: str) -> PreTrainedTokenizerBase:
+    """Pad token set (EOS if missing) and right padding, as training expects."""
     if tok.pad_token is None:
         if tok.eos_token is None:
             raise ModelLoadError(f"tokenizer of {ref!r} has neither a pad nor an eos token: "
                                  "cannot pad batches")
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
-    for cfg in (model.config, model.generation_config):
-        if cfg is not None and cfg.pad_token_id is None:
-            cfg.pad_token_id = tok.pad_token_id
-    return model.to(device).eval(), tok
+    return tok
+
+
+def local_model_dir(ref: str) -> Path:
+    """The local folder of a model reference: a path as is, a hub id through the hub cache (downloaded
+    when allowed). Needed where files are read directly, e.g. to fingerprint a teacher's weights."""
+    where = resolve_model(ref)
+    if isinstance(where, Path):
+        return where
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(where, local_files_only=_offline()))
+    except Exception as e:  # noqa: BLE001 - hub errors come in many types; all mean "not available here"
+        raise ModelLoadError(f"could not find model {ref!r} locally or on the hub; {_alternatives()}. "
+                             f"({type(e).__name__}: {e})") from e
+
+
+def load_tokenizer(ref: str) -> PreTrainedTokenizerBase:
+    """The tokenizer `load_model(ref)` would return, without loading the weights."""
+    try:
+        tok = AutoTokenizer.from_pretrained(local_model_dir(ref))
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"could not load the tokenizer of {ref!r}: {type(e).__name__}: {e}") from e
+    return _ready_tokenizer(tok, ref)

@@ -7,6 +7,7 @@ and cross-model attention aligns the two sets of answer positions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,9 @@ class DSKDObjective:
     chunk_tokens: int = 256
     prefix: str = TEACHER_PREFIX
     """Batch keys of the teacher's own tokenization (cross-model attention)."""
+    hidden_source: Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None = None
+    """(batch, teacher answer mask [B, Kt]) -> the teacher's hidden states there [B, Kt, d_t], read from a
+    teacher cache instead of running the teacher (which may then hold only its embeddings and head)."""
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         keep, targets = answer_positions(batch["labels"])  # keep [K], targets [B, K]
@@ -56,31 +60,44 @@ class DSKDObjective:
         prefix = self.prefix if self.cma else ""
         if prefix + "input_ids" not in batch:
             raise ValueError("DSKD with cross-model attention needs batches with the teacher's tokenization")
-        with torch.no_grad():
-            self.teacher.eval()
-            t_last = self.teacher(
-                input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
-                output_hidden_states=True, logits_to_keep=1,
-            ).hidden_states[-1]
-        terms = self.kd_terms(model, s_logits, s_hidden, keep, targets, batch, t_last)
+        t_keep, t_targets = self.teacher_positions(batch, keep, targets)
+        if self.hidden_source is not None:
+            t_hidden = self.hidden_source(batch, t_targets != IGNORE_INDEX)
+        else:
+            with torch.no_grad():
+                self.teacher.eval()
+                t_hidden = self.teacher(
+                    input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
+                    output_hidden_states=True, logits_to_keep=1,
+                ).hidden_states[-1][:, t_keep]
+        terms = self.kd_terms(model, s_logits, s_hidden, keep, targets, batch, t_hidden)
         a = self.loss.alpha
         kd = terms.pop("kd")
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach(), **terms}
 
+    def teacher_positions(
+        self, batch: dict[str, torch.Tensor], keep: torch.Tensor, targets: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's answer positions t_keep [Kt] and targets [B, Kt]: its own tokenization's with
+        cross-model attention, the student's (`keep`, `targets`) otherwise."""
+        if not self.cma:
+            return keep, targets
+        if self.prefix + "input_ids" not in batch:
+            raise ValueError("DSKD with cross-model attention needs batches with the teacher's tokenization")
+        return answer_positions(batch[self.prefix + "labels"])
+
     def kd_terms(
         self, model: nn.Module, s_logits: torch.Tensor, s_hidden: torch.Tensor, keep: torch.Tensor,
-        targets: torch.Tensor, batch: dict[str, torch.Tensor], t_last: torch.Tensor,
+        targets: torch.Tensor, batch: dict[str, torch.Tensor], t_hidden: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """The DSKD terms ("kd" plus parts) from forwards already run.
+        """The DSKD terms ("kd" plus parts) from forwards already run (or a teacher cache).
 
         s_logits, s_hidden: [B, K, V_s], [B, K, d_s] at the student's answer positions `keep` [K];
-        targets [B, K]; t_last: the teacher's last hidden state over its whole input, [B, Tt, d_t].
+        targets [B, K]; t_hidden: the teacher's last hidden state at its answer positions
+        (`teacher_positions`), [B, Kt, d_t].
         """
         prefix = self.prefix if self.cma else ""
-        if self.cma and prefix + "input_ids" not in batch:
-            raise ValueError("DSKD with cross-model attention needs batches with the teacher's tokenization")
-        t_keep, t_targets = answer_positions(batch[prefix + "labels"]) if self.cma else (keep, targets)
-        t_hidden = t_last[:, t_keep]  # [B, Kt, d_t]
+        t_keep, t_targets = self.teacher_positions(batch, keep, targets)
         opts = {
             "name": self.loss.name, "temperature": self.loss.temperature, "chunk_tokens": self.chunk_tokens,
             "skew_lambda": self.loss.skew_lambda,

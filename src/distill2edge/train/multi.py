@@ -125,8 +125,9 @@ class MultiTeacherObjective:
             )
         elif t.kd == "dskd":
             assert t.dskd is not None
+            t_keep, _ = t.dskd.teacher_positions(batch, keep, targets)
             d_terms = t.dskd.kd_terms(
-                model, s_logits, out.hidden_states[-1][:, keep], keep, targets, batch, t_out.hidden_states[-1]
+                model, s_logits, out.hidden_states[-1][:, keep], keep, targets, batch, t_out.hidden_states[-1][:, t_keep]
             )
             kl = d_terms.pop("kd")
             logs.update({f"{k}/{t.name}": v.detach() for k, v in d_terms.items()})

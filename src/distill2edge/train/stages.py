@@ -23,7 +23,7 @@ from distill2edge.data.qa import QAExample
 from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, encode_for_training
 from distill2edge.evaluate.classify import verbalizer_targets
 from distill2edge.models import DTYPES, load_model
-from distill2edge.train.algorithms import build_algorithm
+from distill2edge.train.algorithms import DistillSetup, build_algorithm
 from distill2edge.train.loop import Objective, TrainResult, train
 from distill2edge.train.lora import apply_lora, merge_lora
 from distill2edge.train.objectives import sft_objective
@@ -111,19 +111,32 @@ def run_distill(
     teacher_ref: str, student_ref: str, splits: dict[str, list[QAExample]], data: DataConfig,
     cfg: DistillConfig, out_dir: Path, work_dir: Path, *, device: torch.device,
     teacher_dtype: str = "float32", student_dtype: str = "float32", progress: bool = True, desc: str = "distill",
+    cache_root: Path | None = None,
 ) -> StageOutput:
     """Distil `teacher_ref` into `student_ref` with the algorithm `cfg.algorithm` names.
 
     Vanilla KD needs one vocabulary (padding rows aside) and refuses others; DSKD tokenizes every
-    sample with both tokenizers when the vocabularies differ.
+    sample with both tokenizers when the vocabularies differ. With `cfg.cache.enabled` the teacher's
+    outputs come from a teacher cache under `cfg.cache.dir` or `cache_root` (`train.cached`).
     """
+    if cfg.cache.enabled:
+        from distill2edge.train.cached import cached_distill_setup
+
+        root = cfg.cache.dir or cache_root or work_dir / "teacher-cache"
+        c = cached_distill_setup(
+            teacher_ref, student_ref, splits, data, cfg, Path(root), encode=encode_all, apply_lora=apply_lora,
+            device=device, teacher_dtype=teacher_dtype, student_dtype=student_dtype, progress=progress,
+        )
+        return _train_and_save(
+            c.student, c.tokenizer, c.setup, c.train_data, c.val_data, c.collate_fn, cfg, out_dir, work_dir,
+            device=device, progress=progress, desc=desc,
+        )
     teacher, t_tok = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=device)
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
     teacher.requires_grad_(False).eval()
     model = apply_lora(student, cfg.lora)
     torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights in every run
     setup = build_algorithm(cfg.algorithm, teacher, model, t_tok, s_tok, cfg)
-    trainable, total = _count(model)
     train_data, val_data = encode_all(s_tok, splits["train"], data), encode_all(s_tok, splits.get("validation", []), data)
     collate_fn = None
     if setup.teacher_tokenizer is not None:
@@ -132,6 +145,17 @@ def run_distill(
         val_data = _with_teacher(val_data, encode_all(t_tok2, splits.get("validation", []), data))
         t_pad = t_tok2.pad_token_id if t_tok2.pad_token_id is not None else 0
         collate_fn = partial(collate_pair, pad_id=s_tok.pad_token_id, teacher_pad_id=t_pad)
+    return _train_and_save(
+        model, s_tok, setup, train_data, val_data, collate_fn, cfg, out_dir, work_dir, device=device,
+        progress=progress, desc=desc,
+    )
+
+
+def _train_and_save(
+    model: torch.nn.Module, s_tok: PreTrainedTokenizerBase, setup: DistillSetup, train_data: list, val_data: list,
+    collate_fn, cfg: DistillConfig, out_dir: Path, work_dir: Path, *, device: torch.device, progress: bool, desc: str,
+) -> StageOutput:
+    trainable, total = _count(model)
     result = train(
         model, setup.objective, train_data, val_data, cfg.train, work_dir, pad_id=s_tok.pad_token_id,
         device=device, progress=progress, desc=desc, aux=setup.aux, aux_lr=setup.aux_lr, collate_fn=collate_fn,

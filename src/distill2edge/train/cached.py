@@ -1,0 +1,163 @@
+"""Distillation from a teacher cache (`distill.NAME.cache.enabled`): the setup `run_distill` trains with.
+
+Vanilla KD learns from the teacher's cached top-k targets (`losses.sparse`), so the teacher is loaded
+only when its entry must be built and is freed before the student is loaded. DSKD reads the teacher's
+cached last hidden states and keeps only the teacher's embeddings and LM head (`TeacherEnds`); with
+`hidden_dtype: float32` its losses equal the online run's.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, PreTrainedTokenizerBase
+
+from distill2edge.config import DataConfig, DistillConfig, KDLossConfig
+from distill2edge.data.tokenize import IGNORE_INDEX, TEACHER_PREFIX, collate, collate_pair
+from distill2edge.losses.sparse import sparse_kd_loss
+from distill2edge.models import DTYPES, VocabularyMismatchError, check_same_vocabulary, load_model
+from distill2edge.models.loading import load_tokenizer, local_model_dir
+from distill2edge.train.algorithms import DistillSetup, build_algorithm
+from distill2edge.train.objectives import answer_positions, masked_ce
+from distill2edge.train.teacher_cache import (
+    EXAMPLE_KEY,
+    HiddenCache,
+    TeacherEnds,
+    TopKCache,
+    cache_key,
+    collate_with_index,
+    fingerprint_model_dir,
+    hidden_cache,
+    topk_cache,
+    with_example_index,
+)
+
+
+@dataclass
+class CachedKD:
+    """Vanilla KD against cached sparse teacher targets: (1 - alpha)·CE + alpha·T²·D(teacher top-k ‖ student).
+
+    Student logits are trimmed to `vocab_size`, the shared vocabulary the cache was built over.
+    """
+
+    cache: TopKCache
+    loss: KDLossConfig
+    vocab_size: int
+    top_k: int
+
+    def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        keep, targets = answer_positions(batch["labels"])
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
+        ).logits[..., : self.vocab_size]
+        ce = masked_ce(logits, targets)
+        idx, logp, rest = self.cache.targets(batch[EXAMPLE_KEY].cpu(), self.top_k, device=logits.device)
+        kd = sparse_kd_loss(
+            logits[targets != IGNORE_INDEX], idx, logp, rest, name=self.loss.name,
+            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda,
+        )
+        a = self.loss.alpha
+        return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
+
+
+@dataclass
+class CachedSetup:
+    """Everything `run_distill` trains with when the teacher is cached."""
+
+    student: nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    setup: DistillSetup
+    train_data: list[dict[str, list[int]]]
+    val_data: list[dict[str, list[int]]]
+    collate_fn: Any
+
+
+def _free(*objects: Any) -> None:
+    del objects
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def cached_distill_setup(
+    teacher_ref: str, student_ref: str, splits: dict[str, list], data: DataConfig, cfg: DistillConfig,
+    cache_root: Path, *, encode, apply_lora, device: torch.device, teacher_dtype: str, student_dtype: str,
+    progress: bool,
+) -> CachedSetup:
+    """Open (building if needed) the teacher's cache entry, then load the student and build the objective.
+
+    `encode(tok, examples, data)` and `apply_lora(model, lora_cfg)` are the stage's own helpers, so the
+    cached run tokenizes and adapts exactly like the online one.
+    """
+    t_tok, s_tok = load_tokenizer(teacher_ref), load_tokenizer(student_ref)
+    t_dir = local_model_dir(teacher_ref)
+    t_config, s_config = AutoConfig.from_pretrained(t_dir), AutoConfig.from_pretrained(local_model_dir(student_ref))
+    train_rows = encode(s_tok, splits["train"], data)
+    val_rows = encode(s_tok, splits.get("validation", []), data)
+    cma = cfg.algorithm == "dskd_cma"
+    if cfg.algorithm == "dskd" and not cma:
+        try:
+            check_same_vocabulary(t_tok, s_tok, t_config, s_config)
+        except VocabularyMismatchError:
+            cma = True
+    if cma:
+        t_train, t_val = encode(t_tok, splits["train"], data), encode(t_tok, splits.get("validation", []), data)
+        train_rows = [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(train_rows, t_train)]
+        val_rows = [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(val_rows, t_val)]
+    everything = train_rows + val_rows  # one entry covers both splits; validation rows follow training's
+    prefix = TEACHER_PREFIX if cma else ""
+    fingerprint = fingerprint_model_dir(t_dir)
+    c = cfg.cache
+    t_pad = t_tok.pad_token_id if t_tok.pad_token_id is not None else 0
+
+    def load_teacher() -> nn.Module:
+        return load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=device)[0].requires_grad_(False).eval()
+
+    if cfg.algorithm == "vanilla":
+        align = check_same_vocabulary(t_tok, s_tok, t_config, s_config)
+        key = cache_key(fingerprint, everything, vocab=align.shared_size)
+        entry, stats = topk_cache(
+            cache_root, key, load_teacher, everything, pad_id=s_tok.pad_token_id, vocab_size=align.shared_size,
+            k=c.top_k, temperature=cfg.loss.temperature, batch_size=c.batch_size, device=device, progress=progress,
+        )
+        _free()
+        student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
+        model = apply_lora(student, cfg.lora)
+        objective = CachedKD(entry, cfg.loss, align.shared_size, min(c.top_k, align.shared_size))
+        setup = DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_targets": f"cached top-{objective.top_k}"})
+    else:
+        key = cache_key(fingerprint, everything, prefix=prefix)
+        entry, stats = hidden_cache(
+            cache_root, key, load_teacher, everything, prefix=prefix, pad_id=t_pad if cma else s_tok.pad_token_id,
+            dtype=c.hidden_dtype, batch_size=c.batch_size, device=device, progress=progress,
+        )
+        teacher = load_teacher()
+        ends = TeacherEnds(teacher)
+        _free(teacher)
+        student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
+        model = apply_lora(student, cfg.lora)
+        torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights as online
+        setup = build_algorithm("dskd_cma" if cma else cfg.algorithm, ends, model, t_tok, s_tok, cfg)
+        t_dtype = ends.get_output_embeddings().weight.dtype
+        setup.objective.hidden_source = partial(_read_hidden, entry, dtype=t_dtype)
+        setup.teacher_tokenizer = t_tok if cma else None
+        setup.info["kd_targets"] = f"cached hidden states ({c.hidden_dtype})"
+    setup.info.update(stats.as_info())
+    if cma:
+        base = partial(collate_pair, pad_id=s_tok.pad_token_id, teacher_pad_id=t_pad)
+    else:
+        base = partial(collate, pad_id=s_tok.pad_token_id)
+    return CachedSetup(
+        model, s_tok, setup, with_example_index(train_rows), with_example_index(val_rows, start=len(train_rows)),
+        partial(collate_with_index, base),
+    )
+
+
+def _read_hidden(entry: HiddenCache, batch: dict[str, torch.Tensor], mask: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
+    return entry.scatter(batch[EXAMPLE_KEY].cpu(), mask, dtype)

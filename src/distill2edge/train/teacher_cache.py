@@ -1,0 +1,359 @@
+"""Teacher outputs computed once, stored memory-mapped on disk, and read back by the KD objectives.
+
+A frozen teacher gives the same outputs for the same input every epoch, every stage and every grid
+cell, so its forward pass need not be repeated, and once its outputs are on disk the teacher need not
+be in memory at all while the student trains. Two kinds of entry:
+
+- **top-k** (vanilla KD): for every distilled token, the teacher's k most likely token ids, their
+  log-probabilities at temperature T and the log of the mass left over (`losses.sparse`).
+- **hidden** (DSKD): the teacher's last hidden state at every answer position of its own tokenization;
+  DSKD needs the teacher's embeddings and LM head besides, which are kept (`TeacherEnds`).
+
+An entry lives in `ROOT/<key>/<kind>/`, where `key` is a content hash of the teacher's weights and
+config and of the token ids and labels it reads (so dataset, tokenizer and prompt template are all
+covered). Arrays are `.npy` files opened with `mmap_mode="r"`: an epoch reads only the rows of its
+batches. Entries are written to a temporary folder under a file lock and renamed into place, so a
+killed build leaves nothing half-written, and concurrent builders (processes of one multi-process run,
+two grid cells) build once. A top-k entry serves any k up to its own (`TopKCache.targets` folds the
+dropped entries into the remaining mass).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from distill2edge.data.tokenize import IGNORE_INDEX, collate
+from distill2edge.losses.sparse import sparse_teacher_targets
+from distill2edge.models._fs import file_lock, remove_stale_temps, write_dir_atomically
+
+FORMAT_VERSION = 1
+EXAMPLE_KEY = "example_index"
+"""Feature/batch key holding each sample's row in the cache (`with_example_index`)."""
+
+Features = Sequence[dict[str, list[int]]]
+
+
+# ----------------------------------------------------------------------------- keys
+
+
+def fingerprint_model_dir(path: Path) -> str:
+    """sha256 over a model folder's weights and config.json (file names and contents).
+
+    Tokenizer files are left out on purpose: the token ids in the cache key already say how the text
+    was tokenized.
+    """
+    files = sorted(p for p in path.iterdir() if p.suffix in {".safetensors", ".bin"} or p.name == "config.json")
+    if not any(p.suffix in {".safetensors", ".bin"} for p in files):
+        raise FileNotFoundError(f"no weights (*.safetensors, *.bin) in {path}: cannot fingerprint the teacher")
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0")
+        with open(p, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()
+
+
+def features_digest(features: Features, prefix: str = "") -> str:
+    """sha256 of the input ids and labels of every sample, in order."""
+    h = hashlib.sha256()
+    for f in features:
+        h.update(json.dumps([f[prefix + "input_ids"], f[prefix + "labels"]], separators=(",", ":")).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def cache_key(teacher_fingerprint: str, features: Features, prefix: str = "", **extra: Any) -> str:
+    """The entry folder name: 24 hex digits of sha256 over the format version, the teacher, the samples
+    as the teacher reads them (`prefix` selects the teacher's own tokenization) and `extra` facts."""
+    payload = json.dumps(
+        {"v": FORMAT_VERSION, "teacher": teacher_fingerprint, "features": features_digest(features, prefix), **extra},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def with_example_index(features: Features, start: int = 0) -> list[dict[str, list[int]]]:
+    """Each sample plus its cache row (`EXAMPLE_KEY`), counting from `start`."""
+    return [{**f, EXAMPLE_KEY: [start + i]} for i, f in enumerate(features)]
+
+
+def collate_with_index(base, features: Features) -> dict[str, torch.Tensor]:
+    """`base(features)` plus `EXAMPLE_KEY` as a [B] long tensor (the collate functions drop unknown keys)."""
+    batch = base(features)
+    batch[EXAMPLE_KEY] = torch.tensor([f[EXAMPLE_KEY][0] for f in features], dtype=torch.long)
+    return batch
+
+
+def answer_rows(labels: list[int]) -> int:
+    """Distilled positions of one sample: positions t whose next label is an answer token."""
+    return sum(1 for y in labels[1:] if y != IGNORE_INDEX)
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _offsets(features: Features, prefix: str) -> np.ndarray:
+    counts = [answer_rows(f[prefix + "labels"]) for f in features]
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+@dataclass
+class _Entry:
+    path: Path
+    meta: dict[str, Any]
+    offsets: np.ndarray
+
+    def rows(self, examples: torch.Tensor) -> np.ndarray:
+        """Row numbers of the given samples, concatenated in order."""
+        idx = examples.tolist()
+        return np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in idx]) if idx else np.zeros(0, np.int64)
+
+    def nbytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.iterdir())
+
+
+@dataclass
+class TopKCache(_Entry):
+    """Top-k teacher targets: `indices` [R, K] int32, `log_probs` [R, K] float32, `rest` [R] float32."""
+
+    indices: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    log_probs: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    rest: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @property
+    def k(self) -> int:
+        return int(self.meta["top_k"])
+
+    @classmethod
+    def open(cls, path: Path) -> TopKCache:
+        meta = json.loads((path / "meta.json").read_text())
+        load = lambda n: np.load(path / n, mmap_mode="r")  # noqa: E731
+        return cls(path, meta, load("offsets.npy"), load("indices.npy"), load("log_probs.npy"), load("rest.npy"))
+
+    def targets(
+        self, examples: torch.Tensor, k: int | None = None, device: torch.device | str = "cpu"
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Targets of the distilled tokens of `examples` [B], in batch order then position order.
+
+        Returns indices [R, k] long, log-probs [R, k] float32 and the remaining log-mass [R] float32. With
+        k below the stored K, the entries k..K-1 are folded into the remaining mass.
+        """
+        k = self.k if k is None else k
+        if k > self.k:
+            raise ValueError(f"cache entry {self.path} holds the top {self.k}, not the top {k}")
+        rows = self.rows(examples)
+        idx = torch.from_numpy(np.ascontiguousarray(self.indices[rows, :k])).long()
+        logp = torch.from_numpy(np.ascontiguousarray(self.log_probs[rows]))
+        rest = torch.from_numpy(np.ascontiguousarray(self.rest[rows]))
+        if k < self.k:
+            rest = torch.logaddexp(rest, torch.logsumexp(logp[:, k:], dim=-1))
+        return idx.to(device), logp[:, :k].contiguous().to(device), rest.to(device)
+
+
+@dataclass
+class HiddenCache(_Entry):
+    """The teacher's last hidden state at the answer positions of its tokenization: `hidden` [R, d]."""
+
+    hidden: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @classmethod
+    def open(cls, path: Path) -> HiddenCache:
+        meta = json.loads((path / "meta.json").read_text())
+        return cls(path, meta, np.load(path / "offsets.npy", mmap_mode="r"), np.load(path / "hidden.npy", mmap_mode="r"))
+
+    def scatter(self, examples: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """[B, K, d] hidden states placed where `mask` [B, K] is True (zeros elsewhere).
+
+        `mask` marks each sample's answer positions in its teacher tokenization, which are exactly the
+        rows stored for it, in the same order.
+        """
+        rows = torch.from_numpy(np.ascontiguousarray(self.hidden[self.rows(examples)]))
+        if rows.shape[0] != int(mask.sum()):
+            raise RuntimeError(
+                f"teacher cache {self.path}: {rows.shape[0]} cached rows for {int(mask.sum())} answer positions; "
+                "the samples no longer match the ones the cache was built from"
+            )
+        out = torch.zeros(*mask.shape, rows.shape[-1], dtype=dtype, device=mask.device)
+        out[mask] = rows.to(device=mask.device, dtype=dtype)
+        return out
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _batches(features: Features, batch_size: int):
+    for start in range(0, len(features), batch_size):
+        yield start, features[start : start + batch_size]
+
+
+def _strip(features: Features, prefix: str) -> list[dict[str, list[int]]]:
+    return [{k: f[prefix + k] for k in ("input_ids", "labels")} for f in features]
+
+
+@torch.no_grad()
+def _fill_topk(
+    teacher: nn.Module, features: Features, out: Path, *, pad_id: int, vocab_size: int, k: int, temperature: float,
+    batch_size: int, device: torch.device, progress: bool,
+) -> dict[str, Any]:
+    offsets = _offsets(features, "")
+    n_rows = int(offsets[-1])
+    k = min(k, vocab_size)
+    np.save(out / "offsets.npy", offsets)
+    indices = np.lib.format.open_memmap(out / "indices.npy", mode="w+", dtype=np.int32, shape=(n_rows, k))
+    log_probs = np.lib.format.open_memmap(out / "log_probs.npy", mode="w+", dtype=np.float32, shape=(n_rows, k))
+    rest = np.lib.format.open_memmap(out / "rest.npy", mode="w+", dtype=np.float32, shape=(n_rows,))
+    row = 0
+    teacher.eval()
+    for _, part in tqdm(list(_batches(features, batch_size)), desc="teacher cache (top-k)", disable=not progress):
+        batch = {key: v.to(device) for key, v in collate(part, pad_id).items()}
+        shifted = batch["labels"][:, 1:]
+        keep = (shifted != IGNORE_INDEX).any(dim=0).nonzero(as_tuple=True)[0]
+        logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
+        mask = shifted[:, keep] != IGNORE_INDEX
+        idx, logp, rst = sparse_teacher_targets(logits[..., :vocab_size][mask], k, temperature)
+        n = idx.shape[0]
+        indices[row : row + n] = idx.cpu().numpy()
+        log_probs[row : row + n] = logp.cpu().numpy()
+        rest[row : row + n] = rst.cpu().numpy()
+        row += n
+    if row != n_rows:
+        raise RuntimeError(f"teacher cache: wrote {row} rows, expected {n_rows}")
+    for arr in (indices, log_probs, rest):
+        arr.flush()
+    return {"kind": "topk", "top_k": k, "temperature": temperature, "vocab_size": vocab_size, "rows": n_rows}
+
+
+@torch.no_grad()
+def _fill_hidden(
+    teacher: nn.Module, features: Features, out: Path, *, prefix: str, pad_id: int, dtype: str, batch_size: int,
+    device: torch.device, progress: bool,
+) -> dict[str, Any]:
+    offsets = _offsets(features, prefix)
+    n_rows = int(offsets[-1])
+    d = int(teacher.get_output_embeddings().weight.shape[1])
+    np.save(out / "offsets.npy", offsets)
+    hidden = np.lib.format.open_memmap(out / "hidden.npy", mode="w+", dtype=np.dtype(dtype), shape=(n_rows, d))
+    row = 0
+    teacher.eval()
+    plain = _strip(features, prefix)
+    for _, part in tqdm(list(_batches(plain, batch_size)), desc="teacher cache (hidden)", disable=not progress):
+        batch = {key: v.to(device) for key, v in collate(part, pad_id).items()}
+        last = teacher(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
+            logits_to_keep=1,
+        ).hidden_states[-1]  # [B, T, d], after the final norm
+        mask = batch["labels"][:, 1:] != IGNORE_INDEX  # [B, T-1]: positions whose next token is an answer token
+        rows = last[:, :-1][mask]
+        hidden[row : row + rows.shape[0]] = rows.float().cpu().numpy().astype(dtype)
+        row += rows.shape[0]
+    if row != n_rows:
+        raise RuntimeError(f"teacher cache: wrote {row} rows, expected {n_rows}")
+    hidden.flush()
+    return {"kind": "hidden", "dtype": dtype, "hidden_size": d, "rows": n_rows}
+
+
+@dataclass
+class CacheStats:
+    """What a stage reports about its cache use."""
+
+    path: str
+    hit: bool
+    build_seconds: float
+    bytes: int
+
+    def as_info(self) -> dict[str, Any]:
+        return {"teacher_cache": self.path, "teacher_cache_hit": self.hit,
+                "teacher_cache_build_s": round(self.build_seconds, 2), "teacher_cache_mb": round(self.bytes / 2**20, 2)}
+
+
+def _find_topk(key_dir: Path, k: int, temperature: float) -> Path | None:
+    """A complete top-k entry at `temperature` with at least `k` entries per row (the smallest such)."""
+    found = []
+    for p in key_dir.glob("topk-*"):
+        if (p / "meta.json").exists():
+            meta = json.loads((p / "meta.json").read_text())
+            if meta["temperature"] == temperature and meta["top_k"] >= min(k, meta["vocab_size"]):
+                found.append((meta["top_k"], p))
+    return min(found)[1] if found else None
+
+
+def topk_cache(
+    root: Path, key: str, build_teacher, features: Features, *, pad_id: int, vocab_size: int, k: int,
+    temperature: float, batch_size: int = 8, device: torch.device | str = "cpu", progress: bool = True,
+) -> tuple[TopKCache, CacheStats]:
+    """Open the top-k entry for `key`, building it first if needed with the model `build_teacher()` returns.
+
+    `build_teacher` is called only on a miss, so a hit never loads the teacher.
+    """
+    key_dir = root / key
+    start = time.perf_counter()
+    with file_lock(root / f".{key}.lock"):
+        path = _find_topk(key_dir, k, temperature)
+        hit = path is not None
+        if path is None:
+            path = key_dir / f"topk-k{k}-T{temperature:g}"
+            remove_stale_temps(path)
+            teacher = build_teacher()
+
+            def write(tmp: Path) -> None:
+                meta = _fill_topk(teacher, features, tmp, pad_id=pad_id, vocab_size=vocab_size, k=k,
+                                  temperature=temperature, batch_size=batch_size, device=torch.device(device),
+                                  progress=progress)
+                (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, "key": key, **meta}, indent=1))
+
+            write_dir_atomically(path, write)
+    entry = TopKCache.open(path)
+    return entry, CacheStats(str(path), hit, 0.0 if hit else time.perf_counter() - start, entry.nbytes())
+
+
+def hidden_cache(
+    root: Path, key: str, build_teacher, features: Features, *, prefix: str, pad_id: int, dtype: str = "float16",
+    batch_size: int = 8, device: torch.device | str = "cpu", progress: bool = True,
+) -> tuple[HiddenCache, CacheStats]:
+    """Open (or build, as `topk_cache`) the hidden-state entry for `key`; `prefix` selects the teacher's
+    own tokenization in `features` ("" when it reads the student's)."""
+    path = root / key / f"hidden-{dtype}"
+    start = time.perf_counter()
+    with file_lock(root / f".{key}.lock"):
+        hit = (path / "meta.json").exists()
+        if not hit:
+            remove_stale_temps(path)
+            teacher = build_teacher()
+
+            def write(tmp: Path) -> None:
+                meta = _fill_hidden(teacher, features, tmp, prefix=prefix, pad_id=pad_id, dtype=dtype,
+                                    batch_size=batch_size, device=torch.device(device), progress=progress)
+                (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, "key": key, **meta}, indent=1))
+
+            write_dir_atomically(path, write)
+    entry = HiddenCache.open(path)
+    return entry, CacheStats(str(path), hit, 0.0 if hit else time.perf_counter() - start, entry.nbytes())
+
+
+class TeacherEnds(nn.Module):
+    """A teacher's input embeddings and LM head without its layers: what DSKD needs besides the cached
+    hidden states (embeddings for cross-model attention, the head for teacher-space logits)."""
+
+    def __init__(self, teacher: nn.Module) -> None:
+        super().__init__()
+        self.embed = teacher.get_input_embeddings()
+        self.head = teacher.get_output_embeddings()
+        self.config = teacher.config
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.embed
+
+    def get_output_embeddings(self) -> nn.Module:
+        return self.head
