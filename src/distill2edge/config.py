@@ -142,6 +142,16 @@ class ModelConfig(Strict):
     path: str
     """`embedded:NAME`, a local Hugging Face folder, or a hub id."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Teachers: `bfloat16` halves their memory and, on a GPU, their time; the KD losses upcast to float32."""
+    device: str | None = None
+    """Distillation only: run this teacher on its own device (e.g. `cuda:1`, or `cpu` beside a GPU
+    student); empty: the run's device. Online DSKD needs the teacher beside the student (use the cache)."""
+    offload: bool = False
+    """Distillation only: keep the teacher's weights in CPU memory and stream them to its device layer by
+    layer at each forward (accelerate's `cpu_offload`): slower, for a teacher that does not fit beside the
+    student."""
+
+    _omit_at_default = frozenset({"device", "offload"})
 
 
 class StudentConfig(Strict):
@@ -252,6 +262,11 @@ class KDLossConfig(Strict):
     """Weight of the KD term; CE on the gold answer gets 1 - alpha."""
     temperature: float = Field(2.0, gt=0)
     skew_lambda: float = Field(0.1, ge=0.0, le=1.0)
+    fused_vocab_chunk: int | None = Field(None, ge=1)
+    """Vanilla KD with forward_kl: compute CE and KL from the last hidden states, this many vocabulary
+    entries at a time (`losses.fused`), so no [tokens, vocabulary] logits exist; empty: the usual logits."""
+
+    _omit_at_default = frozenset({"fused_vocab_chunk"})
 
     @field_validator("name")
     @classmethod
@@ -389,6 +404,13 @@ class DistillConfig(Strict):
             raise ValueError(
                 f"cache.enabled: the teacher cache serves {', '.join(CACHEABLE_ALGORITHMS)}, not {self.algorithm!r}"
             )
+        if self.loss.fused_vocab_chunk is not None:
+            if self.algorithm != "vanilla" or self.loss.name != "forward_kl" or self.cache.enabled:
+                raise ValueError(
+                    "loss.fused_vocab_chunk: the fused loss serves vanilla KD with forward_kl and no teacher cache, "
+                    f"not algorithm {self.algorithm!r} with {self.loss.name!r}"
+                    + (" and a cache" if self.cache.enabled else "")
+                )
         return self
 
     def teacher_names(self) -> list[str]:
@@ -526,6 +548,13 @@ class Recipe(Strict):
 
     def _check_multi(self, name: str, d: DistillConfig) -> None:
         data = d.data or self.data
+        placed = [t for t in d.teacher_names() if t in self.teachers and (self.teachers[t].device or self.teachers[t].offload)]
+        if placed and (d.algorithm == "multi_teacher" or (d.algorithm in ("dskd", "dskd_cma") and not d.cache.enabled)):
+            raise ValueError(
+                f"teachers.{placed[0]}.device/offload: distill.{name} ({d.algorithm}) needs the teacher beside the "
+                "student" + ("; enable distill." + name + ".cache, which keeps only its head and embeddings there"
+                             if d.algorithm != "multi_teacher" else "")
+            )
         if d.algorithm != "multi_teacher":
             for field, used in (("hidden.weight", d.hidden.weight > 0), ("shortcut.name", d.shortcut.name != "none")):
                 if used:

@@ -23,6 +23,7 @@ from distill2edge.data.tokenize import IGNORE_INDEX, TEACHER_PREFIX, collate, co
 from distill2edge.losses.sparse import sparse_kd_loss
 from distill2edge.models import DTYPES, VocabularyMismatchError, check_same_vocabulary, load_model
 from distill2edge.models.loading import load_tokenizer, local_model_dir
+from distill2edge.models.placement import place_teacher, teacher_load_device
 from distill2edge.train.algorithms import DistillSetup, build_algorithm
 from distill2edge.train.objectives import answer_positions, masked_ce
 from distill2edge.train.teacher_cache import (
@@ -88,7 +89,7 @@ def _free(*objects: Any) -> None:
 def cached_distill_setup(
     teacher_ref: str, student_ref: str, splits: dict[str, list], data: DataConfig, cfg: DistillConfig,
     cache_root: Path, *, encode, apply_lora, device: torch.device, teacher_dtype: str, student_dtype: str,
-    progress: bool,
+    progress: bool, teacher_device: str | None = None, teacher_offload: bool = False,
 ) -> CachedSetup:
     """Open (building if needed) the teacher's cache entry, then load the student and build the objective.
 
@@ -117,7 +118,9 @@ def cached_distill_setup(
     t_pad = t_tok.pad_token_id if t_tok.pad_token_id is not None else 0
 
     def load_teacher() -> nn.Module:
-        return load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=device)[0].requires_grad_(False).eval()
+        where = teacher_load_device(device, teacher_device, teacher_offload)
+        teacher = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=where)[0].requires_grad_(False).eval()
+        return place_teacher(teacher, device, teacher_device, teacher_offload)
 
     if cfg.algorithm == "vanilla":
         align = check_same_vocabulary(t_tok, s_tok, t_config, s_config)
@@ -137,8 +140,8 @@ def cached_distill_setup(
             cache_root, key, load_teacher, everything, prefix=prefix, pad_id=t_pad if cma else s_tok.pad_token_id,
             dtype=c.hidden_dtype, batch_size=c.batch_size, device=device, progress=progress,
         )
-        teacher = load_teacher()
-        ends = TeacherEnds(teacher)
+        teacher = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device="cpu")[0].requires_grad_(False)
+        ends = TeacherEnds(teacher).to(device)
         _free(teacher)
         student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
         model = apply_lora(student, cfg.lora)

@@ -8,7 +8,7 @@ transformers' `logits_to_keep`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,8 @@ from torch import nn
 from distill2edge.config import KDLossConfig
 from distill2edge.data.tokenize import IGNORE_INDEX
 from distill2edge.losses import kd_loss
+from distill2edge.losses.dskd import LMHead
+from distill2edge.losses.fused import fused_kd_ce
 
 
 def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,6 +64,8 @@ class VanillaKD:
     vocab_size: int
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.loss.fused_vocab_chunk:
+            return self._fused(model, batch, self.loss.fused_vocab_chunk)
         keep, targets = answer_positions(batch["labels"])
         student = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
@@ -76,5 +80,25 @@ class VanillaKD:
             student, teacher, targets != IGNORE_INDEX, name=self.loss.name,
             temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda,
         )
+        a = self.loss.alpha
+        return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
+
+    def _fused(self, model: nn.Module, batch: dict[str, torch.Tensor], chunk_vocab: int) -> dict[str, torch.Tensor]:
+        """The same loss from the last hidden states (`losses.fused`): no [tokens, V] logits of either model."""
+        mask = batch["labels"][:, 1:] != IGNORE_INDEX  # [B, T-1]: positions that predict an answer token
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        s_hidden = model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][:, :-1][mask]
+        with torch.no_grad():
+            self.teacher.eval()
+            t_hidden = self.teacher(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][:, :-1][mask]
+        v = self.vocab_size
+        s_head, t_head = LMHead.of(model), LMHead.of(self.teacher)
+        s_head = replace(s_head, weight=s_head.weight[:v], bias=None if s_head.bias is None else s_head.bias[:v])
+        t_head = replace(t_head, weight=t_head.weight[:v], bias=None if t_head.bias is None else t_head.bias[:v])
+        kl, ce = fused_kd_ce(
+            s_hidden, s_head, t_hidden, t_head, batch["labels"][:, 1:][mask], temperature=self.loss.temperature,
+            chunk_vocab=chunk_vocab,
+        )
+        kd, ce = kl.mean() * self.loss.temperature**2, ce.mean()
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
