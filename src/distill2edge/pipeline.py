@@ -1,15 +1,16 @@
 """The recipe pipeline: data -> student init -> SFT (teachers, student) -> distillations -> evaluate -> report.
 
 Every stage goes through `Run.stage`, so completed stages are reused and a killed one resumes. The
-run is complete (exit 0) only when `metrics.json` and `report.md` are written.
+run is complete (exit 0) only when `metrics.json` and `report.md` are written. Under `accelerate launch`
+the SFT and distillation stages train on every process; the other stages run on the main process.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -23,6 +24,7 @@ from distill2edge.export.stage import export_for_profile
 from distill2edge.models import DTYPES, init_student_from_teacher, load_model
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, write_json_atomic
+from distill2edge.train import distributed as dist
 from distill2edge.train.stages import run_distill, run_multi_distill, run_sft
 
 Log = Callable[[str], None]
@@ -32,18 +34,37 @@ def resolve_device(pref: str) -> torch.device:
     if pref == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: cuda was asked for but no CUDA device is available")
     if pref == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(pref)
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(pref)
+    if device.type == "cuda" and device.index is None and dist.is_distributed():
+        device = torch.device("cuda", dist.local_rank())  # one GPU per process
+    return device
 
 
-def run_recipe(recipe: Recipe, out_dir: Path, *, progress: bool = True, log: Log = print) -> dict[str, Any]:
-    """Run every stage of `recipe` in `out_dir`; returns the metrics written to metrics.json."""
+def run_recipe(
+    recipe: Recipe, out_dir: Path, *, progress: bool = True, log: Log = print,
+    until: Literal["report", "distill"] = "report", distill: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """Run every stage of `recipe` in `out_dir`; returns the metrics written to metrics.json.
+
+    `until="distill"` stops after the distillations (no evaluation, export, bench or report) and returns
+    {"models": {role: model folder}, "training": {stage: metrics}}; `distill` then names the
+    distillations to run (plus those they start from; default all). Processes other than the main one
+    return {} (under `accelerate launch`; the main process writes every file).
+    """
     t_start = time.perf_counter()
     device = resolve_device(recipe.device)
+    if dist.is_distributed():
+        dist.state(device)
+    if not dist.is_main():
+        progress, log = False, lambda _msg: None
     config = recipe.model_dump(mode="json")
     run = Run(out_dir, recipe.name, config, recipe.seed, str(device))
     try:
-        metrics = _run_stages(recipe, run, device, progress, log)
+        metrics = _run_stages(recipe, run, device, progress, log, until == "distill", _with_upstream(recipe, distill))
+        if until == "distill" or not dist.is_main():
+            run.finish("distilled" if until == "distill" else "complete")
+            return metrics
         metrics["wall_time_s"] = round(time.perf_counter() - t_start, 1)
         write_json_atomic(out_dir / "metrics.json", metrics)
         write_report(out_dir, recipe, metrics, run.manifest)
@@ -54,11 +75,26 @@ def run_recipe(recipe: Recipe, out_dir: Path, *, progress: bool = True, log: Log
     return metrics
 
 
-def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, log: Log) -> dict[str, Any]:
+def _with_upstream(recipe: Recipe, names: Collection[str] | None) -> dict[str, DistillConfig]:
+    """The distillations `names` (all when None) and those whose student they start from, in recipe order."""
+    need = set(recipe.distill if names is None else names)
+    if need - set(recipe.distill):
+        raise ValueError(f"no distillation named {', '.join(sorted(need - set(recipe.distill)))}; "
+                         f"the recipe has: {', '.join(recipe.distill)}")
+    for name in reversed(recipe.distill):  # a distillation can only start from an earlier one
+        if name in need and recipe.distill[name].student in recipe.distill:
+            need.add(recipe.distill[name].student)
+    return {n: d for n, d in recipe.distill.items() if n in need}
+
+
+def _run_stages(
+    recipe: Recipe, run: Run, device: torch.device, progress: bool, log: Log, train_only: bool,
+    distills: dict[str, DistillConfig],
+) -> dict[str, Any]:
     data_cfg = recipe.data
     data = run.stage("data", data_cfg.model_dump(mode="json"), lambda out, _w: prepare_data(data_cfg, out), log=log)
     splits = read_data(data_cfg, data.out_dir)
-    stage_data = _stage_data(recipe, run, data, splits, log)
+    stage_data = _stage_data(recipe, distills, run, data, splits, log)
 
     # Student initialisation (layer pruning of a same-family model), or a model used as is.
     student_cfg = recipe.student
@@ -83,15 +119,15 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
     stages: dict[str, StageResult] = {}
 
     # SFT of every teacher (and of the student) that a distillation or the evaluation asks for.
-    wanted = set(recipe.roles()) if "all" in recipe.evaluate.models else set(recipe.evaluate.models)
+    wanted = set() if train_only else set(recipe.roles()) if "all" in recipe.evaluate.models else set(recipe.evaluate.models)
     sft_jobs = [
         (f"teacher_sft.{t}", recipe.sft.teacher, cfg.path, cfg.dtype, None,
-         any(t in d.teacher_names() and d.teacher_state == "sft" for d in recipe.distill.values()))
+         any(t in d.teacher_names() and d.teacher_state == "sft" for d in distills.values()))
         for t, cfg in recipe.teachers.items()
     ]
     sft_jobs.append((
         "student_sft", recipe.sft.student, student_base_ref, student_cfg.dtype, student_init,
-        any(d.student == "sft" for d in recipe.distill.values()),
+        any(d.student == "sft" for d in distills.values()),
     ))
     for role, sft_cfg, base_ref, dtype, upstream, used in sft_jobs:
         if not (sft_cfg.enabled and (used or role in wanted)):
@@ -106,12 +142,12 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
 
         inputs = {"data": data, **({"student_init": upstream} if upstream else {})}
         config = {"model": base_ref if upstream is None else "student_init", "sft": sft_cfg.model_dump(mode="json")}
-        stage = run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log)
+        stage = run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log, ranks="all")
         stages[stage.name] = stage
         models[role], producers[role] = str(stage.out_dir / "model"), stage
 
     # Distillations, in recipe order (a later one may start from an earlier one's student).
-    for name, dcfg in recipe.distill.items():
+    for name, dcfg in distills.items():
         teacher_roles = {
             t: f"teacher_sft.{t}" if dcfg.teacher_state == "sft" else f"teacher.{t}" for t in dcfg.teacher_names()
         }
@@ -134,9 +170,11 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
                 result = run_multi_distill(_teachers, _s, _splits, _dc, _d, out / "model", work, stage=f"distill.{_n}", **common)
             else:
                 (t_ref, t_dtype), = _teachers.values()
+                t_cfg = recipe.teachers[_d.teacher_names()[0]]
                 result = run_distill(
                     t_ref, _s, _splits, _dc, _d, out / "model", work, teacher_dtype=t_dtype,
-                    cache_root=run.root / "cache" / "teacher", **common,
+                    cache_root=run.root / "cache" / "teacher", teacher_device=t_cfg.device,
+                    teacher_offload=t_cfg.offload, **common,
                 )
             return result.metrics()
 
@@ -148,9 +186,14 @@ def _run_stages(recipe: Recipe, run: Run, device: torch.device, progress: bool, 
             "distill": _distill_key(dcfg), "student": student_role,
             **_teacher_config(dcfg, teacher_roles, models, producers, recipe),
         }
-        stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log)
+        stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log, ranks="all")
         stages[stage.name] = stage
         models[f"distilled.{name}"], producers[f"distilled.{name}"] = str(stage.out_dir / "model"), stage
+    if train_only:
+        trained = {r: m for r, m in models.items() if producers[r] is not None and producers[r].name in stages}
+        return {"models": trained, "training": {name: s.metrics for name, s in stages.items()}}
+    if not run.main_only_from_here():
+        return {}  # training is over; the main process evaluates, exports and benchmarks alone
 
     # Evaluation of each model on the test split.
     ecfg = recipe.evaluate
@@ -235,20 +278,21 @@ def _preflight_layer_maps(recipe: Recipe, student_ref: str) -> None:
 
 
 def _stage_data(
-    recipe: Recipe, run: Run, data: StageResult, splits: dict[str, list], log: Log,
+    recipe: Recipe, distills: dict[str, DistillConfig], run: Run, data: StageResult, splits: dict[str, list], log: Log,
 ) -> dict[str, tuple[StageResult, dict[str, list]]]:
     """The data of each distillation: the recipe's, or its own (`distill.NAME.data`) in a stage
-    `data.NAME` (distillations with identical data share the first one's stage)."""
+    `data.NAME` (distillations with identical data share the stage of the recipe's first one)."""
     out: dict[str, tuple[StageResult, dict[str, list]]] = {}
     made: dict[str, tuple[StageResult, dict[str, list]]] = {}
-    for name, dcfg in recipe.distill.items():
+    first = {d.data.model_dump_json(): n for n, d in reversed(recipe.distill.items()) if d.data is not None}
+    for name, dcfg in distills.items():
         if dcfg.data is None or dcfg.data == recipe.data:
             out[name] = (data, splits)
             continue
         cfg = dcfg.data
         key = cfg.model_dump_json()
         if key not in made:
-            st = run.stage(f"data.{name}", cfg.model_dump(mode="json"), lambda o, _w, _c=cfg: prepare_data(_c, o), log=log)
+            st = run.stage(f"data.{first[key]}", cfg.model_dump(mode="json"), lambda o, _w, _c=cfg: prepare_data(_c, o), log=log)
             made[key] = (st, read_data(cfg, st.out_dir))
         out[name] = made[key]
     return out

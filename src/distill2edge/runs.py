@@ -4,6 +4,11 @@ A run folder holds `manifest.json` and `stages/<name>/`. Each stage has a key: t
 config and of its upstream stages' keys. `Run.stage` reuses a completed stage whose key is unchanged;
 otherwise it calls the stage function with a temporary output folder (renamed into place only when the
 function returns) and a persistent work folder for checkpoints, so a killed stage resumes.
+
+Under several processes (`accelerate launch`) the main process alone writes the manifest and prepares,
+publishes and records every stage. A stage run with `ranks="main"` (data, evaluation, export...) runs
+on the main process while the others wait for its result; `ranks="all"` (training) runs on every
+process between barriers, so no process starts before the folders are ready or reads a half-written one.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Literal
 
 from distill2edge.config import config_hash
+from distill2edge.train import distributed as dist
 
 _LIBRARIES = ("distill2edge", "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers",
               "gguf", "llama_cpp_python", "numpy", "scipy")
@@ -97,25 +104,89 @@ class Run:
             "environment": environment(),
             "stages": previous.get("stages", {}),
         }
+        if dist.is_distributed():
+            self.manifest["processes"] = dist.world_size()
+        self.collective = dist.is_distributed()
+        """True while every process takes part in `stage` calls (see `main_only_from_here`)."""
         self.save()
 
     def save(self) -> None:
+        """Write the manifest (main process only; the others keep their copy in memory)."""
+        if not dist.is_main():
+            return
         self.manifest["updated"] = dt.datetime.now().isoformat(timespec="seconds")
         write_json_atomic(self.manifest_path, self.manifest)
 
+    def main_only_from_here(self) -> bool:
+        """Called on every process: later stages run on the main process alone, without waiting for
+        the others (which are done). True on the main process."""
+        self.collective = False
+        return dist.is_main()
+
     def stage(
         self, name: str, config: Any, fn: StageFn, *, inputs: dict[str, StageResult] | None = None,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] = print, ranks: Literal["main", "all"] = "main",
     ) -> StageResult:
-        """Run `fn` as stage `name`, or reuse its completed output when config and inputs are unchanged."""
+        """Run `fn` as stage `name`, or reuse its completed output when config and inputs are unchanged.
+
+        With several processes, `ranks="main"` runs `fn` on the main process and gives every process its
+        result; `ranks="all"` runs `fn` on every process (each returns its own metrics).
+        """
         inputs = inputs or {}
         key = config_hash({"config": config, "inputs": {k: v.key for k, v in inputs.items()}})
+        if not self.collective:
+            return self._stage_here(name, key, config, fn, inputs, log)
+        if ranks == "main":
+            return dist.broadcast_object(self._stage_here(name, key, config, fn, inputs, log) if dist.is_main() else None)
+        reused = dist.broadcast_object(self._reusable(name, key, log) if dist.is_main() else None)
+        if reused is not None:
+            return reused
+        if dist.is_main():
+            self._begin(name, key, config, inputs, log)
+        dist.barrier()
+        t0 = time.perf_counter()
+        try:
+            metrics = fn(self.stages_dir / f"{name}.tmp", self.stages_dir / f"{name}.work")
+        except BaseException as e:
+            if dist.is_main():
+                self._failed(name, e)
+            raise
+        dist.barrier()  # every process is done with the work folder; the main one has written its outputs
+        if dist.is_main():
+            self._complete(name, metrics, time.perf_counter() - t0, log)
+        dist.barrier()
+        return StageResult(name, key, self.stages_dir / name, metrics, reused=False)
+
+    def _stage_here(
+        self, name: str, key: str, config: Any, fn: StageFn, inputs: dict[str, StageResult], log: Callable[[str], None]
+    ) -> StageResult:
+        """The stage in this process alone: reuse, or prepare, run `fn`, and publish."""
+        reused = self._reusable(name, key, log)
+        if reused is not None:
+            return reused
+        tmp_dir, work_dir = self._begin(name, key, config, inputs, log)
+        t0 = time.perf_counter()
+        try:
+            metrics = fn(tmp_dir, work_dir)
+        except BaseException as e:
+            self._failed(name, e)
+            raise
+        return self._complete(name, metrics, time.perf_counter() - t0, log)
+
+    def _reusable(self, name: str, key: str, log: Callable[[str], None]) -> StageResult | None:
+        """The completed stage `name` if its key is unchanged and its folder is there."""
         out_dir = self.stages_dir / name
         record = self.manifest["stages"].get(name)
         if record and record.get("status") == "complete" and record.get("key") == key and out_dir.is_dir():
             log(f"[{name}] reusing completed stage ({key})")
             return StageResult(name, key, out_dir, record.get("metrics", {}), reused=True)
+        return None
 
+    def _begin(
+        self, name: str, key: str, config: Any, inputs: dict[str, StageResult], log: Callable[[str], None]
+    ) -> tuple[Path, Path]:
+        """Empty temporary output folder, work folder kept only for the same key, manifest "running"."""
+        out_dir = self.stages_dir / name
         work_dir = self.stages_dir / f"{name}.work"
         key_file = work_dir / "key"
         if work_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
@@ -134,18 +205,19 @@ class Run:
         }
         self.save()
         log(f"[{name}] running")
-        t0 = time.perf_counter()
-        try:
-            metrics = fn(tmp_dir, work_dir)
-        except BaseException as e:
-            self.manifest["stages"][name].update(
-                status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8)
-            )
-            self.save()
-            raise
-        tmp_dir.rename(out_dir)
+        return tmp_dir, work_dir
+
+    def _failed(self, name: str, e: BaseException) -> None:
+        self.manifest["stages"][name].update(
+            status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8)
+        )
+        self.save()
+
+    def _complete(self, name: str, metrics: dict[str, Any], seconds: float, log: Callable[[str], None]) -> StageResult:
+        """Rename the temporary folder into place, drop the work folder, record the stage complete."""
+        out_dir, work_dir = self.stages_dir / name, self.stages_dir / f"{name}.work"
+        (self.stages_dir / f"{name}.tmp").rename(out_dir)
         shutil.rmtree(work_dir, ignore_errors=True)
-        seconds = time.perf_counter() - t0
         self.manifest["stages"][name].update(
             status="complete", seconds=round(seconds, 2), metrics=metrics,
             outputs=sorted(str(p.relative_to(self.root)) for p in out_dir.iterdir()),
@@ -153,7 +225,7 @@ class Run:
         )
         self.save()
         log(f"[{name}] done in {seconds:.1f}s")
-        return StageResult(name, key, out_dir, metrics, reused=False)
+        return StageResult(name, self.manifest["stages"][name]["key"], out_dir, metrics, reused=False)
 
     def finish(self, status: str, error: str | None = None) -> None:
         self.manifest["status"] = status

@@ -1,4 +1,5 @@
-"""Command line: `distill2edge recipe ...`, `distill2edge export ...` and `distill2edge models ...`."""
+"""Command line: `distill2edge recipe ...`, `distill2edge distill ...`, `distill2edge export ...`,
+`distill2edge models ...` and the other subcommands registered in `build_parser`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ _EPILOG = """examples:
   distill2edge recipe show telecom-qa
   distill2edge recipe telecom-qa --quick
   distill2edge recipe telecom-qa --out runs/my-run --set distill.loss.name=reverse_kl --set data.source=TeleQuAD.json
+  accelerate launch --num_processes 2 -m distill2edge distill telecom-qa --out runs/my-run
   distill2edge models prepare smollm2-135m-instruct
   distill2edge export gguf runs/<run>/stages/distill/model --out student.gguf --profile raspberry-pi-5
 """
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from distill2edge.cli.grid_cmd import add_grid_parser
 
     add_grid_parser(sub)
+    from distill2edge.cli.distill_cmd import add_distill_parser
+
+    add_distill_parser(sub)
     return parser
 
 
@@ -101,11 +106,18 @@ def _cmd_recipe(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.target, args.overrides, quick=args.quick)
     from distill2edge.pipeline import run_recipe
+    from distill2edge.train import distributed as dist
+
+    if args.out is None and dist.is_distributed():
+        raise SystemExit("distill2edge recipe: give --out under accelerate launch (every process uses one run folder)")
 
     suffix = "-quick" if args.quick else ""
     out = args.out or Path("runs") / f"{recipe.name}{suffix}-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    print(f"run folder: {out}")
+    if dist.is_main():
+        print(f"run folder: {out}")
     metrics = run_recipe(recipe, out, progress=not args.no_progress)
+    if not dist.is_main():  # under accelerate launch the main process evaluates and reports
+        return 0
     print()
     print((out / "report.md").read_text(encoding="utf-8").split("## Training")[0].strip())
     print(f"\nreport: {out / 'report.md'}  metrics: {out / 'metrics.json'}  ({metrics['wall_time_s']} s)")
@@ -139,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     from distill2edge.cli.grid_cmd import run_grid_cmd
 
     handlers["grid"] = run_grid_cmd
+    from distill2edge.cli.distill_cmd import run_distill_cmd
+
+    handlers["distill"] = run_distill_cmd
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -8,12 +8,17 @@ Checkpoints hold the trainable weights, optimizer, scheduler, RNG states and the
 (epoch and next micro-batch), written to a temporary folder and renamed into place, so a kill at any
 moment leaves either the previous checkpoint or the new one. Resuming replays the same data order
 and random draws, so an interrupted run reproduces the uninterrupted one.
+
+Under N processes (`accelerate launch`, see `train.parallel`) a step takes `grad_accum * N` micro-batches,
+process r every N-th one, so N processes at `grad_accum` 1 train like one at `grad_accum` N; logged
+and validation losses are summed over processes, so history and early stopping agree everywhere.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -31,9 +36,14 @@ from transformers import get_scheduler
 
 from distill2edge.config import TrainConfig
 from distill2edge.data.tokenize import collate
+from distill2edge.train import distributed as dist
 
 Objective = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 Collate = Callable[[Sequence[dict[str, list[int]]]], dict[str, torch.Tensor]]
+
+
+STOP_AFTER_STEP_ENV = "DISTILL2EDGE_STOP_AFTER_STEP"
+"""Environment variable: stop every training run after this many optimizer steps (simulates a kill)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -53,6 +63,8 @@ class TrainResult:
     wall_time_s: float
     history: list[dict[str, float]] = field(default_factory=list)
     """One row per optimizer step ({"step", "loss", "lr", ...}) and per validation ({"step", "val_loss"})."""
+    parallel: str | None = None
+    """How several processes trained, e.g. "DDP x 2" or "FSDP2 x 4"; None for one process."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -177,32 +189,61 @@ def train(
     `aux_lr` (default `cfg.lr`; a dict gives each child of an `nn.ModuleDict` aux its own rate) and
     checkpointed with the model. `collate_fn` pads a list of
     features into a batch (default: `collate` with `pad_id`).
-    `stop_after_step` raises after that many optimizer steps, standing in for a kill in tests.
+    `stop_after_step` raises after that many optimizer steps, standing in for a kill in tests (also
+    read from the environment variable DISTILL2EDGE_STOP_AFTER_STEP, to stop launched processes).
+    Under several processes every process calls `train` with the same arguments; `model` ends with
+    the same weights on all of them.
     """
     device = torch.device(device)
     if collate_fn is None:
         def collate_fn(features: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
             return collate(features, pad_id)
+    if stop_after_step is None and os.environ.get(STOP_AFTER_STEP_ENV):
+        stop_after_step = int(os.environ[STOP_AFTER_STEP_ENV])
+    world = dist.world_size()
+    if world > 1:
+        dist.state(device)  # the process group, if the pipeline has not made it yet
     tracked = nn.ModuleDict({"model": model, **({"aux": aux} if aux is not None else {})})
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir, best_dir = work_dir / "checkpoint", work_dir / "best"
-    _recover_dir(ckpt_dir)
-    _recover_dir(best_dir)
+    if dist.is_main():
+        _recover_dir(ckpt_dir)
+        _recover_dir(best_dir)
+    dist.barrier()
     if not train_data:
         raise ValueError("no training examples")
 
-    params = [p for p in model.parameters() if p.requires_grad]
+    model.to(device)
+    if aux is not None:
+        aux.to(device)
+    state: dict[str, Any] = {
+        "step": 0, "epoch": 0, "next_micro": 0, "best_val": None, "bad_evals": 0,
+        "stopped_early": False, "epochs_completed": 0, "history": [], "world_size": world,
+    }
+    resume = (ckpt_dir / "state.json").exists()
+    if resume:
+        state = json.loads((ckpt_dir / "state.json").read_text())
+        if state.get("world_size", 1) != world:
+            raise ValueError(f"{ckpt_dir} was written by {state.get('world_size', 1)} processes, this run has {world}: "
+                             "resume with as many, or delete it to start the stage again")
+        _load_trainable(tracked, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
+    par = None
+    if world > 1:
+        from distill2edge.train.parallel import ParallelTrainer
+
+        par = ParallelTrainer(device, model, aux, objective)
+
+    params = [p for p in (model if par is None else par.model).parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
     groups = [{"params": params, "lr": cfg.lr}]
     if aux is not None:
-        aux.to(device)
         for part, lr in _aux_groups(aux, aux_lr, cfg.lr):
             groups.append({"params": [p for p in part.parameters() if p.requires_grad], "lr": lr})
             params = params + groups[-1]["params"]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     micro_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
-    steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
+    steps_per_epoch = math.ceil(micro_per_epoch / (cfg.grad_accum * world))
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
@@ -211,24 +252,31 @@ def train(
         optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps,
     )
     scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-    eval_every, checkpoint_every = cfg.eval_period(), cfg.checkpoint_period()
+    if par is not None:
+        if scaler is not None and par.fsdp:
+            raise ValueError("train.precision fp16 is not supported with FSDP (its gradients are sharded); use bf16")
+        par.prepare(optimizer)
+    # Sample-based periods count global samples: several processes take batch_size * world per micro-step.
+    clock = cfg if world == 1 else cfg.model_copy(update={"batch_size": cfg.batch_size * world})
+    eval_every, checkpoint_every = clock.eval_period(), clock.checkpoint_period()
 
-    state: dict[str, Any] = {
-        "step": 0, "epoch": 0, "next_micro": 0, "best_val": None, "bad_evals": 0,
-        "stopped_early": False, "epochs_completed": 0, "history": [],
-    }
-    if (ckpt_dir / "state.json").exists():
-        state = json.loads((ckpt_dir / "state.json").read_text())
-        _load_trainable(tracked, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
+    if resume and par is not None:
+        par.load_checkpoint(ckpt_dir, scheduler)
+    elif resume:
         optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(ckpt_dir / "scheduler.pt", weights_only=True))
         _set_rng_state(torch.load(ckpt_dir / "rng.pt", weights_only=False))
     else:
-        random.seed(cfg.seed)
-        np.random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
+        seed = cfg.seed + dist.rank()  # rank 0 draws what a single process draws; others differ (dropout)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
 
     def save_checkpoint() -> None:
+        if par is not None:
+            par.save_checkpoint(ckpt_dir, scheduler, state)
+            return
+
         def write(tmp: Path) -> None:
             torch.save(_trainable_state(tracked), tmp / "trainable.pt")
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
@@ -242,48 +290,63 @@ def train(
         """Run validation, update early stopping; True when training should stop."""
         if not val_data:
             return False
-        val = evaluate_loss(model, objective, val_data, cfg.batch_size, collate_fn, device, cfg.precision)
+        val = (
+            evaluate_loss(model, objective, val_data, cfg.batch_size, collate_fn, device, cfg.precision) if par is None
+            else par.evaluate(val_data, cfg.batch_size, collate_fn, device, lambda: autocast_context(cfg.precision, device))
+        )
         state["history"].append({"step": state["step"], "val_loss": val})
         es = cfg.early_stopping
         best = state["best_val"]
         if best is None or val < best - (es.min_delta if es else 0.0):
             state["best_val"], state["bad_evals"] = val, 0
-            atomic_save_dir(best_dir, lambda tmp: torch.save(_trainable_state(tracked), tmp / "trainable.pt"))
+            weights = _trainable_state(tracked) if par is None else par.trainable_state()
+            if dist.is_main():
+                atomic_save_dir(best_dir, lambda tmp: torch.save(weights, tmp / "trainable.pt"))
+            dist.barrier()
         else:
             state["bad_evals"] += 1
         return es is not None and state["bad_evals"] >= es.patience
 
     start = time.perf_counter()
-    model.to(device)
-    tracked.train()
-    bar = tqdm(total=total_steps, initial=state["step"], desc=desc, disable=not progress, dynamic_ncols=True)
+    (tracked if par is None else par).train()
+    bar = tqdm(
+        total=total_steps, initial=state["step"], desc=desc, disable=not progress or not dist.is_main(), dynamic_ncols=True
+    )
     done = state["step"] >= total_steps or state["stopped_early"]
     while not done and state["epoch"] < cfg.epochs:
         order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(cfg.seed + state["epoch"]))
         micro = state["next_micro"]
         while micro < micro_per_epoch:
-            group = range(micro, min(micro + cfg.grad_accum, micro_per_epoch))
+            group = range(micro, min(micro + cfg.grad_accum * world, micro_per_epoch))
             optimizer.zero_grad(set_to_none=True)
             logs: dict[str, float] = {}
-            for m in group:
+            mine = dist.shard(group, pad_with=group[0])  # (micro-batch, real); padding has weight 0
+            for i, (m, real) in enumerate(mine):
                 idx = order[m * cfg.batch_size : (m + 1) * cfg.batch_size].tolist()
                 batch = {k: v.to(device) for k, v in collate_fn([train_data[i] for i in idx]).items()}
-                with autocast_context(cfg.precision, device):
-                    out = objective(model, batch)
-                loss = out["loss"]
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"{desc}: non-finite loss ({float(loss.detach())}) at step {state['step'] + 1} "
-                        f"(epoch {state['epoch']}, micro-batch {m}); lower train.lr or check the data"
-                    )
-                scaled = loss / len(group)
-                (scaler.scale(scaled) if scaler else scaled).backward()
+                with nullcontext() if par is None else par.no_sync(i < len(mine) - 1):
+                    with autocast_context(cfg.precision, device):
+                        out = objective(model, batch) if par is None else par.forward(batch)
+                    loss = out["loss"]
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLossError(
+                            f"{desc}: non-finite loss ({float(loss.detach())}) at step {state['step'] + 1} "
+                            f"(epoch {state['epoch']}, micro-batch {m}); lower train.lr or check the data"
+                        )
+                    # Processes' gradients are averaged, so each scales by world / micro-batches in the step.
+                    scaled = loss * world / len(group) if real else loss * 0.0
+                    (scaler.scale(scaled) if scaler else scaled).backward()
                 for k, v in out.items():
-                    logs[k] = logs.get(k, 0.0) + float(v.detach()) / len(group)
+                    logs[k] = logs.get(k, 0.0) + (float(v.detach()) / len(group) if real else 0.0)
+            if par is not None:
+                logs = dict(zip(logs, dist.sum_over_ranks(list(logs.values()))))
             if scaler:
                 scaler.unscale_(optimizer)
             if cfg.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                if par is None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                else:
+                    par.clip_grad_norm_(cfg.max_grad_norm)
             if scaler:
                 scaler.step(optimizer)
                 scaler.update()
@@ -319,10 +382,16 @@ def train(
             if done or micro >= micro_per_epoch:
                 break
     bar.close()
+    best = None
     if state["best_val"] is not None and (best_dir / "trainable.pt").exists():
-        _load_trainable(tracked, torch.load(best_dir / "trainable.pt", weights_only=True))
+        best = torch.load(best_dir / "trainable.pt", weights_only=True)
+    if par is not None:
+        par.finish(model, best)
+    elif best is not None:
+        _load_trainable(tracked, best)
     tracked.eval()
     return TrainResult(
         steps=state["step"], epochs_completed=state["epochs_completed"], best_val_loss=state["best_val"],
         stopped_early=state["stopped_early"], wall_time_s=time.perf_counter() - start, history=state["history"],
+        parallel=None if par is None else par.mode,
     )

@@ -23,6 +23,8 @@ from distill2edge.data.qa import QAExample
 from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, encode_for_training
 from distill2edge.evaluate.classify import verbalizer_targets
 from distill2edge.models import DTYPES, load_model
+from distill2edge.models.placement import place_teacher, teacher_load_device
+from distill2edge.train import distributed as dist
 from distill2edge.train.algorithms import DistillSetup, build_algorithm
 from distill2edge.train.loop import Objective, TrainResult, train
 from distill2edge.train.lora import apply_lora, merge_lora
@@ -70,6 +72,8 @@ def encode_all(
 
 
 def _save(model: PreTrainedModel, tok: PreTrainedTokenizerBase, out_dir: Path, result: TrainResult) -> None:
+    if not dist.is_main():  # several processes trained the same weights; the main one saves them
+        return
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tok.save_pretrained(out_dir)
@@ -99,6 +103,7 @@ def run_sft(
 ) -> StageOutput:
     """Supervised fine-tuning on prompt -> answer, loss on answer tokens only."""
     model, tok = load_model(model_ref, dtype=DTYPES[dtype], device=device)
+    torch.manual_seed(cfg.train.seed)  # LoRA adapters start from the same random weights in every run
     model = apply_lora(model, cfg.lora)
     trainable, total = _count(model)
     result = _run(model, sft_objective, tok, splits, data, cfg.train, work_dir, device, desc, progress)
@@ -111,14 +116,27 @@ def run_distill(
     teacher_ref: str, student_ref: str, splits: dict[str, list[QAExample]], data: DataConfig,
     cfg: DistillConfig, out_dir: Path, work_dir: Path, *, device: torch.device,
     teacher_dtype: str = "float32", student_dtype: str = "float32", progress: bool = True, desc: str = "distill",
-    cache_root: Path | None = None,
+    cache_root: Path | None = None, teacher_device: str | None = None, teacher_offload: bool = False,
 ) -> StageOutput:
     """Distil `teacher_ref` into `student_ref` with the algorithm `cfg.algorithm` names.
 
     Vanilla KD needs one vocabulary (padding rows aside) and refuses others; DSKD tokenizes every
     sample with both tokenizers when the vocabularies differ. With `cfg.cache.enabled` the teacher's
     outputs come from a teacher cache under `cfg.cache.dir` or `cache_root` (`train.cached`).
+    `teacher_device` / `teacher_offload` place the teacher apart from the student (`models.placement`).
     """
+    if teacher_device is not None and dist.world_size() > 1:
+        raise ValueError(
+            f"teacher device {teacher_device!r} with {dist.world_size()} processes: each process trains on its own "
+            "device, so a fixed teacher device would be shared by all; leave teachers.NAME.device empty (offload works)"
+        )
+    placed = teacher_device is not None or teacher_offload
+    if placed and cfg.algorithm in ("dskd", "dskd_cma") and not cfg.cache.enabled:
+        raise ValueError(
+            f"teacher device/offload: online {cfg.algorithm} reads the teacher's LM head and embeddings beside the "
+            "student; enable the teacher cache (distill.NAME.cache.enabled: true), which keeps only those two "
+            "on the student's device"
+        )
     if cfg.cache.enabled:
         from distill2edge.train.cached import cached_distill_setup
 
@@ -126,14 +144,17 @@ def run_distill(
         c = cached_distill_setup(
             teacher_ref, student_ref, splits, data, cfg, Path(root), encode=encode_all, apply_lora=apply_lora,
             device=device, teacher_dtype=teacher_dtype, student_dtype=student_dtype, progress=progress,
+            teacher_device=teacher_device, teacher_offload=teacher_offload,
         )
         return _train_and_save(
             c.student, c.tokenizer, c.setup, c.train_data, c.val_data, c.collate_fn, cfg, out_dir, work_dir,
             device=device, progress=progress, desc=desc,
         )
-    teacher, t_tok = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=device)
+    t_load = teacher_load_device(device, teacher_device, teacher_offload)
+    teacher, t_tok = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=t_load)
+    teacher = place_teacher(teacher.requires_grad_(False).eval(), device, teacher_device, teacher_offload)
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
-    teacher.requires_grad_(False).eval()
+    torch.manual_seed(cfg.train.seed)  # LoRA adapters start from the same random weights in every run
     model = apply_lora(student, cfg.lora)
     torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights in every run
     setup = build_algorithm(cfg.algorithm, teacher, model, t_tok, s_tok, cfg)
@@ -189,6 +210,7 @@ def run_multi_distill(
         model, tok = load_model(ref, dtype=DTYPES[dtype], device=device)
         loaded[name] = (model.requires_grad_(False).eval(), tok)
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
+    torch.manual_seed(cfg.train.seed)  # LoRA adapters start from the same random weights in every run
     model = apply_lora(student, cfg.lora)
     labels = [ex.label for ex in splits["train"]] if data.task == "classification" else None
     torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights in every run
