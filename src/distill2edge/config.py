@@ -297,11 +297,16 @@ class TeacherCacheConfig(Strict):
 
     enabled: bool = False
     top_k: int = Field(64, ge=1)
-    """Vanilla KD: teacher tokens kept per position (the rest of its mass is one bin)."""
+    """Vanilla KD: teacher tokens kept per position, with the log of the mass left over."""
+    tail: Literal["rest_bin", "uniform"] = "rest_bin"
+    """Vanilla KD: how the teacher's remaining mass enters the loss: as one bin against the student's mass
+    outside the top-k (`rest_bin`), or spread evenly over the other tokens (`uniform`)."""
     hidden_dtype: Literal["float16", "float32"] = "float16"
     """DSKD: storage type of the cached hidden states (float32 reproduces the online run exactly)."""
     batch_size: int = Field(8, ge=1)
     """Samples per teacher forward while building."""
+    _omit_at_default = frozenset({"tail"})
+
     dir: Path | None = None
     """Where entries live; empty: `<run folder>/cache/teacher`. Entries are keyed by content, so one
     folder can serve many runs. Not part of the stage's reuse key."""

@@ -245,17 +245,26 @@ def kd_loss(
     if n_tokens == 0:
         return _zero_with_grad(student_logits)
 
-    # One chunk gains nothing from recomputation: its intermediates would be rebuilt at the same peak.
-    recompute = torch.is_grad_enabled() and student_logits.requires_grad and n_tokens > chunk_tokens
-    total = _zero_with_grad(student_logits)
-    for b, t in zip(batch_idx.split(chunk_tokens), pos_idx.split(chunk_tokens)):
-        args = (fn, student_logits, teacher_logits, b, t, temperature, kwargs)
-        if recompute:
-            per_token = checkpoint(_rows_divergence, *args, use_reentrant=False, preserve_rng_state=False)
-        else:
-            per_token = _rows_divergence(*args)
-        total = total + per_token.sum()
-    return total / n_tokens * temperature**2
+    chunks = [
+        (fn, student_logits, teacher_logits, b, t, temperature, kwargs)
+        for b, t in zip(batch_idx.split(chunk_tokens), pos_idx.split(chunk_tokens))
+    ]
+    return sum_over_chunks(_rows_divergence, chunks, student_logits) / n_tokens * temperature**2
+
+
+def sum_over_chunks(fn: Callable[..., Tensor], chunks: list[tuple[Any, ...]], like: Tensor) -> Tensor:
+    """sum_c fn(*chunks[c]).sum(), attached to `like`'s graph.
+
+    With gradients on and more than one chunk, each chunk runs under activation checkpointing, so only
+    one chunk's intermediates exist at a time and the backward pass recomputes them; one chunk gains
+    nothing from recomputation (its intermediates would be rebuilt at the same peak).
+    """
+    recompute = torch.is_grad_enabled() and like.requires_grad and len(chunks) > 1
+    total = _zero_with_grad(like)
+    for args in chunks:
+        rows = checkpoint(fn, *args, use_reentrant=False, preserve_rng_state=False) if recompute else fn(*args)
+        total = total + rows.sum()
+    return total
 
 
 def causal_lm_ce(logits: Tensor, labels: Tensor) -> Tensor:

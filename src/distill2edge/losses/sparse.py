@@ -13,13 +13,12 @@ mass outside the teacher's top-k, which dropping the tail and renormalising woul
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
-
-from distill2edge.losses.kd import _zero_with_grad, get_kd_loss
+from distill2edge.losses.kd import _zero_with_grad, get_kd_loss, sum_over_chunks
 
 
 _LN2 = 0.6931471805599453
@@ -84,10 +83,23 @@ def _binned(
     return s_bins, t_bins
 
 
+def _uniform_tail(indices: Tensor, t_log_probs: Tensor, t_rest: Tensor, vocab: int) -> Tensor:
+    """The teacher over the whole vocabulary with its remaining mass spread evenly over the other V - k
+    tokens: [N, k] ids and log-probs, [N] rest -> [N, V] log-probs."""
+    tail = vocab - indices.shape[1]
+    fill = t_rest.float() - math.log(max(tail, 1))  # -inf when nothing is left
+    full = fill[:, None].expand(-1, vocab).clone()
+    return full.scatter_(1, indices.long(), t_log_probs.float())
+
+
 def _rows(
     name: str, student_logits: Tensor, indices: Tensor, t_log_probs: Tensor, t_rest: Tensor,
-    temperature: float, options: dict[str, Any],
+    temperature: float, options: dict[str, Any], tail: str = "rest_bin",
 ) -> Tensor:
+    if tail == "uniform":
+        t_full = _uniform_tail(indices, t_log_probs, t_rest, student_logits.shape[-1])
+        # The divergence divides both sides by T; the teacher side is already at T, so multiply it back.
+        return get_kd_loss(name)(student_logits, t_full * temperature, temperature, **options)
     s_bins, t_bins = _binned(student_logits, indices, t_log_probs, t_rest, temperature)
     # The bins are already normalised log-probabilities, so the divergence runs at temperature 1.
     return get_kd_loss(name)(s_bins, t_bins, 1.0, **options)
@@ -101,6 +113,7 @@ def sparse_kd_loss(
     name: str = "forward_kl",
     temperature: float = 1.0,
     chunk_tokens: int = 1024,
+    tail: str = "rest_bin",
     **kwargs: Any,
 ) -> Tensor:
     """Mean divergence over rows between the student and sparse teacher targets, times T².
@@ -114,6 +127,9 @@ def sparse_kd_loss(
         temperature: the temperature the targets were softened with; the student is softened alike.
         chunk_tokens: rows per chunk; with gradients and several chunks each is recomputed in the
             backward pass, so only one chunk's float32 [chunk, V] softmax exists at a time.
+        tail: `rest_bin` compares (k + 1)-bin distributions (nothing is assumed about how the teacher's
+            remaining mass is spread); `uniform` spreads it evenly over the other V - k tokens and compares
+            full distributions, which also holds the student's tail flat.
         **kwargs: divergence options such as `skew_lambda`.
 
     Returns:
@@ -127,20 +143,17 @@ def sparse_kd_loss(
         )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    if tail not in ("rest_bin", "uniform"):
+        raise ValueError(f"tail must be 'rest_bin' or 'uniform', got {tail!r}")
     if n == 0:
         return _zero_with_grad(student_logits)
     if int(indices.max()) >= student_logits.shape[-1]:
         raise ValueError(
             f"teacher token id {int(indices.max())} is outside the student's {student_logits.shape[-1]} logits"
         )
-    recompute = torch.is_grad_enabled() and student_logits.requires_grad and n > chunk_tokens
-    total = _zero_with_grad(student_logits)
-    for start in range(0, n, chunk_tokens):
-        sl = slice(start, start + chunk_tokens)
-        args = (name, student_logits[sl], indices[sl], t_log_probs[sl], t_rest[sl], temperature, kwargs)
-        if recompute:
-            rows = checkpoint(_rows, *args, use_reentrant=False, preserve_rng_state=False)
-        else:
-            rows = _rows(*args)
-        total = total + rows.sum()
-    return total / n * temperature**2
+    chunks = [
+        (name, student_logits[r:r + chunk_tokens], indices[r:r + chunk_tokens], t_log_probs[r:r + chunk_tokens],
+         t_rest[r:r + chunk_tokens], temperature, kwargs, tail)
+        for r in range(0, n, chunk_tokens)
+    ]
+    return sum_over_chunks(_rows, chunks, student_logits) / n * temperature**2

@@ -51,6 +51,7 @@ class CachedKD:
     loss: KDLossConfig
     vocab_size: int
     top_k: int
+    tail: str = "rest_bin"
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         keep, targets = answer_positions(batch["labels"])
@@ -61,7 +62,7 @@ class CachedKD:
         idx, logp, rest = self.cache.targets(batch[EXAMPLE_KEY].cpu(), self.top_k, device=logits.device)
         kd = sparse_kd_loss(
             logits[targets != IGNORE_INDEX], idx, logp, rest, name=self.loss.name,
-            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda,
+            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda, tail=self.tail,
         )
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
@@ -132,8 +133,9 @@ def cached_distill_setup(
         _free()
         student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
         model = apply_lora(student, cfg.lora)
-        objective = CachedKD(entry, cfg.loss, align.shared_size, min(c.top_k, align.shared_size))
-        setup = DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_targets": f"cached top-{objective.top_k}"})
+        objective = CachedKD(entry, cfg.loss, align.shared_size, min(c.top_k, align.shared_size), c.tail)
+        targets = f"cached top-{objective.top_k}" + (", uniform tail" if c.tail == "uniform" else "")
+        setup = DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_targets": targets})
     else:
         key = cache_key(fingerprint, everything, prefix=prefix)
         entry, stats = hidden_cache(
