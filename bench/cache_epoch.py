@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,8 @@ def one(mode: str, work: Path, top_k: int, max_train: int | None) -> dict:
     if mode.startswith(("cached", "build")):
         dcfg.cache = dcfg.cache.model_copy(update={"enabled": True, "top_k": top_k, "hidden_dtype": "float16"})
     device = torch.device("cpu")
+    for old in (work / f"run-{mode}", work / f"model-{mode}"):  # a finished run would be resumed, not timed
+        shutil.rmtree(old, ignore_errors=True)
     base = rss_mib()
     start = time.perf_counter()
     if mode.startswith("build"):

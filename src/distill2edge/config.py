@@ -298,15 +298,14 @@ class TeacherCacheConfig(Strict):
     enabled: bool = False
     top_k: int = Field(64, ge=1)
     """Vanilla KD: teacher tokens kept per position, with the log of the mass left over."""
-    tail: Literal["rest_bin", "uniform"] = "rest_bin"
-    """Vanilla KD: how the teacher's remaining mass enters the loss: as one bin against the student's mass
-    outside the top-k (`rest_bin`), or spread evenly over the other tokens (`uniform`)."""
+    tail: Literal["uniform", "rest_bin"] = "uniform"
+    """Vanilla KD: how the teacher's remaining mass enters the loss: spread evenly over the other tokens
+    (`uniform`), or as one bin against the student's mass outside the top-k (`rest_bin`, which leaves the
+    student's tail free and measured worse: README, "Teacher cache")."""
     hidden_dtype: Literal["float16", "float32"] = "float16"
     """DSKD: storage type of the cached hidden states (float32 reproduces the online run exactly)."""
     batch_size: int = Field(8, ge=1)
     """Samples per teacher forward while building."""
-    _omit_at_default = frozenset({"tail"})
-
     dir: Path | None = None
     """Where entries live; empty: `<run folder>/cache/teacher`. Entries are keyed by content, so one
     folder can serve many runs. Not part of the stage's reuse key."""

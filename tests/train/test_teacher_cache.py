@@ -155,7 +155,7 @@ def test_vanilla_kd_from_a_full_top_k_cache_reproduces_the_online_run(tiny_llama
     online = _distill(tiny_llama_dir, student, qa_jsonl, tmp_path, "online", algorithm="vanilla")
     cached = _distill(tiny_llama_dir, student, qa_jsonl, tmp_path, "cached", algorithm="vanilla",
                       cache={"enabled": True, "top_k": 100_000})
-    assert cached.info["teacher_cache_hit"] is False and cached.info["kd_targets"] == "cached top-448"
+    assert cached.info["teacher_cache_hit"] is False and cached.info["kd_targets"] == "cached top-448, uniform tail"
     a, b = _history(online), _history(cached)
     assert len(a) == len(b) == 8
     for x, y in zip(a, b):
@@ -166,7 +166,11 @@ def test_vanilla_kd_from_a_full_top_k_cache_reproduces_the_online_run(tiny_llama
                      cache={"enabled": True, "top_k": 8})
     assert again.info["teacher_cache_hit"] is True
     assert again.info["teacher_cache"] == cached.info["teacher_cache"]
-    assert again.info["kd_targets"] == "cached top-8"
+    assert again.info["kd_targets"] == "cached top-8, uniform tail"
+    rest = _distill(tiny_llama_dir, student, qa_jsonl, tmp_path, "rest", algorithm="vanilla",
+                    cache={"enabled": True, "top_k": 8, "tail": "rest_bin"})
+    assert rest.info["kd_targets"] == "cached top-8, rest bin" and rest.info["teacher_cache_hit"] is True
+    assert _history(rest)[0]["kd"] < _history(again)[0]["kd"]  # the rest bin coarsens the uniform-tail pair: a lower bound
 
 
 @pytest.mark.parametrize("vocab", ["shared", "different"])

@@ -51,7 +51,7 @@ class CachedKD:
     loss: KDLossConfig
     vocab_size: int
     top_k: int
-    tail: str = "rest_bin"
+    tail: str = "uniform"
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         keep, targets = answer_positions(batch["labels"])
@@ -134,7 +134,7 @@ def cached_distill_setup(
         student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
         model = apply_lora(student, cfg.lora)
         objective = CachedKD(entry, cfg.loss, align.shared_size, min(c.top_k, align.shared_size), c.tail)
-        targets = f"cached top-{objective.top_k}" + (", uniform tail" if c.tail == "uniform" else "")
+        targets = f"cached top-{objective.top_k}, " + ("uniform tail" if c.tail == "uniform" else "rest bin")
         setup = DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_targets": targets})
     else:
         key = cache_key(fingerprint, everything, prefix=prefix)
