@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, __file__, "--one", mode, "--work", str(work), "--top-k", str(args.top_k)]
             if args.max_train:
                 cmd += ["--max-train", str(args.max_train)]
-            out = subprocess.run(cmd, capture_output=True, text=True)
+            out = subprocess.run(cmd, check=False, capture_output=True, text=True)
             if out.returncode:
                 sys.stderr.write(out.stderr)
                 raise SystemExit(f"{mode} failed")

@@ -17,7 +17,8 @@ float32 intermediates of a 150k-entry vocabulary never exist for every token at 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F

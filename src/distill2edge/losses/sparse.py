@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from distill2edge.losses.kd import _zero_with_grad, get_kd_loss, sum_over_chunks
 
+from distill2edge.losses.kd import _zero_with_grad, get_kd_loss, sum_over_chunks
 
 _LN2 = 0.6931471805599453
 

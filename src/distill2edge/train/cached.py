@@ -80,8 +80,8 @@ class CachedSetup:
     collate_fn: Any
 
 
-def _free(*objects: Any) -> None:
-    del objects
+def _free() -> None:
+    """Return the memory of dropped models before the next one loads."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -118,9 +118,12 @@ def cached_distill_setup(
     c = cfg.cache
     t_pad = t_tok.pad_token_id if t_tok.pad_token_id is not None else 0
 
+    built: list[nn.Module] = []  # the teacher, when a missing entry made us load it
+
     def load_teacher() -> nn.Module:
         where = teacher_load_device(device, teacher_device, teacher_offload)
         teacher = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=where)[0].requires_grad_(False).eval()
+        built.append(teacher)
         return place_teacher(teacher, device, teacher_device, teacher_offload)
 
     if cfg.algorithm == "vanilla":
@@ -130,6 +133,7 @@ def cached_distill_setup(
             cache_root, key, load_teacher, everything, pad_id=s_tok.pad_token_id, vocab_size=align.shared_size,
             k=c.top_k, temperature=cfg.loss.temperature, batch_size=c.batch_size, device=device, progress=progress,
         )
+        built.clear()
         _free()
         student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
         model = apply_lora(student, cfg.lora)
@@ -142,9 +146,13 @@ def cached_distill_setup(
             cache_root, key, load_teacher, everything, prefix=prefix, pad_id=t_pad if cma else s_tok.pad_token_id,
             dtype=c.hidden_dtype, batch_size=c.batch_size, device=device, progress=progress,
         )
-        teacher = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device="cpu")[0].requires_grad_(False)
+        # Reuse the teacher the build loaded (unless offloaded: its weights then live in hooks), else load it.
+        teacher = built[0] if built and not teacher_offload else load_model(
+            teacher_ref, dtype=DTYPES[teacher_dtype], device="cpu")[0].requires_grad_(False)
         ends = TeacherEnds(teacher).to(device)
-        _free(teacher)
+        built.clear()
+        del teacher  # only its embeddings and head live on, in `ends`
+        _free()
         student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
         model = apply_lora(student, cfg.lora)
         torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights as online

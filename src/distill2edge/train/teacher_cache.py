@@ -139,7 +139,7 @@ class TopKCache(_Entry):
     @classmethod
     def open(cls, path: Path) -> TopKCache:
         meta = json.loads((path / "meta.json").read_text())
-        load = lambda n: np.load(path / n, mmap_mode="r")  # noqa: E731
+        load = lambda n: np.load(path / n, mmap_mode="r")
         return cls(path, meta, load("offsets.npy"), load("indices.npy"), load("log_probs.npy"), load("rest.npy"))
 
     def targets(
