@@ -88,6 +88,19 @@ def test_key_covers_teacher_weights_data_and_template(tiny_llama_dir: Path, make
     assert cache_key(fp, feats, vocab=10) != base
 
 
+def test_fingerprint_memo_is_reused_until_a_file_changes(make_tiny_model, tmp_path: Path) -> None:
+    model = make_tiny_model()
+    memo = tmp_path / "fingerprints.json"
+    first = fingerprint_model_dir(model, memo=memo)
+    assert first == fingerprint_model_dir(model)  # the memo holds the real digest
+    record = json.loads(memo.read_text())
+    record[str(model.resolve())]["sha256"] = "remembered"
+    memo.write_text(json.dumps(record))
+    assert fingerprint_model_dir(model, memo=memo) == "remembered"  # unchanged files: not hashed again
+    (model / "config.json").write_text((model / "config.json").read_text() + "\n")
+    assert fingerprint_model_dir(model, memo=memo) not in ("remembered", first)
+
+
 def test_an_interrupted_build_leaves_no_entry(tiny_llama_dir: Path, qa_jsonl: Path, tmp_path: Path) -> None:
     teacher, tok = load_model(str(tiny_llama_dir))
     feats = _features(tok, qa_jsonl)

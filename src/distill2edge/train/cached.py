@@ -114,7 +114,7 @@ def cached_distill_setup(
         val_rows = [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(val_rows, t_val)]
     everything = train_rows + val_rows  # one entry covers both splits; validation rows follow training's
     prefix = TEACHER_PREFIX if cma else ""
-    fingerprint = fingerprint_model_dir(t_dir)
+    fingerprint = fingerprint_model_dir(t_dir, memo=cache_root / "fingerprints.json")
     c = cfg.cache
     t_pad = t_tok.pad_token_id if t_tok.pad_token_id is not None else 0
 

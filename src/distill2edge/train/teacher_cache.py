@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,15 +48,32 @@ Features = Sequence[dict[str, list[int]]]
 # ----------------------------------------------------------------------------- keys
 
 
-def fingerprint_model_dir(path: Path) -> str:
+def fingerprint_model_dir(path: Path, memo: Path | None = None) -> str:
     """sha256 over a model folder's weights and config.json (file names and contents).
 
     Tokenizer files are left out on purpose: the token ids in the cache key already say how the text
-    was tokenized.
+    was tokenized. Hashing reads every weight byte (about a second per GB), so with `memo` (a JSON file)
+    the digest is remembered per folder and reused while every file keeps its size and mtime.
     """
     files = sorted(p for p in path.iterdir() if p.suffix in {".safetensors", ".bin"} or p.name == "config.json")
     if not any(p.suffix in {".safetensors", ".bin"} for p in files):
         raise FileNotFoundError(f"no weights (*.safetensors, *.bin) in {path}: cannot fingerprint the teacher")
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    known = json.loads(memo.read_text()) if memo is not None and memo.exists() else {}
+    entry = known.get(str(path.resolve()))
+    if entry is not None and entry["files"] == stamp:
+        return entry["sha256"]
+    digest = _hash_files(files)
+    if memo is not None:
+        known[str(path.resolve())] = {"files": stamp, "sha256": digest}
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, memo)  # concurrent writers: the last one wins, no file is ever half-written
+    return digest
+
+
+def _hash_files(files: list[Path]) -> str:
     h = hashlib.sha256()
     for p in files:
         h.update(p.name.encode() + b"\0")
@@ -89,7 +107,9 @@ def with_example_index(features: Features, start: int = 0) -> list[dict[str, lis
     return [{**f, EXAMPLE_KEY: [start + i]} for i, f in enumerate(features)]
 
 
-def collate_with_index(base, features: Features) -> dict[str, torch.Tensor]:
+def collate_with_index(
+    base: Callable[[Features], dict[str, torch.Tensor]], features: Features
+) -> dict[str, torch.Tensor]:
     """`base(features)` plus `EXAMPLE_KEY` as a [B] long tensor (the collate functions drop unknown keys)."""
     batch = base(features)
     batch[EXAMPLE_KEY] = torch.tensor([f[EXAMPLE_KEY][0] for f in features], dtype=torch.long)
