@@ -12,6 +12,11 @@ pair had vocabularies of equal size; the embedded pair (SmolLM2 49,152 vs Gemma-
 does not, so the different-vocabulary "vanilla" cells run ULD (`train.uld`: logit-level KD on sorted
 probabilities, no learned projection). Reports say so wherever those cells appear.
 
+A teacher cache in the base recipe's distillations (`cache.enabled`) goes to every cell whose algorithm
+it serves; cells with the same teacher state and data then read one entry (the student and its state
+are not in the key), so the 12 cached cells build 6 entries. ULD cells need the full teacher
+distribution and run the teacher online.
+
 `run_grid` then writes into the run folder: table3.md/.json (paired one-sided Wilcoxon tests of
 H-Train, H-SFT, H-Algo), heatmap.png (cells x metrics, the paper's Fig. 3), group_means.png (Fig. 4),
 report.md (setup, cell means, Table 3 and the findings for RQ1-RQ3 stated from the numbers),
@@ -28,7 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from distill2edge.config import DistillConfig, Recipe, RecipeError
+from distill2edge.config import CACHEABLE_ALGORITHMS, DistillConfig, Recipe, RecipeError
 from distill2edge.runs import write_json_atomic, write_text_atomic
 from distill2edge.stats.hypotheses import Cell, grid_cells
 
@@ -99,7 +104,10 @@ def build_grid_recipe(base: Recipe, same: str, different: str, metrics: Sequence
     for cell in grid_cells():
         t = _template(base, cell.algo).model_dump(mode="json", exclude={"teacher", "teacher_state", "student",
                                                                         "algorithm"})
-        distill[cell.key] = {**t, "teacher": teacher_of[cell.vocab], "algorithm": ALGORITHM_FOR[cell.vocab, cell.algo],
+        algorithm = ALGORITHM_FOR[cell.vocab, cell.algo]
+        if algorithm not in CACHEABLE_ALGORITHMS and "cache" in t:
+            t["cache"] = {**t["cache"], "enabled": False}
+        distill[cell.key] = {**t, "teacher": teacher_of[cell.vocab], "algorithm": algorithm,
                              "teacher_state": "sft" if cell.teacher_sft else "base",
                              "student": "sft" if cell.student_sft else "base"}
     data = base.model_dump(mode="json")

@@ -136,3 +136,35 @@ def test_cli_refuses_a_recipe_without_two_kinds_of_teacher(tiny_recipe, capsys) 
     path = tiny_recipe()
     assert main(["grid", str(path), "--out", "/nonexistent/never", "--no-progress"]) == 2
     assert "--same-teacher" in capsys.readouterr().err
+
+
+def test_cached_grid_builds_one_entry_per_teacher_state_and_kind(tiny_recipe, tiny_llama_dir: Path,
+                                                                 tiny_teacher_b_dir: Path, tmp_path: Path) -> None:
+    """With the cache on in the base recipe, the 12 cells it serves read 6 entries (teacher x state x top-k
+    or hidden states) and ULD cells run online; turning the cache on for ULD alone is still refused."""
+    cache = {"enabled": True, "top_k": 16, "hidden_dtype": "float32"}
+    path = tiny_recipe(
+        teachers={"other": {"path": str(tiny_teacher_b_dir)}, "same": {"path": str(tiny_llama_dir)}},
+        distill={"kd": {"teacher": "same", "algorithm": "vanilla", "train": TRAIN, "cache": cache},
+                 "dk": {"teacher": "other", "algorithm": "dskd", "train": TRAIN, "cache": cache}},
+    )
+    recipe = build_grid_recipe(load_recipe(str(path)), "same", "other", METRICS)
+    cached = {k for k, d in recipe.distill.items() if d.cache.enabled}
+    assert cached == {k for k, d in recipe.distill.items() if d.algorithm != "uld"} and len(cached) == 12
+    with pytest.raises(RecipeError, match="not 'uld'"):
+        load_recipe(str(path), overrides=["distill.kd.algorithm=uld"])
+
+    out = tmp_path / "grid"
+    run_grid(load_recipe(str(path)), out, metrics=METRICS, quick=True, progress=False, log=lambda _: None)
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    entries: dict[str, list[str]] = {}
+    for key in cached:
+        summary = training[f"distill.{key}"]
+        entries.setdefault(summary["teacher_cache"], []).append(key)
+    assert all("teacher_cache" not in training[f"distill.{k}"] for k in set(recipe.distill) - cached)
+    assert len(entries) == 6 and {len(v) for v in entries.values()} == {2}
+    for keys in entries.values():  # the two cells of an entry differ only in the student's state
+        assert len({re.sub(r"-S[01]-", "-S-", k) for k in keys}) == 1
+        assert sorted(training[f"distill.{k}"]["teacher_cache_hit"] for k in keys) == [False, True]
+    on_disk = [p for p in (out / "cache" / "teacher").glob("*/*") if p.is_dir()]  # <key>/<kind of targets>
+    assert sorted(str(p) for p in on_disk) == sorted(entries)
