@@ -279,3 +279,37 @@ def test_misconfigured_sizes_fail_clearly() -> None:
         cma_kd(*[torch.zeros(1)] * 7, head_s, head_t, no_query)
     with pytest.raises(DSKDConfigError, match="identity"):
         DSKDProjectors(DS, DT, cma=False, init="identity")
+
+
+@pytest.mark.parametrize("variant", ["dual", "cma"])
+def test_student_head_in_chunks_equals_given_student_logits(variant: str) -> None:
+    """student_logits=None forms them from the hidden states through a *trainable* student head, chunk by
+    chunk: the same loss and the same gradients into the hidden states, the head and the projectors."""
+    head_s, head_t = _heads()
+    es, hs, ys, et, ht, tmask = _cma_inputs()
+    mask = ys != IGNORE_INDEX
+    results = []
+    for chunked in (False, True):
+        proj = _projectors(cma=variant == "cma")
+        w = head_s.weight.detach().clone().requires_grad_(True)
+        head = LMHead(w)
+        hs_ = hs.detach().clone().requires_grad_(True)
+        if variant == "cma":
+            logits = None if chunked else head(hs_)
+            out = cma_kd(es, hs_, logits, ys, et, ht, tmask, head, head_t, proj, temperature=T, chunk_tokens=2)
+        else:
+            h, t = hs_[mask], torch.randn(int(mask.sum()), DT, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+            out = dual_space_kd(h, None if chunked else head(h), t, ys[mask], head, head_t, proj, temperature=T, chunk_tokens=2)
+        out["kd"].backward()
+        results.append((out, hs_.grad, w.grad, [p.grad for p in proj.parameters()]))
+    (a, ga, wa, pa), (b, gb, wb, pb) = results
+    for key in ("kd", "t2s_ce", "kd_student_space", "kd_teacher_space", "t2s_acc"):
+        assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-12, abs=1e-15), key
+    assert float(wa.abs().sum()) > 0  # the student-space term trains the head
+    torch.testing.assert_close(gb, ga, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(wb, wa, rtol=1e-10, atol=1e-12)
+    for x, y in zip(pa, pb, strict=True):
+        if x is None:
+            assert y is None
+        else:
+            torch.testing.assert_close(y, x, rtol=1e-10, atol=1e-12)

@@ -136,3 +136,44 @@ def test_misconfigured_pairs_fail_clearly(pair) -> None:
         objective(student, _batch(s_tok, t_tok, examples[:2]))
     with pytest.raises(Exception, match="DSKD"):
         build_algorithm("vanilla", teacher, student, t_tok, s_tok, DistillConfig())
+
+
+@pytest.mark.parametrize("vocab", ["shared", "different"])
+def test_objective_forms_student_logits_in_chunks_as_the_full_logits_would(
+    vocab: str, pair, tiny_llama_dir: Path, make_tiny_model
+) -> None:
+    """The objective never asks the student for [B, K, V] logits; its loss and gradients equal those computed
+    from the logits at the answer positions (masked CE, and the DSKD terms given those logits)."""
+    from distill2edge.train.objectives import answer_positions, masked_ce
+
+    student, s_tok, teacher, t_tok, examples = pair
+    if vocab == "shared":
+        teacher, t_tok = load_model(str(make_tiny_model(num_hidden_layers=3)))
+    setup = build_algorithm("dskd", teacher, student, t_tok, s_tok, DistillConfig(algorithm="dskd", dskd={"chunk_tokens": 3}))
+    obj = setup.objective
+    batch = _batch(s_tok, t_tok, examples[:4])
+    chunked = obj(student, batch)
+    chunked["loss"].backward()
+    grads = {n: p.grad.clone() for n, p in [*student.named_parameters(), *setup.aux.named_parameters()] if p.grad is not None}
+    student.zero_grad(), setup.aux.zero_grad()
+
+    keep, targets = answer_positions(batch["labels"])
+    out = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
+                  logits_to_keep=keep)
+    t_keep, _ = obj.teacher_positions(batch, keep, targets)
+    prefix = TEACHER_PREFIX if obj.cma else ""
+    with torch.no_grad():
+        t_hidden = teacher(input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
+                           output_hidden_states=True).hidden_states[-1][:, t_keep]
+    terms = obj.kd_terms(student, out.logits, out.hidden_states[-1][:, keep], keep, targets, batch, t_hidden)
+    a = obj.loss.alpha
+    ce = masked_ce(out.logits, targets)
+    full = (1 - a) * ce + a * terms["kd"]
+    full.backward()
+    assert float(chunked["loss"].detach()) == pytest.approx(float(full.detach()), rel=1e-5)
+    assert float(chunked["ce"]) == pytest.approx(float(ce), rel=1e-5)
+    ref = {n: p.grad for n, p in [*student.named_parameters(), *setup.aux.named_parameters()] if p.grad is not None}
+    assert ref.keys() == grads.keys()
+    assert any(n.endswith(("lm_head.weight", "embed_tokens.weight")) for n in ref)  # the head is trained
+    for name, g in ref.items():
+        torch.testing.assert_close(grads[name], g, rtol=1e-4, atol=1e-6, msg=name)

@@ -37,6 +37,8 @@ projectors, never the teacher.
 Full-vocabulary logits of a large head (Gemma's 262,144 entries) are never built for all positions at
 once: `head_divergence` and `head_cross_entropy` work in chunks of positions and recompute each chunk in
 the backward pass, so peak memory is one chunk's [chunk, V] float32 block whatever the answer length.
+Given no student logits, the student's own head (and its CE, `head_cross_entropy` with gradient into
+the head) is treated the same way, so neither vocabulary's [positions, V] logits are ever built.
 """
 
 from __future__ import annotations
@@ -217,7 +219,7 @@ def _result(t2s_ce: Tensor, kd_stu: Tensor, kd_tea: Tensor, acc: Tensor) -> dict
 
 
 def dual_space_kd(
-    student_hidden: Tensor, student_logits: Tensor, teacher_hidden: Tensor, targets: Tensor,
+    student_hidden: Tensor, student_logits: Tensor | None, teacher_hidden: Tensor, targets: Tensor,
     student_head: LMHead, teacher_head: LMHead, projectors: DSKDProjectors, *,
     name: str = "forward_kl", temperature: float = 1.0, chunk_tokens: int = 256, **options: Any,
 ) -> dict[str, Tensor]:
@@ -225,7 +227,8 @@ def dual_space_kd(
 
     Args:
         student_hidden: [N, d_s] last hidden states of the student (with grad).
-        student_logits: [N, V_s] the student's logits at the same positions (with grad).
+        student_logits: [N, V_s] the student's logits at the same positions (with grad), or None to
+            form them from `student_hidden` through `student_head` chunk by chunk (no [N, V_s] tensor).
         teacher_hidden: [N, d_t] the teacher's last hidden states (no grad).
         targets: [N] gold next tokens.
     Returns {"kd": L_stu + L_tea + L_t2s_ce (with grad), and each part detached for logging}.
@@ -236,7 +239,8 @@ def dual_space_kd(
     h_t2s = projectors.t2s(teacher_hidden.detach())  # [N, d_s]
     frozen_s = student_head.detached()
     ce_sum, correct = head_cross_entropy(h_t2s, targets, frozen_s, chunk_tokens=chunk_tokens)
-    kd_stu = head_divergence(student_logits, h_t2s, p_head=frozen_s, **kw) / n
+    q_in, q_head = (student_hidden, student_head) if student_logits is None else (student_logits, None)
+    kd_stu = head_divergence(q_in, h_t2s, q_head=q_head, p_head=frozen_s, **kw) / n
     h_s2t = projectors.s2t(student_hidden)  # [N, d_t]
     frozen_t = teacher_head.detached()
     kd_tea = head_divergence(h_s2t, teacher_hidden, q_head=frozen_t, p_head=frozen_t, **kw) / n
@@ -249,7 +253,7 @@ def _masked_std(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def cma_kd(
-    student_embeds: Tensor, student_hidden: Tensor, student_logits: Tensor, student_targets: Tensor,
+    student_embeds: Tensor, student_hidden: Tensor, student_logits: Tensor | None, student_targets: Tensor,
     teacher_embeds: Tensor, teacher_hidden: Tensor, teacher_mask: Tensor,
     student_head: LMHead, teacher_head: LMHead, projectors: DSKDProjectors, *,
     name: str = "forward_kl", temperature: float = 1.0, chunk_tokens: int = 256, **options: Any,
@@ -259,7 +263,8 @@ def cma_kd(
     Args:
         student_embeds: [B, Ms, 2 d_s] the student's [input; target] token embeddings at its answer
             positions (treated as constants).
-        student_hidden: [B, Ms, d_s] and student_logits: [B, Ms, V_s] at those positions (with grad).
+        student_hidden: [B, Ms, d_s] and student_logits: [B, Ms, V_s] at those positions (with grad);
+            student_logits None: formed from student_hidden through `student_head` in chunks.
         student_targets: [B, Ms] gold next tokens, IGNORE_INDEX where a row has fewer positions.
         teacher_embeds: [B, Mt, 2 d_t], teacher_hidden: [B, Mt, d_t] (no grad) at the teacher's answer
             positions; teacher_mask: [B, Mt] True at real positions.
@@ -289,9 +294,8 @@ def cma_kd(
     frozen_s = student_head.detached()
     targets = student_targets[s_mask]
     ce_sum, correct = head_cross_entropy(h_t2s[s_mask], targets, frozen_s, chunk_tokens=chunk_tokens)
-    kd_stu = head_divergence(
-        student_logits[s_mask], h_t2s[s_mask], correct.float(), p_head=frozen_s, **kw
-    ) / n_s
+    q_in, q_head = (student_hidden[s_mask], student_head) if student_logits is None else (student_logits[s_mask], None)
+    kd_stu = head_divergence(q_in, h_t2s[s_mask], correct.float(), q_head=q_head, p_head=frozen_s, **kw) / n_s
 
     s2t_attn = scores.transpose(1, 2).masked_fill(~s_mask[:, None, :], neg).softmax(dim=-1)  # [B, Mt, Ms]
     h_s2t = s2t_attn @ projectors.s2t(student_hidden)  # [B, Mt, d_t]

@@ -15,8 +15,8 @@ from torch import nn
 
 from distill2edge.config import KDLossConfig
 from distill2edge.data.tokenize import IGNORE_INDEX, TEACHER_PREFIX
-from distill2edge.losses.dskd import DSKDProjectors, LMHead, cma_kd, dual_space_kd
-from distill2edge.train.objectives import answer_positions, masked_ce
+from distill2edge.losses.dskd import DSKDProjectors, LMHead, cma_kd, dual_space_kd, head_cross_entropy
+from distill2edge.train.objectives import answer_positions
 
 
 def _pair_embeddings(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, pad_id: int) -> torch.Tensor:
@@ -52,11 +52,12 @@ class DSKDObjective:
         keep, targets = answer_positions(batch["labels"])  # keep [K], targets [B, K]
         out = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-            output_hidden_states=True, logits_to_keep=keep,
+            output_hidden_states=True, logits_to_keep=1,  # the student's logits are formed in chunks below
         )
-        s_logits = out.logits  # [B, K, V_s]
         s_hidden = out.hidden_states[-1][:, keep]  # [B, K, d_s]; the last entry is after the final norm
-        ce = masked_ce(s_logits, targets)
+        answer = targets != IGNORE_INDEX
+        ce_sum, _ = head_cross_entropy(s_hidden[answer], targets[answer], LMHead.of(model), chunk_tokens=self.chunk_tokens)
+        ce = ce_sum / max(int(answer.sum()), 1)
         prefix = self.prefix if self.cma else ""
         if prefix + "input_ids" not in batch:
             raise ValueError("DSKD with cross-model attention needs batches with the teacher's tokenization")
@@ -70,7 +71,7 @@ class DSKDObjective:
                     input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
                     output_hidden_states=True, logits_to_keep=1,
                 ).hidden_states[-1][:, t_keep]
-        terms = self.kd_terms(model, s_logits, s_hidden, keep, targets, batch, t_hidden)
+        terms = self.kd_terms(model, None, s_hidden, keep, targets, batch, t_hidden)
         a = self.loss.alpha
         kd = terms.pop("kd")
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach(), **terms}
@@ -87,12 +88,13 @@ class DSKDObjective:
         return answer_positions(batch[self.prefix + "labels"])
 
     def kd_terms(
-        self, model: nn.Module, s_logits: torch.Tensor, s_hidden: torch.Tensor, keep: torch.Tensor,
+        self, model: nn.Module, s_logits: torch.Tensor | None, s_hidden: torch.Tensor, keep: torch.Tensor,
         targets: torch.Tensor, batch: dict[str, torch.Tensor], t_hidden: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """The DSKD terms ("kd" plus parts) from forwards already run (or a teacher cache).
 
-        s_logits, s_hidden: [B, K, V_s], [B, K, d_s] at the student's answer positions `keep` [K];
+        s_logits, s_hidden: [B, K, V_s] (or None: formed from s_hidden in chunks), [B, K, d_s] at the
+        student's answer positions `keep` [K];
         targets [B, K]; t_hidden: the teacher's last hidden state at its answer positions
         (`teacher_positions`), [B, Kt, d_t].
         """
@@ -114,5 +116,5 @@ class DSKDObjective:
             )
         mask = targets != IGNORE_INDEX
         return dual_space_kd(
-            s_hidden[mask], s_logits[mask], t_hidden[mask], targets[mask], s_head, t_head, self.projectors, **opts
+            s_hidden[mask], None if s_logits is None else s_logits[mask], t_hidden[mask], targets[mask], s_head, t_head, self.projectors, **opts
         )
