@@ -56,7 +56,9 @@ class DSKDObjective:
         )
         s_hidden = out.hidden_states[-1][:, keep]  # [B, K, d_s]; the last entry is after the final norm
         answer = targets != IGNORE_INDEX
-        ce_sum, _ = head_cross_entropy(s_hidden[answer], targets[answer], LMHead.of(model), chunk_tokens=self.chunk_tokens)
+        ce_sum, _ = head_cross_entropy(
+            s_hidden[answer], targets[answer], LMHead.of(model), chunk_tokens=self.chunk_tokens
+        )
         ce = ce_sum / max(int(answer.sum()), 1)
         prefix = self.prefix if self.cma else ""
         if prefix + "input_ids" not in batch:
@@ -116,5 +118,6 @@ class DSKDObjective:
             )
         mask = targets != IGNORE_INDEX
         return dual_space_kd(
-            s_hidden[mask], None if s_logits is None else s_logits[mask], t_hidden[mask], targets[mask], s_head, t_head, self.projectors, **opts
+            s_hidden[mask], None if s_logits is None else s_logits[mask], t_hidden[mask], targets[mask],
+            s_head, t_head, self.projectors, **opts,
         )
