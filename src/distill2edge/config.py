@@ -157,23 +157,40 @@ class ModelConfig(Strict):
 class StudentConfig(Strict):
     """The student: a model of its own, or layers taken from a same-family model."""
 
+    _omit_at_default = frozenset({"selection_samples"})
+
     path: str | None = None
     """A model to use as is (`embedded:NAME`, folder or hub id); leave empty to prune `init_from`."""
     init_from: str | None = None
-    """Model whose layers initialise the student (every k-th layer, as DistilBERT did)."""
+    """Model whose layers initialise the student (a subset of its decoder layers, see `layers`)."""
     num_layers: int | None = Field(None, ge=1)
-    """How many evenly spaced layers of `init_from` to keep."""
-    layers: list[int] | None = None
-    """Explicit layer indices of `init_from` to keep (instead of `num_layers`)."""
+    """How many layers of `init_from` to keep (with `layers: evenly` or `block_influence`)."""
+    layers: list[int] | Literal["evenly", "block_influence"] = "evenly"
+    """Which layers of `init_from` to keep: `evenly` spaced (every k-th, as DistilBERT did; first and last
+    kept), the `num_layers` with the highest `block_influence` (1 - cosine between a layer's input and output
+    hidden states on the recipe's training prompts, as ShortGPT measures it; recorded in
+    `student_init.json`), or an explicit list of indices (counting from 0)."""
+    selection_samples: int = Field(32, ge=1)
+    """`block_influence`: training examples (prompt and answer) the influence is measured on."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     @model_validator(mode="after")
     def _one_source(self) -> StudentConfig:
         if (self.path is None) == (self.init_from is None):
             raise ValueError("set exactly one of student.path or student.init_from")
-        if self.init_from is not None and (self.num_layers is None) == (self.layers is None):
-            raise ValueError("student.init_from needs exactly one of num_layers or layers")
+        if self.init_from is None:
+            return self
+        if isinstance(self.layers, list):
+            if self.num_layers is not None and self.num_layers != len(self.layers):
+                raise ValueError(f"student.num_layers is {self.num_layers} but student.layers lists "
+                                 f"{len(self.layers)} layers; give one of them")
+        elif self.num_layers is None:
+            raise ValueError(f"student.layers: {self.layers} needs student.num_layers (how many layers to keep)")
         return self
+
+    def layer_count(self) -> int | None:
+        """How many layers the pruned student keeps (None for a student used as is)."""
+        return len(self.layers) if isinstance(self.layers, list) else self.num_layers
 
 
 # ----------------------------------------------------------------------------------- training
@@ -373,7 +390,7 @@ class ShortcutConfig(Strict):
 class DistillConfig(Strict):
     """One distillation: its teacher(s), a starting student, an algorithm, its data and training."""
 
-    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data", "cache"})
+    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data", "cache", "positions"})
 
     teacher: str | None = None
     """Name of a model in `teachers`; may be left out when the recipe has a single teacher."""
@@ -389,6 +406,11 @@ class DistillConfig(Strict):
     differ), `dskd_cma` (cross-model attention always), `uld`, or `multi_teacher`: (1 - alpha)·CE +
     alpha·Σ w_i·KD_i + hidden.weight·Σ w_i·MSE_i + shortcut.weight·penalty."""
     loss: KDLossConfig = KDLossConfig()
+    positions: Literal["answer", "all"] = "answer"
+    """`vanilla`: where the student matches the teacher's distribution. `answer`: the answer tokens (as the
+    papers do); `all`: every position of prompt and answer (full-sequence KD), which heals a pruned student
+    with ~40x the supervised positions of answer-only KD on short answers. CE stays on the answer tokens;
+    `loss.alpha: 1` turns the stage into pure healing by KD."""
     lora: LoraConfig | None = None
     """Empty (null) trains all student weights."""
     train: TrainConfig = TrainConfig()
@@ -407,6 +429,11 @@ class DistillConfig(Strict):
         if self.cache.enabled and self.algorithm not in CACHEABLE_ALGORITHMS:
             raise ValueError(
                 f"cache.enabled: the teacher cache serves {', '.join(CACHEABLE_ALGORITHMS)}, not {self.algorithm!r}"
+            )
+        if self.positions == "all" and (self.algorithm != "vanilla" or self.cache.enabled):
+            raise ValueError(
+                f"positions: all is full-sequence vanilla KD with the teacher online, not algorithm "
+                f"{self.algorithm!r}" + (" with a teacher cache" if self.cache.enabled else "")
             )
         if self.loss.fused_vocab_chunk is not None:
             if self.algorithm != "vanilla" or self.loss.name != "forward_kl" or self.cache.enabled:

@@ -93,6 +93,11 @@ def _template(base: Recipe, algo: str) -> DistillConfig:
     return next((d for d in base.distill.values() if d.algorithm in wanted), next(iter(base.distill.values())))
 
 
+# The paper's cells distil on the answer tokens; a base recipe's full-sequence KD (`positions: all`) is its
+# own method, so its other settings (loss, training) are kept and the positions are not.
+_NOT_FROM_TEMPLATE = {"teacher", "teacher_state", "student", "algorithm", "positions"}
+
+
 def build_grid_recipe(base: Recipe, same: str, different: str, metrics: Sequence[str],
                       references: bool = False) -> Recipe:
     """The base recipe with the 16 grid cells as its distillations (and only those, plus with
@@ -102,8 +107,7 @@ def build_grid_recipe(base: Recipe, same: str, different: str, metrics: Sequence
     teacher_of = {"same": same, "different": different}
     distill: dict[str, Any] = {}
     for cell in grid_cells():
-        t = _template(base, cell.algo).model_dump(mode="json", exclude={"teacher", "teacher_state", "student",
-                                                                        "algorithm"})
+        t = _template(base, cell.algo).model_dump(mode="json", exclude=_NOT_FROM_TEMPLATE)
         algorithm = ALGORITHM_FOR[cell.vocab, cell.algo]
         if algorithm not in CACHEABLE_ALGORITHMS and "cache" in t:
             t["cache"] = {**t["cache"], "enabled": False}
@@ -367,7 +371,7 @@ def grid_report(recipe: Recipe, base_name: str, grid: dict[str, Any], table: dic
         f"# {base_name}: the 16-cell KD grid{' (--quick)' if grid['quick'] else ''}", "",
         f"Teachers: `{same}` = `{recipe.teachers[same].path}` shares the student's vocabulary; `{diff}` = "
         f"`{recipe.teachers[diff].path}` has another. Student: `{student.path or student.init_from}`"
-        + (f" cut to {student.num_layers} layers." if student.num_layers else "."), "",
+        + (f" cut to {student.layer_count()} layers." if student.layer_count() else "."), "",
         (f"**Algorithms.** `V` cells with `{same}` run vanilla KD ({kd.name}, alpha {kd.alpha}, T {kd.temperature}). "
         f"Vanilla KD cannot cross vocabularies (the paper's Mistral/TinyLlama pair had vocabularies of equal size; "
         f"`{diff}`'s differs from the student's in size and ids), so **the different-vocabulary `V` cells run ULD** "

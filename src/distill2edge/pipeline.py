@@ -7,6 +7,7 @@ the SFT and distillation stages train on every process; the other stages run on 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -25,7 +26,7 @@ from distill2edge.models import DTYPES, init_student_from_teacher, load_model
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, write_json_atomic
 from distill2edge.train import distributed as dist
-from distill2edge.train.stages import run_distill, run_multi_distill, run_sft
+from distill2edge.train.stages import encode_all, run_distill, run_multi_distill, run_sft
 
 Log = Callable[[str], None]
 
@@ -101,13 +102,13 @@ def _run_stages(
     student_init: StageResult | None = None
     if student_cfg.init_from is not None:
         def init_fn(out: Path, _work: Path) -> dict[str, Any]:
-            path = init_student_from_teacher(
-                student_cfg.init_from, out / "model", num_layers=student_cfg.num_layers, layers=student_cfg.layers
-            )
-            model, _ = load_model(str(path))
-            return {"params": sum(p.numel() for p in model.parameters()), "layers": model.config.num_hidden_layers}
+            return _init_student(recipe, splits, out / "model", device)
 
-        student_init = run.stage("student_init", student_cfg.model_dump(mode="json"), init_fn, log=log)
+        student_init = run.stage(
+            "student_init", student_cfg.model_dump(mode="json"), init_fn, inputs={"data": data}, log=log
+        )
+        if not student_init.reused:
+            _log_student_init(student_init.metrics, log)
         student_base_ref = str(student_init.out_dir / "model")
     else:
         student_base_ref = str(student_cfg.path)
@@ -117,6 +118,7 @@ def _run_stages(
     producers: dict[str, StageResult | None] = {role: None for role in models}
     producers["student_base"] = student_init
     stages: dict[str, StageResult] = {}
+    starts: dict[str, str] = {}  # training stage -> the role of the model it starts from
 
     # SFT of every teacher (and of the student) that a distillation or the evaluation asks for.
     wanted = set() if train_only else set(recipe.roles()) if "all" in recipe.evaluate.models else set(recipe.evaluate.models)
@@ -144,6 +146,7 @@ def _run_stages(
         config = {"model": base_ref if upstream is None else "student_init", "sft": sft_cfg.model_dump(mode="json")}
         stage = run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log, ranks="all")
         stages[stage.name] = stage
+        starts[stage.name] = "student_base" if role == "student_sft" else role.replace("teacher_sft.", "teacher.")
         models[role], producers[role] = str(stage.out_dir / "model"), stage
 
     # Distillations, in recipe order (a later one may start from an earlier one's student).
@@ -188,6 +191,7 @@ def _run_stages(
         }
         stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log, ranks="all")
         stages[stage.name] = stage
+        starts[stage.name] = student_role
         models[f"distilled.{name}"], producers[f"distilled.{name}"] = str(stage.out_dir / "model"), stage
     if train_only:
         trained = {r: m for r, m in models.items() if producers[r] is not None and producers[r].name in stages}
@@ -245,12 +249,46 @@ def _run_stages(
         "models": results,
         "exports": exports,
         "bench": bench,
-        "training": {name: s.metrics for name, s in stages.items()},
+        "training": {name: {**s.metrics, "starts_from": starts[name]} for name, s in stages.items()},
+        "student_init": student_init.metrics if student_init is not None else None,
         "data": data.metrics,
         "stage_seconds": {
             name: rec.get("seconds") for name, rec in run.manifest["stages"].items() if rec.get("status") == "complete"
         },
     }
+
+
+def _init_student(recipe: Recipe, splits: dict[str, list], out: Path, device: torch.device) -> dict[str, Any]:
+    """Prune `student.init_from` to the chosen layers (block influence measured on the first
+    `selection_samples` training examples) and measure the untrained student's answer cross-entropy on
+    the validation split: the starting point every training stage is judged against."""
+    s_cfg, data_cfg = recipe.student, recipe.data
+    strategy, explicit = ("explicit", s_cfg.layers) if isinstance(s_cfg.layers, list) else (s_cfg.layers, None)
+    path = init_student_from_teacher(
+        s_cfg.init_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
+        encode=lambda tok: encode_all(tok, splits["train"][: s_cfg.selection_samples], data_cfg),
+    )
+    model, tok = load_model(str(path), device=device)
+    record = json.loads((path / "student_init.json").read_text(encoding="utf-8"))
+    metrics: dict[str, Any] = {
+        "params": sum(p.numel() for p in model.parameters()), "layers": model.config.num_hidden_layers,
+        "selection": record["selection"], "layers_kept": record["layers_kept"],
+        "teacher_parameters": record["teacher_parameters"],
+    }
+    if data_cfg.task == "qa" and splits.get("validation"):
+        metrics["val_answer_ce"] = round(answer_cross_entropy(
+            model, tok, splits["validation"], template=data_cfg.prompt_template, max_length=data_cfg.max_length,
+            batch_size=recipe.evaluate.batch_size, device=device,
+        ), 4)
+    return metrics
+
+
+def _log_student_init(metrics: dict[str, Any], log: Log) -> None:
+    share = metrics["params"] / metrics["teacher_parameters"] if metrics.get("teacher_parameters") else None
+    log(f"[student_init] {metrics.get('selection', 'evenly')} layers {metrics.get('layers_kept')}: "
+        f"{metrics['params'] / 1e6:.1f}M parameters" + (f" ({share:.0%} of the teacher)" if share else "")
+        + (f", validation answer CE before training {metrics['val_answer_ce']:.2f} nats"
+           if "val_answer_ce" in metrics else ""))
 
 
 def _preflight_layer_maps(recipe: Recipe, student_ref: str) -> None:

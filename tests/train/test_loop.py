@@ -69,7 +69,7 @@ def test_loss_decreases_and_best_weights_are_restored(tmp_path):
     from distill2edge.train.loop import evaluate_loss
 
     pad0 = lambda feats: collate(feats, 0)  # noqa: E731
-    assert evaluate_loss(m, sft_objective, data(4, 1), 4, pad0, torch.device("cpu"), "fp32") == pytest.approx(min(vals), abs=1e-5)
+    assert evaluate_loss(m, sft_objective, data(4, 1), 4, pad0, torch.device("cpu"), "fp32")["loss"] == pytest.approx(min(vals), abs=1e-5)
 
 
 def test_early_stopping(tmp_path):

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from distill2edge.cli.distill_cmd import add_distill_parser
 
     add_distill_parser(sub)
+    from distill2edge.cli.frontier_cmd import add_frontier_parser
+
+    add_frontier_parser(sub)
     return parser
 
 
@@ -154,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     from distill2edge.cli.distill_cmd import run_distill_cmd
 
     handlers["distill"] = run_distill_cmd
+    from distill2edge.cli.frontier_cmd import run_frontier_cmd
+
+    handlers["frontier"] = run_frontier_cmd
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -1,8 +1,8 @@
-"""Student initialisation by layer pruning: keep evenly spaced decoder layers of a same-family teacher.
+"""Student initialisation by layer pruning: keep a subset of a same-family teacher's decoder layers.
 
-DistilBERT initialised its student with every other teacher layer; here any subset works. The telecom
-recipe keeps 8 of SmolLM2-135M's 30 layers: [0, 4, 8, 12, 17, 21, 25, 29] -> 56.6M parameters
-(the 28.3M-parameter tied embedding is kept whole).
+DistilBERT initialised its student with every other teacher layer; here any subset works. Which
+layers is `models.layer_select`'s choice (evenly spaced or by block influence); the 28.3M-parameter tied
+embedding of SmolLM2-135M is kept whole.
 
 Works for decoder-only models that keep their blocks in `model.model.layers` (llama, mistral, qwen2,
 gemma3, ...). Per-layer settings travel with the kept layers: config lists such as gemma3's
@@ -14,32 +14,18 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Sequence
 
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.models._fs import write_dir_atomically
+from distill2edge.models.layer_select import block_influence, choose_layers
 from distill2edge.models.loading import load_model
 
 PER_LAYER_CONFIG_FIELDS: tuple[str, ...] = ("layer_types", "no_rope_layers")
 """Config fields holding one entry per decoder layer (sliced like the layers)."""
-
-
-def select_layers(num_layers: int, keep: int) -> list[int]:
-    """`keep` evenly spaced layer indices of `num_layers`, first and last included (keep=1: [0]).
-
-    Index i is round(i * (num_layers - 1) / (keep - 1)); e.g. (30, 8) -> [0, 4, 8, 12, 17, 21, 25, 29].
-    """
-    if num_layers < 1:
-        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-    if not 1 <= keep <= num_layers:
-        raise ValueError(f"cannot keep {keep} layers of {num_layers}: need 1 <= keep <= {num_layers}")
-    if keep == 1:
-        return [0]
-    # Integer arithmetic: round half up, no float surprises.
-    return [(2 * i * (num_layers - 1) + keep - 1) // (2 * (keep - 1)) for i in range(keep)]
 
 
 def _decoder_layers(model: PreTrainedModel) -> nn.ModuleList:
@@ -98,22 +84,35 @@ def prune_layers(model: PreTrainedModel, layers: Sequence[int]) -> PreTrainedMod
 
 
 def init_student_from_teacher(
-    teacher_ref: str, out_dir: Path, *, num_layers: int | None = None, layers: Sequence[int] | None = None
+    teacher_ref: str, out_dir: Path, *, num_layers: int | None = None, layers: Sequence[int] | None = None,
+    strategy: str = "evenly", encode: Callable[[PreTrainedTokenizerBase], list[dict[str, list[int]]]] | None = None,
 ) -> Path:
-    """Load `teacher_ref`, keep `num_layers` evenly spaced layers (or exactly `layers`), save to `out_dir`.
+    """Load `teacher_ref`, keep `num_layers` layers chosen by `strategy` (or exactly `layers`), save to `out_dir`.
 
-    The folder (model.safetensors, config, tokenizer, `student_init.json` with the provenance) appears
-    only when complete; an existing `out_dir` is replaced. Returns `out_dir`.
+    `strategy` is `evenly` or `block_influence`; the latter measures each layer's influence
+    (`models.layer_select`) on the examples `encode(tokenizer)` returns (the recipe's training prompts) and
+    records the scores in `student_init.json`. The folder (model.safetensors, config, tokenizer,
+    `student_init.json` with the provenance) appears only when complete; an existing `out_dir` is
+    replaced. Returns `out_dir`.
     """
     if (num_layers is None) == (layers is None):
         raise ValueError("give exactly one of num_layers or layers")
     teacher, tok = load_model(teacher_ref)
     total = teacher.config.num_hidden_layers
-    keep = select_layers(total, num_layers) if num_layers is not None else _check_indices(layers or [], total)
+    influence: list[float] | None = None
+    if layers is not None:
+        keep, strategy = _check_indices(layers, total), "explicit"
+    else:
+        if strategy == "block_influence":
+            if encode is None:
+                raise ValueError("block_influence selection needs the examples to measure it on (encode=...)")
+            influence = block_influence(teacher, encode(tok), pad_id=tok.pad_token_id)
+        keep = choose_layers(strategy, total, num_layers, influence)  # type: ignore[arg-type]
     student = prune_layers(teacher, keep)
     record = {
-        "teacher": teacher_ref, "teacher_layers": total, "layers_kept": keep,
+        "teacher": teacher_ref, "teacher_layers": total, "selection": strategy, "layers_kept": keep,
         "teacher_parameters": teacher.num_parameters(), "student_parameters": student.num_parameters(),
+        **({"block_influence": [round(b, 5) for b in influence]} if influence is not None else {}),
     }
     del teacher
 

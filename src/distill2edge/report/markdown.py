@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from distill2edge.config import Recipe
+from distill2edge.report.verdict import curve_lines, learning_curves, plot_learning_curves, verdict_lines
 from distill2edge.runs import write_text_atomic
 
 _METRIC_LABELS = {
@@ -82,7 +83,7 @@ def _setup_lines(recipe: Recipe) -> list[str]:
     student = recipe.student
     lines = ["Teachers: " + ", ".join(f"`{n}` = `{t.path}`" for n, t in recipe.teachers.items()) + ". Student: " + (
         f"`{student.path}`." if student.path else
-        f"`{student.init_from}` cut to {student.num_layers or len(student.layers or [])} layers."
+        f"`{student.init_from}` cut to {student.layer_count()} layers."
     ), "", "| Distillation | Algorithm | Teacher | From student | Loss | alpha | T | Extra terms | Data |",
         "|---|---|---|---|---|---|---|---|---|"]
     for name, d in recipe.distill.items():
@@ -177,6 +178,7 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
         "",
         recipe.description.strip(),
         "",
+        *verdict_lines(recipe, metrics),
         _data_line(recipe, d),
         *_setup_lines(recipe),
         "",
@@ -205,6 +207,11 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
             f"| {stage} | {t.get('steps')} | {_fmt(t.get('first_loss'))} | {_fmt(t.get('last_loss'))} | "
             f"{_fmt(t.get('best_val_loss'))} | {t.get('trainable_params', 0) / 1e6:.2f}M | {_fmt(t.get('train_seconds'), 0)} |"
         )
+    curves = learning_curves(run_dir, metrics)
+    if plot_learning_curves(curves, run_dir / "learning_curves.png"):
+        lines += ["", "Validation answer cross-entropy (nats per gold answer token) of each stage; a student stage "
+                  "that starts from the cut student begins at its untrained value (step 0):", "", *curve_lines(curves),
+                  "", "![learning curves](learning_curves.png)"]
     if has_losses:
         lines += ["", "![losses](losses.png)"]
     env = manifest.get("environment", {})

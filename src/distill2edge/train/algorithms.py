@@ -70,8 +70,8 @@ def build_algorithm(
 @register_algorithm("vanilla")
 def _vanilla(teacher, student, t_tok, s_tok, cfg: DistillConfig) -> DistillSetup:
     align = check_same_vocabulary(t_tok, s_tok, teacher.config, student.config)
-    objective = VanillaKD(teacher=teacher, loss=cfg.loss, vocab_size=align.shared_size)
-    return DistillSetup(objective, info={"shared_vocab": align.shared_size})
+    objective = VanillaKD(teacher=teacher, loss=cfg.loss, vocab_size=align.shared_size, positions=cfg.positions)
+    return DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_positions": cfg.positions})
 
 
 def hidden_size(model: nn.Module, who: str) -> int:

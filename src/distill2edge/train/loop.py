@@ -62,7 +62,8 @@ class TrainResult:
     stopped_early: bool
     wall_time_s: float
     history: list[dict[str, float]] = field(default_factory=list)
-    """One row per optimizer step ({"step", "loss", "lr", ...}) and per validation ({"step", "val_loss"})."""
+    """One row per optimizer step ({"step", "loss", "lr", ...}) and per validation ({"step", "val_loss"} and
+    `val_TERM` for each other term of the objective, e.g. `val_ce`, the answer cross-entropy)."""
     parallel: str | None = None
     """How several processes trained, e.g. "DDP x 2" or "FSDP2 x 4"; None for one process."""
 
@@ -149,20 +150,23 @@ def _aux_groups(aux: nn.Module, aux_lr: float | dict[str, float] | None, default
 def evaluate_loss(
     model: nn.Module, objective: Objective, data: Sequence[dict[str, list[int]]], batch_size: int,
     collate_fn: Collate, device: torch.device, precision: str,
-) -> float:
-    """Mean objective loss over `data`, weighted by batch size."""
+) -> dict[str, float]:
+    """Mean of each term the objective returns ("loss", and e.g. "ce", the answer cross-entropy) over
+    `data`, weighted by batch size."""
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    totals: dict[str, float] = {}
+    count = 0
     for i in range(0, len(data), batch_size):
         batch = {k: v.to(device) for k, v in collate_fn(data[i : i + batch_size]).items()}
         with autocast_context(precision, device):
-            loss = objective(model, batch)["loss"]
+            out = objective(model, batch)
         n = batch["input_ids"].shape[0]
-        total += float(loss) * n
+        for k, v in out.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * n
         count += n
     model.train(was_training)
-    return total / max(count, 1)
+    return {k: v / max(count, 1) for k, v in totals.items()}
 
 
 def train(
@@ -290,11 +294,12 @@ def train(
         """Run validation, update early stopping; True when training should stop."""
         if not val_data:
             return False
-        val = (
+        terms = (
             evaluate_loss(model, objective, val_data, cfg.batch_size, collate_fn, device, cfg.precision) if par is None
             else par.evaluate(val_data, cfg.batch_size, collate_fn, device, lambda: autocast_context(cfg.precision, device))
         )
-        state["history"].append({"step": state["step"], "val_loss": val})
+        val = terms.pop("loss")
+        state["history"].append({"step": state["step"], "val_loss": val, **{f"val_{k}": v for k, v in terms.items()}})
         es = cfg.early_stopping
         best = state["best_val"]
         if best is None or val < best - (es.min_delta if es else 0.0):

@@ -47,13 +47,16 @@ def masked_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def sft_objective(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CE on the answer tokens; the loss is the answer cross-entropy (`ce`, as KD objectives report it)."""
     logits, targets = answer_logits(model, batch)
-    return {"loss": masked_ce(logits, targets)}
+    ce = masked_ce(logits, targets)
+    return {"loss": ce, "ce": ce.detach()}
 
 
 @dataclass
 class VanillaKD:
-    """(1 - alpha) * CE(student, gold) + alpha * T^2 * D(p_teacher^T, p_student^T) on answer tokens.
+    """(1 - alpha) * CE(student, gold) + alpha * T^2 * D(p_teacher^T, p_student^T) on answer tokens, or on
+    every position with `positions="all"` (the CE stays on the answer tokens).
 
     The teacher shares the student's tokenization, so the same batch feeds both; logits are trimmed
     to `vocab_size` (the shared real vocabulary, dropping padding rows of either model).
@@ -63,21 +66,29 @@ class VanillaKD:
     loss: KDLossConfig
     vocab_size: int
 
+    positions: str = "answer"
+    """`answer`: KD on the answer tokens; `all`: on every position whose next token is real (prompt too)."""
+
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.loss.fused_vocab_chunk:
             return self._fused(model, batch, self.loss.fused_vocab_chunk)
-        keep, targets = answer_positions(batch["labels"])
-        student = model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
-        ).logits[..., : self.vocab_size]
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if self.positions == "all":
+            keep = 0  # every position: transformers' logits_to_keep=0 keeps all
+            targets = batch["labels"][:, 1:]  # [B, T-1]
+            kd_mask = batch["attention_mask"][:, 1:].bool()  # positions t whose token t+1 is real
+        else:
+            keep, targets = answer_positions(batch["labels"])
+            kd_mask = targets != IGNORE_INDEX
+        student = model(**inputs, logits_to_keep=keep).logits[..., : self.vocab_size]
         with torch.no_grad():
             self.teacher.eval()
-            teacher = self.teacher(
-                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
-            ).logits[..., : self.vocab_size]
+            teacher = self.teacher(**inputs, logits_to_keep=keep).logits[..., : self.vocab_size]
+        if self.positions == "all":
+            student, teacher = student[:, :-1], teacher[:, :-1]  # the last position predicts nothing
         ce = masked_ce(student, targets)
         kd = kd_loss(
-            student, teacher, targets != IGNORE_INDEX, name=self.loss.name,
+            student, teacher, kd_mask, name=self.loss.name,
             temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda,
         )
         a = self.loss.alpha
@@ -85,7 +96,8 @@ class VanillaKD:
 
     def _fused(self, model: nn.Module, batch: dict[str, torch.Tensor], chunk_vocab: int) -> dict[str, torch.Tensor]:
         """The same loss from the last hidden states (`losses.fused`): no [tokens, V] logits of either model."""
-        mask = batch["labels"][:, 1:] != IGNORE_INDEX  # [B, T-1]: positions that predict an answer token
+        answer = batch["labels"][:, 1:] != IGNORE_INDEX  # [B, T-1]: positions that predict an answer token
+        mask = batch["attention_mask"][:, 1:].bool() if self.positions == "all" else answer
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         s_hidden = model(**inputs, output_hidden_states=True, logits_to_keep=1).hidden_states[-1][:, :-1][mask]
         with torch.no_grad():
@@ -95,10 +107,12 @@ class VanillaKD:
         s_head, t_head = LMHead.of(model), LMHead.of(self.teacher)
         s_head = replace(s_head, weight=s_head.weight[:v], bias=None if s_head.bias is None else s_head.bias[:v])
         t_head = replace(t_head, weight=t_head.weight[:v], bias=None if t_head.bias is None else t_head.bias[:v])
+        targets = batch["labels"][:, 1:][mask]
+        is_answer = answer[mask]  # [N]: the rows the CE is taken on (all of them for answer-only KD)
         kl, ce = fused_kd_ce(
-            s_hidden, s_head, t_hidden, t_head, batch["labels"][:, 1:][mask], temperature=self.loss.temperature,
+            s_hidden, s_head, t_hidden, t_head, targets.clamp_min(0), temperature=self.loss.temperature,
             chunk_vocab=chunk_vocab,
         )
-        kd, ce = kl.mean() * self.loss.temperature**2, ce.mean()
+        kd, ce = kl.mean() * self.loss.temperature**2, ce[is_answer].mean()
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}

@@ -161,25 +161,27 @@ class ParallelTrainer:
     def evaluate(
         self, data: Sequence[dict[str, list[int]]], batch_size: int, collate_fn: Callable[..., dict[str, torch.Tensor]],
         device: torch.device, autocast: Callable[[], AbstractContextManager[Any]],
-    ) -> float:
-        """Mean objective loss over `data` weighted by batch size, as `loop.evaluate_loss`, with the
-        batches shared out over processes (padded so every process runs as many forwards) and the sums
-        added up; every process gets the same value, so early stopping decides the same everywhere."""
+    ) -> dict[str, float]:
+        """Mean of each objective term over `data` weighted by batch size, as `loop.evaluate_loss`, with
+        the batches shared out over processes (padded so every process runs as many forwards) and the sums
+        added up; every process gets the same values, so early stopping decides the same everywhere."""
         starts = list(range(0, len(data), batch_size))
         was_training = self.wrapped.training
         self.wrapped.eval()
-        total, count = 0.0, 0
+        totals: dict[str, float] = {}
+        count = 0
         for start, real in dist.shard(starts, pad_with=starts[0]):
             batch = {k: v.to(device) for k, v in collate_fn(data[start : start + batch_size]).items()}
             with autocast():
-                loss = self.wrapped(batch)["loss"]
-            if real:
-                n = batch["input_ids"].shape[0]
-                total += float(loss) * n
-                count += n
+                out = self.wrapped(batch)
+            n = batch["input_ids"].shape[0] if real else 0
+            for k, v in out.items():
+                totals[k] = totals.get(k, 0.0) + float(v) * n
+            count += n
         self.wrapped.train(was_training)
-        total, count = dist.sum_over_ranks([total, count])
-        return total / max(count, 1.0)
+        keys = list(totals)  # the objective's order, the same on every process (each runs as many forwards)
+        summed = dist.sum_over_ranks([*(totals[k] for k in keys), count])
+        return {k: v / max(summed[-1], 1.0) for k, v in zip(keys, summed[:-1])}
 
     def finish(self, model: nn.Module, best: dict[str, torch.Tensor] | None) -> None:
         """Leave the caller's `model` with the `best` validated weights (a trainable state dict), else

@@ -1,0 +1,138 @@
+"""The report's opening answer to "is it worth it": accuracy kept, size and speed against the teacher,
+and the learning curve of every training stage (validation answer cross-entropy against steps).
+
+A falling training loss says little about a distilled student (KD losses fall while the student still
+answers nothing), so the curves plot the one quantity every stage shares: the cross-entropy of the gold
+answer tokens on the validation split (`val_ce` in each stage's history, the untrained student's value
+from the student_init stage at step 0).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from distill2edge.config import Recipe
+
+
+def _pick_metric(recipe: Recipe) -> str | None:
+    names = list(recipe.evaluate.metrics)
+    return next((m for m in ("token_f1", "macro_f1", "rouge_l", *names) if m in names), None)
+
+
+def _teacher_row(models: dict[str, dict[str, Any]], recipe: Recipe, metric: str) -> dict[str, Any] | None:
+    rows = [models.get(f"teacher_sft.{t}") or models.get(f"teacher.{t}") for t in recipe.teachers]
+    rows = [r for r in rows if r and r.get(metric) is not None]
+    return max(rows, key=lambda r: r[metric]) if rows else None
+
+
+def _bench_speed(metrics: dict[str, Any], teacher_role: str, student_role: str) -> list[str]:
+    """Decode speed of the exported student against the teacher, from the bench stage (when it ran)."""
+    bench = (metrics.get("bench") or {}).get("models") or []
+    teacher = next((b for b in bench if b.get("name") == teacher_role), None)
+    if teacher is None or not teacher.get("decode_tokens_per_s"):
+        return []
+    lines = []
+    for b in bench:
+        if b.get("name", "").startswith(student_role) and b.get("decode_tokens_per_s"):
+            ratio = b["decode_tokens_per_s"] / teacher["decode_tokens_per_s"]
+            lines.append(f"{b['name']}: {b['decode_tokens_per_s']:.0f} tokens/s decode, {ratio:.1f}x the teacher in "
+                         f"torch ({teacher['decode_tokens_per_s']:.0f})")
+    return lines
+
+
+def verdict_lines(recipe: Recipe, metrics: dict[str, Any]) -> list[str]:
+    """Markdown lines: the best distilled student against its teacher and the labels-only student."""
+    models = metrics.get("models") or {}
+    metric = _pick_metric(recipe)
+    if metric is None:
+        return []
+    teacher = _teacher_row(models, recipe, metric)
+    students = {r: m for r, m in models.items() if r.startswith("distilled.") and m.get(metric) is not None}
+    if teacher is None or not students:
+        return []
+    best_role, best = max(students.items(), key=lambda kv: kv[1][metric])
+    ref = teacher[metric]
+    kept = best[metric] / ref if ref else None
+    t_params = max(teacher.get("params", 1), 1)
+    table = [f"| | Model | {metric} | kept | Params (M) | size | ms / answer (torch) | speed-up |",
+             "|---|---|---|---|---|---|---|---|"]
+    rows = [("teacher", teacher), ("best distilled", best)]
+    baseline = models.get("student_sft", {}).get(metric)
+    if baseline is not None:
+        rows.append(("labels only", models["student_sft"]))
+    for what, r in rows:
+        lat_t, lat = teacher.get("latency_ms"), r.get("latency_ms")
+        table.append(
+            f"| {what} | {r['role']} | {r[metric]:.3f} | {f'{r[metric] / ref:.0%}' if ref else '–'} | "
+            f"{r.get('params', 0) / 1e6:.1f} | {r.get('params', 0) / t_params:.0%} | "
+            f"{'–' if lat is None else round(lat)} | {f'{lat_t / lat:.1f}x' if lat_t and lat else '–'} |")
+    verdict = "yes" if kept is not None and kept >= 0.5 else "not yet"
+    lines = ["## Is it worth it?", "",
+             f"**{verdict}**: the best distilled student (`{best_role}`) keeps "
+             f"{'–' if kept is None else f'{kept:.0%}'} of the teacher's {metric} with "
+             f"{best.get('params', 0) / t_params:.0%} of its parameters"
+             + ("" if baseline is None else
+                f"; the student trained on the labels alone scores {baseline:.3f}"
+                + (" (the distilled student is better)." if best[metric] > baseline else ".")),
+             "", *table, ""]
+    teacher_role = next((k for k, v in models.items() if v is teacher), "")
+    speed = _bench_speed(metrics, teacher_role, best_role)
+    if speed:
+        lines += ["Exported student (bench stage, same questions):", "", *(f"- {s}" for s in speed), ""]
+    return lines
+
+
+def _history(run_dir: Path, stage: str) -> list[dict[str, Any]]:
+    path = run_dir / "stages" / stage / "model" / "train_history.json"
+    return json.loads(path.read_text())["history"] if path.exists() else []
+
+
+def learning_curves(run_dir: Path, metrics: dict[str, Any]) -> dict[str, list[tuple[int, float]]]:
+    """Per training stage, (step, validation answer CE) pairs; student stages that start from the cut student
+    begin at its untrained value (step 0)."""
+    start = (metrics.get("student_init") or {}).get("val_answer_ce")
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for stage, info in (metrics.get("training") or {}).items():
+        points = [(h["step"], h["val_ce"]) for h in _history(run_dir, stage) if "val_ce" in h]
+        if not points:
+            continue
+        if start is not None and info.get("starts_from") == "student_base":
+            points.insert(0, (0, start))
+        curves[stage] = points
+    return curves
+
+
+def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> bool:
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for stage, points in curves.items():
+        ax.plot(*zip(*points), "o-", markersize=3, label=stage)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("validation answer CE (nats / token)")
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    ax.set_title("Learning curves: cross-entropy of the gold answers on the validation split")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def curve_lines(curves: dict[str, list[tuple[int, float]]]) -> list[str]:
+    """A compact table: each stage's validation answer CE at its start, best point and end."""
+    if not curves:
+        return []
+    lines = ["| Stage | first (step) | best (step) | last (step) |", "|---|---|---|---|"]
+    for stage, pts in curves.items():
+        best = min(pts, key=lambda p: p[1])
+        lines.append(f"| {stage} | {pts[0][1]:.3f} ({pts[0][0]}) | {best[1]:.3f} ({best[0]}) | "
+                     f"{pts[-1][1]:.3f} ({pts[-1][0]}) |")
+    return lines
