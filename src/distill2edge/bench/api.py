@@ -22,7 +22,7 @@ from typing import Any
 
 from distill2edge.bench.measure import BenchSettings, bench_any
 from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, roofline
-from distill2edge.bench.spec import BenchError, BenchModel
+from distill2edge.bench.spec import BenchError, BenchModel, check_loadable
 from distill2edge.bench.system import machine_info
 from distill2edge.bench.tables import markdown_tables, write_plots
 from distill2edge.data.qa import QAExample
@@ -68,6 +68,8 @@ def run_bench(
     names = [m.name for m in resolved]
     if len(set(names)) != len(names):
         raise BenchError(f"two models share a name: {names}; give each a distinct name")
+    for model in resolved:
+        check_loadable(model)  # before the bandwidth measurement: a broken model fails in a second
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("bench.json",):
