@@ -68,12 +68,12 @@ def run_bench(
     names = [m.name for m in resolved]
     if len(set(names)) != len(names):
         raise BenchError(f"two models share a name: {names}; give each a distinct name")
-    for model in resolved:
-        check_loadable(model)  # before the bandwidth measurement: a broken model fails in a second
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("bench.json",):
         (out_dir / stale).unlink(missing_ok=True)
+    for model in resolved:
+        check_loadable(model)  # before the bandwidth measurement: a broken model fails in a second
     log(f"[bench] measuring memory bandwidth ({settings.threads} threads)")
     bw = bandwidth or measure_bandwidth(settings.threads)
     log(f"[bench] read {bw['read_gb_s']:.1f} GB/s, copy {bw['copy_gb_s']:.1f} GB/s")
