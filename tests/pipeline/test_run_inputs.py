@@ -9,7 +9,6 @@ import pytest
 from distill2edge import pipeline
 from distill2edge.cli.main import main
 from distill2edge.config import load_recipe
-from distill2edge.run_folder import RunLock
 
 
 class StopAfterData(Exception):
@@ -40,6 +39,8 @@ def test_edited_data_file_is_not_reused(tmp_path, tiny_recipe, qa_jsonl, monkeyp
     assert len((out / "stages" / "data" / "train.jsonl").read_text().splitlines()) + len(
         (out / "stages" / "data" / "test.jsonl").read_text().splitlines()) + len(
         (out / "stages" / "data" / "validation.jsonl").read_text().splitlines()) == 27
+    from distill2edge.run_folder import RunLock
+
     assert not RunLock._held  # every run released its lock, failed or not
 
 
@@ -49,6 +50,8 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path, tiny_recipe, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         pipeline.run_recipe(load_recipe(str(tiny_recipe())), out, progress=False, log=lambda _m: None)
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+    from distill2edge.run_folder import RunLock
+
     assert not RunLock._held
 
 
