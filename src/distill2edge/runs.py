@@ -275,5 +275,5 @@ class Run:
 
 
 def ending_status(e: BaseException) -> str:
-    """`interrupted` for Ctrl-C (SIGINT) and SIGTERM-style exits, `failed` for errors."""
+    """`interrupted` for Ctrl-C (SIGINT, KeyboardInterrupt) and SystemExit, `failed` for errors."""
     return "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed"

@@ -15,9 +15,9 @@ class StopAfterData(Exception):
     pass
 
 
-def stop_after_data(monkeypatch, exc: BaseException = StopAfterData()) -> None:
+def stop_after_data(monkeypatch, exc: BaseException | None = None) -> None:
     def read_data(_cfg, _folder):
-        raise exc
+        raise exc or StopAfterData()
 
     monkeypatch.setattr(pipeline, "read_data", read_data)
 
