@@ -41,7 +41,7 @@ def test_edited_data_file_is_not_reused(tmp_path, tiny_recipe, qa_jsonl, monkeyp
         (out / "stages" / "data" / "validation.jsonl").read_text().splitlines()) == 27
     from distill2edge.run_folder import RunLock
 
-    assert not RunLock._held  # every run released its lock, failed or not
+    assert (out / ".lock").resolve() not in RunLock._held  # every run released its lock, failed or not
 
 
 def test_ctrl_c_marks_the_run_interrupted(tmp_path, tiny_recipe, monkeypatch):
@@ -52,7 +52,7 @@ def test_ctrl_c_marks_the_run_interrupted(tmp_path, tiny_recipe, monkeypatch):
     assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
     from distill2edge.run_folder import RunLock
 
-    assert not RunLock._held
+    assert (out / ".lock").resolve() not in RunLock._held
 
 
 def test_missing_teacher_path_names_the_field(tmp_path, tiny_recipe, capsys):
