@@ -1,8 +1,8 @@
 """Recipes: YAML files validated by typed config classes.
 
-A recipe is data. `load_recipe` reads the YAML, applies `--quick` and `--set a.b=c` overrides, and
-validates the result against `Recipe`; unknown keys and wrong types are refused with an error that
-names the file, the field path and (when the field came from the file) the line.
+A recipe is data. `load_recipe` reads the YAML, applies `--quick` and `--set a.b=c` overrides
+(`config_overrides`), and validates the result against `Recipe`; unknown keys and wrong types are refused
+with an error that names the file, the field path and the line (or the `--set` that gave the field).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ _CLASSIFY_FORMATS = ("auto", "jsonl", "csv", "phrasebank")
 
 
 class DataConfig(Strict):
-    _omit_at_default = frozenset({"task", "labels", "verbalizers"})
+    _omit_at_default = frozenset({"task", "labels", "verbalizers", "answers_in_context"})
 
     task: Literal["qa", "classification"] = "qa"
     """`qa`: extractive QA (answers generated, scored by EM/F1/...); `classification`: each label is a
@@ -95,6 +95,9 @@ class DataConfig(Strict):
     (and `{title}`); classification: `{text}` and `{labels}` (the label list); the default follows the task."""
     max_length: int = Field(384, ge=16)
     """Prompt + answer tokens; the context is cut (never the question or answer) to fit."""
+    answers_in_context: Literal["warn", "error"] = "warn"
+    """QA: what an answer that does not occur in its context (ignoring case and spacing) does: `warn`
+    (a count and the first few file:line) or `error` (the data stage stops)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -639,45 +642,10 @@ def find_recipe(name_or_path: str) -> Path:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`a.b.c=value` -> ("a.b.c", value) with the value parsed as YAML (numbers, bools, lists, null)."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise RecipeError(f"--set expects key.path=value, got {text!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key, value
+    """`a.b.c=value` -> ("a.b.c", value), the value parsed as YAML (see `config_overrides`)."""
+    from distill2edge.config_overrides import parse_override as parse
 
-
-def apply_override(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set a dotted key in nested dicts, creating levels that are missing (validation judges them).
-
-    A `*` part stands for every key of the section at that level, e.g. `distill.*.train.max_steps`.
-    """
-    _apply(data, key.split("."), value, key, 0)
-
-
-def _apply(node: dict[str, Any], parts: list[str], value: Any, key: str, depth: int) -> None:
-    part = parts[depth]
-    if part == "*":
-        for name, child in node.items():
-            if not isinstance(child, dict):
-                raise RecipeError(f"--set {key}: {'.'.join(parts[:depth] + [name])} is a value, not a section")
-            if depth == len(parts) - 1:
-                raise RecipeError(f"--set {key}: '*' cannot be the last part")
-            _apply(child, parts, value, key, depth + 1)
-        return
-    if depth == len(parts) - 1:
-        node[part] = value
-        return
-    child = node.get(part)
-    if child is None:
-        child = node[part] = {}
-    if not isinstance(child, dict):
-        raise RecipeError(f"--set {key}: {'.'.join(parts[: depth + 1])} is a value, not a section")
-    _apply(child, parts, value, key, depth + 1)
+    return parse(text)
 
 
 def _key_lines(text: str) -> dict[tuple[str, ...], int]:
@@ -704,8 +672,11 @@ def _key_lines(text: str) -> dict[tuple[str, ...], int]:
     return lines
 
 
-def format_validation_error(err: ValidationError, source: str, text: str | None = None) -> str:
-    """One line per problem: `file:line: field.path: message`."""
+def format_validation_error(
+    err: ValidationError, source: str, text: str | None = None, origins: dict[tuple[str, ...], str] | None = None,
+) -> str:
+    """One line per problem: `file:line: field.path: message`, or `--set ...: field.path: message` when an
+    override (`origins`: key path -> how it was given) set the field or a section holding it."""
     lines = _key_lines(text) if text else {}
     out = []
     for e in err.errors():
@@ -717,6 +688,7 @@ def format_validation_error(err: ValidationError, source: str, text: str | None 
         # Walk up to the closest key that exists in the file (a missing key has no line of its own).
         line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
         where = f"{source}:{line}" if line else source
+        where = next((origins[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in (origins or {})), where)
         field = ".".join(loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
@@ -726,41 +698,11 @@ def format_validation_error(err: ValidationError, source: str, text: str | None 
     return "invalid recipe:\n  " + "\n  ".join(out)
 
 
-def _unshared(node: Any) -> Any:
-    """A copy in which no dict or list is shared. YAML aliases (`*name`) load as one shared object, so
-    `--set` on one distillation would otherwise change every section that reused the anchor."""
-    if isinstance(node, dict):
-        return {k: _unshared(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_unshared(v) for v in node]
-    return node
-
-
 def load_recipe(
     name_or_path: str, overrides: list[str] | None = None, quick: bool = False
 ) -> Recipe:
-    """Read, override and validate a recipe. Raises RecipeError with file, line and field."""
-    path = find_recipe(name_or_path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(e, "problem", None) or str(e)
-        raise RecipeError(f"{where}: malformed YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a YAML mapping of sections, got {type(data).__name__}")
-    data = _unshared(data)
-    if quick:
-        quick_overrides = data.get("quick") or {}
-        if not isinstance(quick_overrides, dict):
-            raise RecipeError(f"{path}: quick: must be a mapping of dotted keys to values")
-        for key, value in quick_overrides.items():
-            apply_override(data, str(key), value)
-    for text_override in overrides or []:
-        apply_override(data, *parse_override(text_override))
-    try:
-        return Recipe.model_validate(data)
-    except ValidationError as err:
-        raise RecipeError(format_validation_error(err, str(path), text)) from None
+    """Read, override (`--quick`, `--set`) and validate a recipe (`config_overrides.load_recipe`).
+    Raises RecipeError citing file:line:field, or the override that set the field."""
+    from distill2edge.config_overrides import load_recipe as load
+
+    return load(name_or_path, overrides, quick)

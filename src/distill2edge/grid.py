@@ -211,6 +211,9 @@ def _check_judge(out_dir: Path, judge_name: str | None) -> None:
             raise RecipeError(f"{out_dir} was judged by {before!r}; resuming with {judge_name!r} would mix judges "
                               "(use another --out)")
         judge_name = judge_name or before
+    from distill2edge.run_folder import check_owned
+
+    check_owned(out_dir)  # grid.json must not be what makes a user's folder look like a run folder
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps({"judge": judge_name}) + "\n")
 

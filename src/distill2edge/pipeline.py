@@ -23,8 +23,9 @@ from distill2edge.evaluate.likelihood import answer_cross_entropy
 from distill2edge.export.profiles import load_profile
 from distill2edge.export.stage import export_for_profile
 from distill2edge.models import DTYPES, init_student_from_teacher, load_model
+from distill2edge.preflight import name_layer_error, preflight_recipe
 from distill2edge.report.markdown import write_report
-from distill2edge.runs import Run, StageResult, write_json_atomic
+from distill2edge.runs import Run, StageResult, ending_status, write_json_atomic
 from distill2edge.train import distributed as dist
 from distill2edge.train.stages import encode_all, run_distill, run_multi_distill, run_sft
 
@@ -60,19 +61,23 @@ def run_recipe(
     if not dist.is_main():
         progress, log = False, lambda _msg: None
     config = recipe.model_dump(mode="json")
+    distills = _with_upstream(recipe, distill)
+    preflight_recipe(recipe)
     run = Run(out_dir, recipe.name, config, recipe.seed, str(device))
     try:
-        metrics = _run_stages(recipe, run, device, progress, log, until == "distill", _with_upstream(recipe, distill))
+        metrics = _run_stages(recipe, run, device, progress, log, until == "distill", distills)
         if until == "distill" or not dist.is_main():
             run.finish("distilled" if until == "distill" else "complete")
             return metrics
         metrics["wall_time_s"] = round(time.perf_counter() - t_start, 1)
         write_json_atomic(out_dir / "metrics.json", metrics)
         write_report(out_dir, recipe, metrics, run.manifest)
+        run.finish("complete")
     except BaseException as e:
-        run.finish("failed", f"{type(e).__name__}: {e}")
+        run.finish(ending_status(e), f"{type(e).__name__}: {e}")
         raise
-    run.finish("complete")
+    finally:
+        run.close()
     return metrics
 
 
@@ -93,7 +98,8 @@ def _run_stages(
     distills: dict[str, DistillConfig],
 ) -> dict[str, Any]:
     data_cfg = recipe.data
-    data = run.stage("data", data_cfg.model_dump(mode="json"), lambda out, _w: prepare_data(data_cfg, out), log=log)
+    data = run.stage("data", data_cfg.model_dump(mode="json"), lambda out, _w: prepare_data(data_cfg, out, log=log),
+                     log=log, content=run.content(source=data_cfg.source))
     splits = read_data(data_cfg, data.out_dir)
     stage_data = _stage_data(recipe, distills, run, data, splits, log)
 
@@ -102,10 +108,14 @@ def _run_stages(
     student_init: StageResult | None = None
     if student_cfg.init_from is not None:
         def init_fn(out: Path, _work: Path) -> dict[str, Any]:
-            return _init_student(recipe, splits, out / "model", device)
+            try:
+                return _init_student(recipe, splits, out / "model", device)
+            except ValueError as e:
+                raise name_layer_error(e, recipe) from None
 
         student_init = run.stage(
-            "student_init", student_cfg.model_dump(mode="json"), init_fn, inputs={"data": data}, log=log
+            "student_init", student_cfg.model_dump(mode="json"), init_fn, inputs={"data": data}, log=log,
+            content=run.content(init_from=student_cfg.init_from),
         )
         if not student_init.reused:
             _log_student_init(student_init.metrics, log)
@@ -144,7 +154,8 @@ def _run_stages(
 
         inputs = {"data": data, **({"student_init": upstream} if upstream else {})}
         config = {"model": base_ref if upstream is None else "student_init", "sft": sft_cfg.model_dump(mode="json")}
-        stage = run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log, ranks="all")
+        stage = run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log, ranks="all",
+                          content=run.content(model=base_ref if upstream is None else None))
         stages[stage.name] = stage
         starts[stage.name] = "student_base" if role == "student_sft" else role.replace("teacher_sft.", "teacher.")
         models[role], producers[role] = str(stage.out_dir / "model"), stage
@@ -189,7 +200,8 @@ def _run_stages(
             "distill": _distill_key(dcfg), "student": student_role,
             **_teacher_config(dcfg, teacher_roles, models, producers, recipe),
         }
-        stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log, ranks="all")
+        d_content = run.content(**{r: models[r] for r in (*teacher_roles.values(), student_role) if producers[r] is None})
+        stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log, ranks="all", content=d_content)
         stages[stage.name] = stage
         starts[stage.name] = student_role
         models[f"distilled.{name}"], producers[f"distilled.{name}"] = str(stage.out_dir / "model"), stage
@@ -238,7 +250,8 @@ def _run_stages(
             "model": ref if producer is None else role, "dtype": dtype, "evaluate": ecfg.model_dump(mode="json"),
             "answer_ce": True,
         }
-        stage = run.stage(f"evaluate_{role}", e_config, eval_fn, inputs=e_inputs, log=log)
+        stage = run.stage(f"evaluate_{role}", e_config, eval_fn, inputs=e_inputs, log=log,
+                          content=run.content(model=ref if producer is None else None))
         results[role] = {"role": role_label(role), "model": ref, **stage.metrics}
 
     export_stages = _export_stages(recipe, run, models, producers, results, progress, log)
@@ -330,7 +343,8 @@ def _stage_data(
         cfg = dcfg.data
         key = cfg.model_dump_json()
         if key not in made:
-            st = run.stage(f"data.{first[key]}", cfg.model_dump(mode="json"), lambda o, _w, _c=cfg: prepare_data(_c, o), log=log)
+            st = run.stage(f"data.{first[key]}", cfg.model_dump(mode="json"), lambda o, _w, _c=cfg: prepare_data(_c, o, log=log),
+                           log=log, content=run.content(source=cfg.source))
             made[key] = (st, read_data(cfg, st.out_dir))
         out[name] = made[key]
     return out
@@ -390,7 +404,8 @@ def _export_stages(
                 "model": models[role] if producer is None else role, "profile": prof.model_dump(mode="json"),
                 "on_gate_failure": xcfg.on_gate_failure,
             }
-            stage = run.stage(f"export_{role}.{prof.name}", config, export_fn, inputs=inputs, log=log)
+            stage = run.stage(f"export_{role}.{prof.name}", config, export_fn, inputs=inputs, log=log,
+                              content=run.content(model=models[role] if producer is None else None))
             exports[stage.name] = stage
     return exports
 
@@ -434,7 +449,9 @@ def _bench_stage(
         return {"models": [_bench_summary(r) for r in result["models"]], "bandwidth_gb_s": result["bandwidth"]["read_gb_s"]}
 
     config = {"bench": bcfg.model_dump(mode="json"), "models": [(r, n) for r, _p, n in entries]}
-    return run.stage("bench", config, bench_fn, inputs=inputs, log=log).metrics
+    content = run.content(**{name: path for _r, path, name in entries if producers.get(name.split(" ")[0]) is None
+                             and not path.startswith(str(run.root))})
+    return run.stage("bench", config, bench_fn, inputs=inputs, log=log, content=content).metrics
 
 
 def _bench_summary(rec: dict[str, Any]) -> dict[str, Any]:

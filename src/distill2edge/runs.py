@@ -1,9 +1,14 @@
 """Run folders: a manifest of stages, reuse of completed stages, and outputs that appear only complete.
 
 A run folder holds `manifest.json` and `stages/<name>/`. Each stage has a key: the hash of its own
-config and of its upstream stages' keys. `Run.stage` reuses a completed stage whose key is unchanged;
+config, of its upstream stages' keys and of the content of the files and folders it reads
+(`content_keys`). `Run.stage` reuses a completed stage whose key is unchanged;
 otherwise it calls the stage function with a temporary output folder (renamed into place only when the
 function returns) and a persistent work folder for checkpoints, so a killed stage resumes.
+
+A `Run` holds the folder's lock from construction to `close` (`run_folder`): a second run into the same
+folder is refused, and a folder distill2edge did not make is never adopted. Only the folders of stages
+the manifest records are ever deleted (re-run stages); nothing else in the folder is touched.
 
 Under several processes (`accelerate launch`) the main process alone writes the manifest and prepares,
 publishes and records every stage. A stage run with `ranks="main"` (data, evaluation, export...) runs
@@ -28,6 +33,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distill2edge.config import config_hash
+from distill2edge.content_keys import content_of
+from distill2edge.run_folder import RunFolderError, RunLock, open_run_folder
 from distill2edge.train import distributed as dist
 
 _LIBRARIES = ("distill2edge", "torch", "transformers", "peft", "accelerate", "datasets", "tokenizers",
@@ -86,10 +93,15 @@ class Run:
 
     def __init__(self, root: Path, recipe_name: str, config: dict[str, Any], seed: int, device: str):
         self.root = root
+        self.lock: RunLock | None = open_run_folder(root) if dist.is_main() else None
         self.stages_dir = root / "stages"
-        self.stages_dir.mkdir(parents=True, exist_ok=True)
         self.manifest_path = root / "manifest.json"
-        previous = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
+        try:
+            self.stages_dir.mkdir(parents=True, exist_ok=True)
+            previous = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
+        except BaseException:
+            self.close()
+            raise
         self.manifest: dict[str, Any] = {
             "recipe": recipe_name,
             "config_hash": config_hash(config),
@@ -110,6 +122,16 @@ class Run:
         """True while every process takes part in `stage` calls (see `main_only_from_here`)."""
         self.save()
 
+    def close(self) -> None:
+        """Release the run folder's lock (idempotent; the OS releases it too if the process dies)."""
+        if self.lock is not None:
+            self.lock.release()
+
+    def content(self, **refs: str | os.PathLike[str] | None) -> dict[str, str]:
+        """Digests of the references that are local files or folders, for `stage(content=...)`; memoised
+        per path (size and mtime) beside the teacher cache's fingerprints."""
+        return content_of(refs, memo=self.root / "cache" / "teacher" / "fingerprints.json")
+
     def save(self) -> None:
         """Write the manifest (main process only; the others keep their copy in memory)."""
         if not dist.is_main():
@@ -126,14 +148,19 @@ class Run:
     def stage(
         self, name: str, config: Any, fn: StageFn, *, inputs: dict[str, StageResult] | None = None,
         log: Callable[[str], None] = print, ranks: Literal["main", "all"] = "main",
+        content: dict[str, str] | None = None,
     ) -> StageResult:
         """Run `fn` as stage `name`, or reuse its completed output when config and inputs are unchanged.
 
-        With several processes, `ranks="main"` runs `fn` on the main process and gives every process its
-        result; `ranks="all"` runs `fn` on every process (each returns its own metrics).
+        `content` holds digests of the files and folders `fn` reads (`Run.content`): an edited input
+        changes the key. With several processes, `ranks="main"` runs `fn` on the main process and gives
+        every process its result; `ranks="all"` runs `fn` on every process (each returns its own metrics).
         """
         inputs = inputs or {}
-        key = config_hash({"config": config, "inputs": {k: v.key for k, v in inputs.items()}})
+        parts: dict[str, Any] = {"config": config, "inputs": {k: v.key for k, v in inputs.items()}}
+        if content:
+            parts["content"] = content  # absent when empty: stages without file inputs keep their keys
+        key = config_hash(parts)
         if not self.collective:
             return self._stage_here(name, key, config, fn, inputs, log)
         if ranks == "main":
@@ -185,31 +212,41 @@ class Run:
     def _begin(
         self, name: str, key: str, config: Any, inputs: dict[str, StageResult], log: Callable[[str], None]
     ) -> tuple[Path, Path]:
-        """Empty temporary output folder, work folder kept only for the same key, manifest "running"."""
+        """Empty temporary output folder, work folder kept only for the same key, manifest "running".
+
+        The stage's folders are deleted only when the manifest records the stage (so this tool made
+        them); a folder of that name that the manifest does not know is refused, never deleted.
+        """
         out_dir = self.stages_dir / name
         work_dir = self.stages_dir / f"{name}.work"
-        key_file = work_dir / "key"
-        if work_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
-            shutil.rmtree(work_dir)  # checkpoints of another config must not be resumed
-        work_dir.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(key)
         tmp_dir = self.stages_dir / f"{name}.tmp"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        tmp_dir.mkdir()
-        shutil.rmtree(out_dir, ignore_errors=True)
-
+        if name not in self.manifest["stages"]:
+            for path in (out_dir, work_dir, tmp_dir):
+                if path.exists():
+                    raise RunFolderError(
+                        f"{path}: not written by distill2edge (the manifest has no stage {name!r}); "
+                        "move it away to run this stage"
+                    )
         self.manifest["stages"][name] = {
             "status": "running", "key": key, "config": config,
             "inputs": {k: str(v.out_dir.relative_to(self.root)) for k, v in inputs.items()},
             "started": dt.datetime.now().isoformat(timespec="seconds"),
         }
-        self.save()
+        self.save()  # recorded before any folder exists, so every stage folder on disk is one we own
+        key_file = work_dir / "key"
+        if work_dir.exists() and (not key_file.exists() or key_file.read_text() != key):
+            shutil.rmtree(work_dir)  # checkpoints of another config must not be resumed
+        work_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(key)
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir()
+        shutil.rmtree(out_dir, ignore_errors=True)
         log(f"[{name}] running")
         return tmp_dir, work_dir
 
     def _failed(self, name: str, e: BaseException) -> None:
         self.manifest["stages"][name].update(
-            status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8)
+            status=ending_status(e), error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(limit=8)
         )
         self.save()
 
@@ -228,7 +265,15 @@ class Run:
         return StageResult(name, self.manifest["stages"][name]["key"], out_dir, metrics, reused=False)
 
     def finish(self, status: str, error: str | None = None) -> None:
+        """Record the run's final status (`complete`, `distilled`, `failed`, `interrupted`)."""
         self.manifest["status"] = status
         if error:
             self.manifest["error"] = error
+        else:
+            self.manifest.pop("error", None)
         self.save()
+
+
+def ending_status(e: BaseException) -> str:
+    """`interrupted` for Ctrl-C (SIGINT, KeyboardInterrupt) and SystemExit, `failed` for errors."""
+    return "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed"

@@ -39,3 +39,24 @@ def test_bench_usage_errors(args: list[str], message: str, tmp_path: Path, tiny_
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out" / "bench.json").exists()
+
+
+def test_models_are_checked_before_the_bandwidth_is_measured(tmp_path: Path, tiny_llama_dir: Path, qa_jsonl: Path,
+                                                             monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17: a model that cannot load fails at once, not after the bandwidth measurement."""
+    import shutil
+
+    from distill2edge.bench import api
+
+    def measure_bandwidth(_threads: int) -> dict:
+        raise AssertionError("bandwidth measured before the models were checked")
+
+    monkeypatch.setattr(api, "measure_bandwidth", measure_bandwidth)
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_llama_dir, broken)
+    (broken / "model.safetensors").write_bytes(b"\xff" * 16)  # truncated weights
+    code = main(["bench", str(tiny_llama_dir), str(broken), "--data", str(qa_jsonl), "--split", "all",
+                 "--limit", "1", "--no-isolate", "--out", str(tmp_path / "out")])
+    assert code == 2
+    assert f"{broken / 'model.safetensors'}: not a readable safetensors file" in capsys.readouterr().err

@@ -63,3 +63,22 @@ def test_hub_id_offline_is_a_model_load_error(tmp_path, monkeypatch):
     message = str(err.value)
     assert "'someone/no-such-model'" in message and "hub" in message and "offline" in message
     assert "local model folder" in message and "embedded:smollm2-135m-instruct" in message
+
+
+def test_unreachable_hub_fails_within_seconds(tmp_path, monkeypatch):
+    """Issue 17: without HF_HUB_OFFLINE, a hub that cannot be reached used to cost 85 s of retries."""
+    import time
+
+    import huggingface_hub.constants
+
+    from distill2edge.models import loading
+
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(loading, "_probed", {})
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    start = time.monotonic()
+    with pytest.raises(ModelLoadError, match="cannot be reached") as err:
+        load_model("someone/no-such-model")
+    assert time.monotonic() - start < 10 and "'someone/no-such-model'" in str(err.value)

@@ -120,3 +120,12 @@ def test_sft_objective_equals_full_shifted_ce():
     logits = m(input_ids=batch["input_ids"]).logits
     ref = torch.nn.functional.cross_entropy(logits[0, :-1], batch["labels"][0, 1:], ignore_index=IGNORE_INDEX)
     assert sft_objective(m, batch)["loss"].item() == pytest.approx(ref.item(), abs=1e-5)
+
+
+def test_resume_says_from_which_step(tmp_path, capsys):
+    """Issue 17: a resumed stage prints the step its checkpoint holds."""
+    with pytest.raises(_SimulatedKill):
+        train(tiny_model(), sft_objective, data(), None, cfg(), tmp_path, pad_id=0, progress=False, stop_after_step=3)
+    assert "resumed" not in capsys.readouterr().out
+    train(tiny_model(), sft_objective, data(), None, cfg(max_steps=4), tmp_path, pad_id=0, progress=False, desc="sft x")
+    assert "[sft x] resumed from step 2 (epoch 1)" in capsys.readouterr().out

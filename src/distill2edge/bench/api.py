@@ -22,7 +22,7 @@ from typing import Any
 
 from distill2edge.bench.measure import BenchSettings, bench_any
 from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, roofline
-from distill2edge.bench.spec import BenchError, BenchModel
+from distill2edge.bench.spec import BenchError, BenchModel, check_loadable
 from distill2edge.bench.system import machine_info
 from distill2edge.bench.tables import markdown_tables, write_plots
 from distill2edge.data.qa import QAExample
@@ -72,6 +72,8 @@ def run_bench(
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("bench.json",):
         (out_dir / stale).unlink(missing_ok=True)
+    for model in resolved:
+        check_loadable(model)  # before the bandwidth measurement: a broken model fails in a second
     log(f"[bench] measuring memory bandwidth ({settings.threads} threads)")
     bw = bandwidth or measure_bandwidth(settings.threads)
     log(f"[bench] read {bw['read_gb_s']:.1f} GB/s, copy {bw['copy_gb_s']:.1f} GB/s")

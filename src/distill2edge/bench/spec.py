@@ -60,6 +60,38 @@ def detect_format(path: Path) -> str:
     raise BenchError(f"{path}: neither a Hugging Face folder (config.json + weights) nor an ONNX folder")
 
 
+def check_loadable(model: BenchModel) -> None:
+    """Read what loading `model` will read first (its config through transformers, the headers of its
+    weights), so a broken model fails in a second, before the bandwidth measurement and the other models."""
+    import json
+    import struct
+
+    path = Path(model.path)
+    if model.format == "gguf":
+        if path.stat().st_size < 24:
+            raise BenchError(f"{path}: truncated GGUF file ({path.stat().st_size} bytes)")
+        return
+    try:
+        from transformers import AutoConfig
+
+        AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - transformers raises several types for one meaning
+        raise BenchError(f"{path}: config.json cannot be loaded: {type(e).__name__}: {e}") from None
+    if model.format == "onnx":
+        if (path / "model.onnx").stat().st_size == 0:
+            raise BenchError(f"{path / 'model.onnx'}: empty file")
+        return
+    for weights in sorted(path.glob("*.safetensors")):
+        try:
+            with weights.open("rb") as fh:
+                (size,) = struct.unpack("<Q", fh.read(8))
+                if size > weights.stat().st_size:
+                    raise ValueError("header longer than the file")
+                json.loads(fh.read(size))
+        except (struct.error, ValueError, MemoryError, OverflowError):
+            raise BenchError(f"{weights}: not a readable safetensors file (truncated or corrupt header)") from None
+
+
 def resolve_path(ref: str) -> Path:
     """`embedded:NAME` -> the embedded model's HF folder (prepared on first use); else the path itself."""
     if ref.startswith("embedded:"):

@@ -139,9 +139,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def os_error_line(e: OSError) -> str:
+    """`PATH: reason` for an OSError (both paths of a rename), without the errno noise or a traceback."""
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    reason = e.strerror or str(e)
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     from distill2edge.config import RecipeError
     from distill2edge.data.qa import DataError
+    from distill2edge.run_folder import RunFolderError
 
     args = build_parser().parse_args(argv)
     from distill2edge.cli.bench_cmd import run_bench_cmd
@@ -166,8 +174,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: completed stages are kept; run the same command with --out <run folder> "
               "to resume.", file=sys.stderr)
         return 130
-    except (RecipeError, DataError, FileNotFoundError) as e:
+    except (RecipeError, DataError, FileNotFoundError, RunFolderError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the OS refuses (a file where a folder must go, no permission, disk full)
+        print(f"error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except Exception as e:
         from distill2edge.models import ModelLoadError, VocabularyMismatchError

@@ -11,9 +11,10 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from distill2edge.config import DataConfig, SplitConfig
+from distill2edge.data.qa_checks import check_answers_in_context, warn_stderr
 
 
 class DataError(ValueError):
@@ -69,7 +70,12 @@ def load_embedded() -> list[QAExample]:
 
 
 def load_squad_json(path: Path, include_impossible: bool = True) -> list[QAExample]:
-    """SQuAD-style JSON, TeleQuAD's extractive files included.
+    """SQuAD-style JSON (see `read_squad_located`)."""
+    return [ex for ex, _where in read_squad_located(path, include_impossible)]
+
+
+def read_squad_located(path: Path, include_impossible: bool = True) -> list[tuple[QAExample, str]]:
+    """SQuAD-style JSON, TeleQuAD's extractive files included, each example with its JSON path.
 
     TeleQuAD quirks handled: questions flagged `is_impossible` that nevertheless carry answers are
     kept as answerable (`include_impossible`), questions with no answer at all are skipped, and answer
@@ -82,7 +88,7 @@ def load_squad_json(path: Path, include_impossible: bool = True) -> list[QAExamp
         raise DataError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise DataError(f"{path}: expected a SQuAD/TeleQuAD object with a 'data' list")
-    out: list[QAExample] = []
+    out: list[tuple[QAExample, str]] = []
     for a_i, article in enumerate(doc["data"]):
         title = str(article.get("title", ""))
         for p_i, para in enumerate(article.get("paragraphs", [])):
@@ -104,20 +110,27 @@ def load_squad_json(path: Path, include_impossible: bool = True) -> list[QAExamp
                     for a in answers
                 )
                 texts = tuple(dict.fromkeys(str(a["text"]).strip() for a in answers))
-                out.append(
+                out.append((
                     QAExample(
                         id=str(qa.get("id", f"{cid}-{q_i}")), context_id=cid, context=context,
                         question=str(qa["question"]).strip(), answers=texts, title=title,
                         meta={"is_impossible": impossible, "offset_mismatch": mismatch},
-                    )
-                )
+                    ),
+                    where,
+                ))
     return out
 
 
 def load_jsonl(path: Path) -> list[QAExample]:
+    """One JSON object per line (see `read_jsonl_located`)."""
+    return [ex for ex, _where in read_jsonl_located(path)]
+
+
+def read_jsonl_located(path: Path) -> list[tuple[QAExample, str]]:
     """One JSON object per line: `context`, `question`, and `answer` (str) or `answers` (list);
-    optional `id`, `context_id`, `title`. Errors name the file and line."""
-    out: list[QAExample] = []
+    optional `id`, `context_id`, `title`. Each example comes with its `file:line`; errors name them too.
+    An empty or whitespace-only answer is refused: it would become an empty reference."""
+    out: list[tuple[QAExample, str]] = []
     with path.open(encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -136,14 +149,18 @@ def load_jsonl(path: Path) -> list[QAExample]:
                 missing.append("answer")
             if missing:
                 raise DataError(f"{path}:{lineno}: missing or non-string field(s): {', '.join(missing)}")
-            out.append(
+            if not all(a.strip() for a in answers):
+                raise DataError(f"{path}:{lineno}: empty or whitespace-only answer {answers!r}: "
+                                "every answer must have text")
+            out.append((
                 QAExample(
                     id=str(rec.get("id", f"{path.stem}-{lineno}")),
                     context_id=str(rec.get("context_id") or _context_id(rec["context"])),
                     context=rec["context"], question=rec["question"].strip(),
                     answers=tuple(a.strip() for a in answers), title=str(rec.get("title", "")),
-                )
-            )
+                ),
+                f"{path}:{lineno}",
+            ))
     return out
 
 
@@ -193,15 +210,17 @@ def _fetch_url(url: str) -> Path:
     return target
 
 
-def load_examples(cfg: DataConfig) -> list[QAExample]:
-    """Read `cfg.source` in `cfg.format` (auto-detected from the name when `auto`)."""
+def load_examples(cfg: DataConfig, warn: Callable[[str], None] = warn_stderr) -> list[QAExample]:
+    """Read `cfg.source` in `cfg.format` (auto-detected from the name when `auto`), and check that the
+    answers occur in their contexts (`data.answers_in_context`; warnings go to `warn`)."""
     source = cfg.source
+    located: list[tuple[QAExample, str]]
     if source.startswith("embedded:"):
         if source != "embedded:telecom-qa":
             raise DataError(f"unknown embedded data set {source!r}; available: embedded:telecom-qa")
-        examples = load_embedded()
+        located = [(ex, f"{source}: {ex.id}") for ex in load_embedded()]
     elif source.startswith("hf:") or cfg.format == "hf":
-        examples = load_hf(source.removeprefix("hf:"))
+        located = [(ex, f"{source}: {ex.id}") for ex in load_hf(source.removeprefix("hf:"))]
     else:
         path = _fetch_url(source) if source.startswith(("http://", "https://")) else Path(source).expanduser()
         if not path.is_file():
@@ -209,10 +228,11 @@ def load_examples(cfg: DataConfig) -> list[QAExample]:
         fmt = cfg.format
         if fmt == "auto":
             fmt = "jsonl" if path.suffix == ".jsonl" else "squad"
-        examples = load_jsonl(path) if fmt == "jsonl" else load_squad_json(path, cfg.include_impossible)
-    if not examples:
+        located = read_jsonl_located(path) if fmt == "jsonl" else read_squad_located(path, cfg.include_impossible)
+    if not located:
         raise DataError(f"{source}: no usable question/answer pairs found")
-    return examples
+    check_answers_in_context(located, cfg.answers_in_context, warn)
+    return [ex for ex, _where in located]
 
 
 # ------------------------------------------------------------------------------------ splits
@@ -239,9 +259,9 @@ def split_by_context(examples: Iterable[QAExample], cfg: SplitConfig) -> dict[st
     return {name: [ex for cid in cids for ex in by_ctx[cid]] for name, cids in parts.items()}
 
 
-def prepare_splits(cfg: DataConfig) -> dict[str, list[QAExample]]:
+def prepare_splits(cfg: DataConfig, warn: Callable[[str], None] = warn_stderr) -> dict[str, list[QAExample]]:
     """Load, split by context and cap each split. Empty splits are errors (naming the split)."""
-    splits = split_by_context(load_examples(cfg), cfg.split)
+    splits = split_by_context(load_examples(cfg, warn), cfg.split)
     caps = {"train": cfg.max_train, "validation": cfg.max_validation, "test": cfg.max_test}
     for name, cap in caps.items():
         if cap is not None:

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from distill2edge.config import DataConfig
 from distill2edge.data.classify import ClassExample, label_counts, load_class_jsonl, prepare_class_splits, write_class_jsonl
 from distill2edge.data.qa import QAExample, prepare_splits, read_split, write_jsonl
+from distill2edge.data.qa_checks import warn_stderr
 
 SPLITS = ("train", "validation", "test")
 
 
-def prepare_data(cfg: DataConfig, out: Path) -> dict[str, Any]:
-    """Write `train/validation/test.jsonl` into `out`; returns the stage metrics (split sizes, labels)."""
+def prepare_data(cfg: DataConfig, out: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Write `train/validation/test.jsonl` into `out`; returns the stage metrics (split sizes, labels).
+
+    QA data warnings (answers not in their context) go to `log` as `[data] warning: ...` (default: stderr)."""
     if cfg.task == "classification":
         splits = prepare_class_splits(cfg)
         for name, rows in splits.items():
@@ -21,10 +25,19 @@ def prepare_data(cfg: DataConfig, out: Path) -> dict[str, Any]:
         metrics: dict[str, Any] = {f"{name}_examples": len(rows) for name, rows in splits.items()}
         metrics.update({f"{name}_labels": label_counts(rows) for name, rows in splits.items()})
         return metrics
-    qa = prepare_splits(cfg)
+    warnings: list[str] = []
+
+    def warn(message: str) -> None:
+        warnings.append(message)
+        if log is None:
+            warn_stderr(message)
+        else:
+            log(f"[data] warning: {message}")
+
+    qa = prepare_splits(cfg, warn)
     for name, examples in qa.items():
         write_jsonl(examples, out / f"{name}.jsonl")
-    return {
+    return ({"warnings": warnings} if warnings else {}) | {
         f"{name}_{what}": n
         for name, examples in qa.items()
         for what, n in (("questions", len(examples)), ("contexts", len({e.context_id for e in examples})))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -141,6 +144,56 @@ def check_model_dir(model_dir: str | os.PathLike[str]) -> Path:
             stacklevel=2,
         )
     return path
+
+
+def check_output(out: Path, *, folder: bool) -> None:
+    """Check, before any model is loaded, that `out` can be written: not a folder where a file goes (or an
+    existing folder where a new one goes), no file among its parents, a writable parent. Creates the
+    parent and removes temporaries that killed exports of the same target left there."""
+    if folder and out.exists():
+        raise ExportError(f"--out {out}: already exists; remove it or choose another folder")
+    if not folder and out.is_dir():
+        raise ExportError(f"--out {out}: is a folder; give the GGUF file path")
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ExportError(f"--out {out}: cannot be created under {blocker}, which is a file")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot create {out.parent}: {exc.strerror or exc}") from None
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise ExportError(f"--out {out}: {out.parent} is not writable")
+    remove_stale_temps(out)
+
+
+def export_tempdir(out: Path) -> tempfile.TemporaryDirectory[str]:
+    """The hidden work folder of an export of `out`, beside it: `.NAME.<pid>-XXXXXXXX.tmp`. The PID lets a
+    later export tell a killed export's folder (removed) from a running one's (kept)."""
+    return tempfile.TemporaryDirectory(prefix=f".{out.name}.{os.getpid()}-", suffix=".tmp", dir=out.parent)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(out: Path) -> list[Path]:
+    """Delete `.NAME.*.tmp` work folders of exports of `out` whose process is gone (those without a PID
+    are from versions that did not record one, and no process can still own them). Returns them."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(?:(\d+)-)?[a-z0-9_]{{8}}\.tmp")
+    removed = []
+    for path in out.parent.iterdir() if out.parent.is_dir() else ():
+        match = pattern.fullmatch(path.name)
+        if match is None or (match.group(1) and _pid_alive(int(match.group(1)))):
+            continue
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 def load_torch(model_dir: Path) -> tuple[Any, Any]:

@@ -13,7 +13,6 @@ Models over 2 GB are written with external data (`model.onnx_data`) by the expor
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,10 @@ from distill2edge.export.common import (
     ParityError,
     ParityReport,
     check_model_dir,
+    check_output,
     compare_logits,
     encode_prompts,
+    export_tempdir,
     gate,
     load_torch,
     torch_logits,
@@ -160,8 +161,7 @@ def export_onnx(
     if int8_method is not None:
         cfg = cfg.model_copy(update={"int8_method": int8_method})
     out = Path(out)
-    if out.exists():
-        raise ExportError(f"--out {out}: already exists; remove it or choose another folder")
+    check_output(out, folder=True)
     if cfg.dtype == "fp16" and cfg.provider == "CPUExecutionProvider":
         raise ExportError("profile: onnx.dtype fp16 needs a GPU provider (e.g. CUDAExecutionProvider)")
 
@@ -173,7 +173,7 @@ def export_onnx(
     del model
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent) as tmp:
+    with export_tempdir(out) as tmp:
         work = Path(tmp) / out.name
         device = "cpu" if cfg.provider == "CPUExecutionProvider" else "cuda"
         try:

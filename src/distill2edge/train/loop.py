@@ -231,6 +231,8 @@ def train(
             raise ValueError(f"{ckpt_dir} was written by {state.get('world_size', 1)} processes, this run has {world}: "
                              "resume with as many, or delete it to start the stage again")
         _load_trainable(tracked, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
+        if dist.is_main():
+            print(f"[{desc}] resumed from step {state['step']} (epoch {state['epoch']}) of {ckpt_dir}", flush=True)
     par = None
     if world > 1:
         from distill2edge.train.parallel import ParallelTrainer

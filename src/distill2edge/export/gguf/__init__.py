@@ -10,7 +10,6 @@ rope base) and, for other types, the requested file against torch with that type
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ from distill2edge.export.common import (
     ExportError,
     ParityError,
     check_model_dir,
+    check_output,
     encode_prompts,
+    export_tempdir,
     gate,
     load_torch,
     torch_logits,
@@ -52,8 +53,7 @@ def export_gguf(
         raise ExportError(f"--quant {quant!r}: choose one of {', '.join(GGUF_TYPES)}")
     threads = threads or prof.gguf.threads
     out = Path(out)
-    if out.is_dir():
-        raise ExportError(f"--out {out}: is a folder; give the GGUF file path")
+    check_output(out, folder=False)
 
     from transformers import AutoConfig
 
@@ -63,7 +63,7 @@ def export_gguf(
     ref = torch_logits(model, ids)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent) as tmp:
+    with export_tempdir(out) as tmp:
         work = Path(tmp)
         f32 = work / "model.f32.gguf"
         summary = write_float_gguf(model, tok, src, f32, "f32", name=src.name)
