@@ -7,7 +7,6 @@ the SFT and distillation stages train on every process; the other stages run on 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -22,12 +21,13 @@ from distill2edge.evaluate.generate import evaluate_model
 from distill2edge.evaluate.likelihood import answer_cross_entropy
 from distill2edge.export.profiles import load_profile
 from distill2edge.export.stage import export_for_profile
-from distill2edge.models import DTYPES, init_student_from_teacher, load_model
+from distill2edge.models import DTYPES, load_model
 from distill2edge.preflight import name_layer_error, preflight_recipe
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, ending_status, write_json_atomic
+from distill2edge.student_init import init_student, log_student_init
 from distill2edge.train import distributed as dist
-from distill2edge.train.stages import encode_all, run_distill, run_multi_distill, run_sft
+from distill2edge.train.stages import run_distill, run_multi_distill, run_sft
 
 Log = Callable[[str], None]
 
@@ -109,7 +109,7 @@ def _run_stages(
     if student_cfg.init_from is not None:
         def init_fn(out: Path, _work: Path) -> dict[str, Any]:
             try:
-                return _init_student(recipe, splits, out / "model", device)
+                return init_student(recipe, splits, out / "model", device)
             except ValueError as e:
                 raise name_layer_error(e, recipe) from None
 
@@ -118,7 +118,7 @@ def _run_stages(
             content=run.content(init_from=student_cfg.init_from),
         )
         if not student_init.reused:
-            _log_student_init(student_init.metrics, log)
+            log_student_init(student_init.metrics, log)
         student_base_ref = str(student_init.out_dir / "model")
     else:
         student_base_ref = str(student_cfg.path)
@@ -269,39 +269,6 @@ def _run_stages(
             name: rec.get("seconds") for name, rec in run.manifest["stages"].items() if rec.get("status") == "complete"
         },
     }
-
-
-def _init_student(recipe: Recipe, splits: dict[str, list], out: Path, device: torch.device) -> dict[str, Any]:
-    """Prune `student.init_from` to the chosen layers (block influence measured on the first
-    `selection_samples` training examples) and measure the untrained student's answer cross-entropy on
-    the validation split: the starting point every training stage is judged against."""
-    s_cfg, data_cfg = recipe.student, recipe.data
-    strategy, explicit = ("explicit", s_cfg.layers) if isinstance(s_cfg.layers, list) else (s_cfg.layers, None)
-    path = init_student_from_teacher(
-        s_cfg.init_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
-        encode=lambda tok: encode_all(tok, splits["train"][: s_cfg.selection_samples], data_cfg),
-    )
-    model, tok = load_model(str(path), device=device)
-    record = json.loads((path / "student_init.json").read_text(encoding="utf-8"))
-    metrics: dict[str, Any] = {
-        "params": sum(p.numel() for p in model.parameters()), "layers": model.config.num_hidden_layers,
-        "selection": record["selection"], "layers_kept": record["layers_kept"],
-        "teacher_parameters": record["teacher_parameters"],
-    }
-    if data_cfg.task == "qa" and splits.get("validation"):
-        metrics["val_answer_ce"] = round(answer_cross_entropy(
-            model, tok, splits["validation"], template=data_cfg.prompt_template, max_length=data_cfg.max_length,
-            batch_size=recipe.evaluate.batch_size, device=device,
-        ), 4)
-    return metrics
-
-
-def _log_student_init(metrics: dict[str, Any], log: Log) -> None:
-    share = metrics["params"] / metrics["teacher_parameters"] if metrics.get("teacher_parameters") else None
-    log(f"[student_init] {metrics.get('selection', 'evenly')} layers {metrics.get('layers_kept')}: "
-        f"{metrics['params'] / 1e6:.1f}M parameters" + (f" ({share:.0%} of the teacher)" if share else "")
-        + (f", validation answer CE before training {metrics['val_answer_ce']:.2f} nats"
-           if "val_answer_ce" in metrics else ""))
 
 
 def _preflight_layer_maps(recipe: Recipe, student_ref: str) -> None:

@@ -1,0 +1,55 @@
+"""The student_init stage: cut the student from a same-family model and measure where it starts.
+
+The layers kept are `student.layers`' choice (evenly spaced, block influence measured on the recipe's
+training prompts, or a list); the untrained student's validation answer cross-entropy is the point every
+student learning curve starts from (`report.verdict`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from distill2edge.config import Recipe
+from distill2edge.evaluate.likelihood import answer_cross_entropy
+from distill2edge.models import init_student_from_teacher, load_model
+from distill2edge.train.stages import encode_all
+
+Log = Callable[[str], None]
+
+
+def init_student(recipe: Recipe, splits: dict[str, list], out: Path, device: torch.device) -> dict[str, Any]:
+    """Prune `student.init_from` to the chosen layers (block influence measured on the first
+    `selection_samples` training examples) and measure the untrained student's answer cross-entropy on
+    the validation split: the starting point every training stage is judged against."""
+    s_cfg, data_cfg = recipe.student, recipe.data
+    strategy, explicit = ("explicit", s_cfg.layers) if isinstance(s_cfg.layers, list) else (s_cfg.layers, None)
+    path = init_student_from_teacher(
+        s_cfg.init_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
+        encode=lambda tok: encode_all(tok, splits["train"][: s_cfg.selection_samples], data_cfg),
+    )
+    model, tok = load_model(str(path), device=device)
+    record = json.loads((path / "student_init.json").read_text(encoding="utf-8"))
+    metrics: dict[str, Any] = {
+        "params": sum(p.numel() for p in model.parameters()), "layers": model.config.num_hidden_layers,
+        "selection": record["selection"], "layers_kept": record["layers_kept"],
+        "teacher_parameters": record["teacher_parameters"],
+    }
+    if data_cfg.task == "qa" and splits.get("validation"):
+        metrics["val_answer_ce"] = round(answer_cross_entropy(
+            model, tok, splits["validation"], template=data_cfg.prompt_template, max_length=data_cfg.max_length,
+            batch_size=recipe.evaluate.batch_size, device=device,
+        ), 4)
+    return metrics
+
+
+def log_student_init(metrics: dict[str, Any], log: Log) -> None:
+    share = metrics["params"] / metrics["teacher_parameters"] if metrics.get("teacher_parameters") else None
+    log(f"[student_init] {metrics.get('selection', 'evenly')} layers {metrics.get('layers_kept')}: "
+        f"{metrics['params'] / 1e6:.1f}M parameters" + (f" ({share:.0%} of the teacher)" if share else "")
+        + (f", validation answer CE before training {metrics['val_answer_ce']:.2f} nats"
+           if "val_answer_ce" in metrics else ""))
