@@ -288,6 +288,16 @@ class DSKDConfig(Strict):
     """`auto`: a square linear projector starts as the identity, others at random."""
     chunk_tokens: int = Field(256, ge=1)
     """Positions per chunk for full-vocabulary logits (bounds memory with large teacher vocabularies)."""
+    cma_std: Literal["padded", "answer"] = "padded"
+    """Cross-model attention divides the teacher's hidden states and embeddings by their std: `padded`
+    over the whole padded batch (prompt and padding included), as the DSKD reference; `answer` over the
+    teacher's answer rows only (independent of prompt length and padding; distill2edge's earlier choice)."""
+    teacher_divergence: Literal["forward_kl", "loss_name"] = "forward_kl"
+    """Divergence of the teacher-space term: forward KL as the DSKD reference, or `loss.name` (opt-in)."""
+    hinton_t2: bool = False
+    """Multiply DSKD's KD terms by T² (Hinton's convention); the DSKD reference does not."""
+
+    _omit_at_default = frozenset({"cma_std", "teacher_divergence", "hinton_t2"})
 
 
 class TeacherCacheConfig(Strict):

@@ -298,11 +298,23 @@ def _stage_data(
     return out
 
 
+LOSS_DEFINITION = {"dskd": 2, "uld": 2}
+"""Version of each loss's definition: bumped when what an algorithm computes changes (2: DSKD, DSKD-CMA
+and ULD as their reference implementations, issue 15), so stages trained under an older definition get
+another key and are recomputed, not reused."""
+
+
 def _distill_key(dcfg: DistillConfig) -> dict[str, Any]:
     """A distillation's config as it enters the stage key: where a teacher cache lives does not change
-    the result, so `cache.dir` is left out."""
+    the result, so `cache.dir` is left out; the loss definition's version is in (DSKD and ULD only, so
+    the keys of other algorithms' stages are unchanged)."""
     dumped = dcfg.model_dump(mode="json")
     dumped.get("cache", {}).pop("dir", None)
+    kinds = {t.kd for t in dcfg.teachers.values()} if dcfg.algorithm == "multi_teacher" else set()
+    if dcfg.algorithm in ("dskd", "dskd_cma") or "dskd" in kinds:
+        dumped["loss_definition"] = LOSS_DEFINITION["dskd"]
+    elif dcfg.algorithm == "uld":
+        dumped["loss_definition"] = LOSS_DEFINITION["uld"]
     return dumped
 
 

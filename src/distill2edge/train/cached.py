@@ -159,6 +159,7 @@ def cached_distill_setup(
         setup = build_algorithm("dskd_cma" if cma else cfg.algorithm, ends, model, t_tok, s_tok, cfg)
         t_dtype = ends.get_output_embeddings().weight.dtype
         setup.objective.hidden_source = partial(_read_hidden, entry, dtype=t_dtype)
+        setup.objective.moments_source = lambda batch: entry.moments(batch[EXAMPLE_KEY])
         setup.teacher_tokenizer = t_tok if cma else None
         setup.info["kd_targets"] = f"cached hidden states ({c.hidden_dtype})"
     setup.info.update(stats.as_info())

@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from distill2edge.config import DataConfig, DistillConfig
 from distill2edge.data.tokenize import IGNORE_INDEX, teacher_prefix
 from distill2edge.losses import kd_loss
+from distill2edge.losses.cma import grid_hidden_moments
 from distill2edge.losses.dskd import DSKDProjectors
 from distill2edge.losses.hidden import HiddenProjector, LayerMap, Pooling, TeacherTerms, hidden_mse, multi_teacher_objective
 from distill2edge.losses.shortcut import class_logits_from_lm, label_prior, shortcut_penalty
@@ -126,8 +127,10 @@ class MultiTeacherObjective:
         elif t.kd == "dskd":
             assert t.dskd is not None
             t_keep, _ = t.dskd.teacher_positions(batch, keep, targets)
+            t_last = t_out.hidden_states[-1]
             d_terms = t.dskd.kd_terms(
-                model, s_logits, out.hidden_states[-1][:, keep], keep, targets, batch, t_out.hidden_states[-1][:, t_keep]
+                model, s_logits, out.hidden_states[-1][:, keep], keep, targets, batch, t_last[:, t_keep],
+                grid_hidden_moments(t_last),
             )
             kl = d_terms.pop("kd")
             logs.update({f"{k}/{t.name}": v.detach() for k, v in d_terms.items()})
@@ -206,7 +209,7 @@ def build_multi_teacher(
             dskd = DSKDObjective(
                 teacher=model, projectors=projectors, loss=cfg.loss, cma=not same, student_pad_id=s_tok.pad_token_id,
                 teacher_pad_id=t_tok.pad_token_id if t_tok.pad_token_id is not None else 0,
-                chunk_tokens=d.chunk_tokens, prefix=prefix,
+                chunk_tokens=d.chunk_tokens, prefix=prefix, options=d,
             )
         weight = tcfg.weight if tcfg is not None else 1.0
         links.append(TeacherLink(
