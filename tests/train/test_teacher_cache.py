@@ -11,9 +11,9 @@ import torch
 from distill2edge.config import DataConfig, DistillConfig
 from distill2edge.data.qa import load_jsonl
 from distill2edge.data.tokenize import IGNORE_INDEX, collate, encode_for_training
+from distill2edge.losses.cma import moments
 from distill2edge.losses.sparse import sparse_teacher_targets
 from distill2edge.models import load_model
-from distill2edge.losses.cma import moments
 from distill2edge.pipeline import _distill_key
 from distill2edge.train.stages import run_distill
 from distill2edge.train.teacher_cache import (
