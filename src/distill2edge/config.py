@@ -265,8 +265,11 @@ class KDLossConfig(Strict):
     fused_vocab_chunk: int | None = Field(None, ge=1)
     """Vanilla KD with forward_kl: compute CE and KL from the last hidden states, this many vocabulary
     entries at a time (`losses.fused`), so no [tokens, vocabulary] logits exist; empty: the usual logits."""
+    hinton_t2: bool = False
+    """Multiply vanilla KD's term (also multi-teacher `kd: logits`, cached or fused) by T² (Hinton's
+    convention); TRL's GKD and torchtune do not. DSKD has its own `dskd.hinton_t2`."""
 
-    _omit_at_default = frozenset({"fused_vocab_chunk"})
+    _omit_at_default = frozenset({"fused_vocab_chunk", "hinton_t2"})
 
     @field_validator("name")
     @classmethod

@@ -298,23 +298,38 @@ def _stage_data(
     return out
 
 
-LOSS_DEFINITION = {"dskd": 2, "uld": 2}
-"""Version of each loss's definition: bumped when what an algorithm computes changes (2: DSKD, DSKD-CMA
-and ULD as their reference implementations, issue 15), so stages trained under an older definition get
-another key and are recomputed, not reused."""
+LOSS_DEFINITION = {"vanilla": 2, "dskd": 2, "uld": 2}
+"""Version of each loss family's definition: bumped when what it computes changes, so stages trained
+under an older definition get another key and are recomputed, not reused (issue 15: 2 = DSKD, DSKD-CMA
+and ULD as their reference implementations; vanilla KD's token-mean divergence without the T² factor,
+as TRL's GKD and torchtune)."""
+
+
+def _loss_families(dcfg: DistillConfig) -> list[str]:
+    """The loss families (keys of `LOSS_DEFINITION`) a distillation computes. A multi-teacher `kd: auto`
+    teacher counts as vanilla KD: on a shared vocabulary it becomes `kd: logits`, which the key cannot
+    tell before the models load."""
+    if dcfg.algorithm in ("dskd", "dskd_cma"):
+        return ["dskd"]
+    if dcfg.algorithm in ("vanilla", "uld"):
+        return [dcfg.algorithm]
+    if dcfg.algorithm != "multi_teacher":
+        return []
+    kinds = {t.kd for t in dcfg.teachers.values()} or {"auto"}
+    return [f for f, ks in (("vanilla", {"logits", "auto"}), ("dskd", {"dskd"})) if kinds & ks]
 
 
 def _distill_key(dcfg: DistillConfig) -> dict[str, Any]:
     """A distillation's config as it enters the stage key: where a teacher cache lives does not change
-    the result, so `cache.dir` is left out; the loss definition's version is in (DSKD and ULD only, so
-    the keys of other algorithms' stages are unchanged)."""
+    the result, so `cache.dir` is left out; the version of the loss definition is in: the version of its
+    loss family, or {family: version} for a multi-teacher stage that mixes vanilla and DSKD teachers."""
     dumped = dcfg.model_dump(mode="json")
     dumped.get("cache", {}).pop("dir", None)
-    kinds = {t.kd for t in dcfg.teachers.values()} if dcfg.algorithm == "multi_teacher" else set()
-    if dcfg.algorithm in ("dskd", "dskd_cma") or "dskd" in kinds:
-        dumped["loss_definition"] = LOSS_DEFINITION["dskd"]
-    elif dcfg.algorithm == "uld":
-        dumped["loss_definition"] = LOSS_DEFINITION["uld"]
+    families = _loss_families(dcfg)
+    if len(families) == 1:
+        dumped["loss_definition"] = LOSS_DEFINITION[families[0]]
+    elif families:
+        dumped["loss_definition"] = {f: LOSS_DEFINITION[f] for f in families}
     return dumped
 
 

@@ -42,7 +42,9 @@ from distill2edge.train.teacher_cache import (
 
 @dataclass
 class CachedKD:
-    """Vanilla KD against cached sparse teacher targets: (1 - alpha)·CE + alpha·T²·D(teacher top-k ‖ student).
+    """Vanilla KD against cached sparse teacher targets: (1 - alpha)·CE + alpha·D(teacher top-k ‖ student).
+
+    No T² factor unless `loss.hinton_t2`, as the online `VanillaKD`.
 
     Student logits are trimmed to `vocab_size`, the shared vocabulary the cache was built over.
     """
@@ -63,6 +65,7 @@ class CachedKD:
         kd = sparse_kd_loss(
             logits[targets != IGNORE_INDEX], idx, logp, rest, name=self.loss.name,
             temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda, tail=self.tail,
+            hinton_t2=self.loss.hinton_t2,
         )
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}

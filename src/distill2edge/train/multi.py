@@ -2,12 +2,12 @@
 
     loss = (1 - alpha)·CE + alpha·Σ_i w_i·KD_i + g·Σ_i w_i·Σ_(ls,lt) MSE(P_i(h_s[ls]), h_i[lt]) + s·penalty
 
-KD_i is the divergence of `distill.loss` on a shared vocabulary (`kd: logits`), DSKD's loss (`kd: dskd`,
-cross-model attention across vocabularies) or absent (`kd: none`: the teacher joins through the hidden
-MSE only). The hidden term pairs layers by each teacher's `LayerMap` through a learned projection per
-teacher (`losses.hidden.HiddenProjector`); the penalty is the anti-shortcut term of `losses.shortcut`
-on the student's label scores (classification only). One student forward and one forward per teacher
-serve every term.
+KD_i is the divergence of `distill.loss` on a shared vocabulary (`kd: logits`: vanilla KD's token mean,
+no T² unless `loss.hinton_t2`), DSKD's loss (`kd: dskd`, cross-model attention across vocabularies) or
+absent (`kd: none`: the teacher joins through the hidden MSE only). The hidden term pairs layers by
+each teacher's `LayerMap` through a learned projection per teacher (`losses.hidden.HiddenProjector`);
+the penalty is the anti-shortcut term of `losses.shortcut` on the student's label scores
+(classification only). One student forward and one forward per teacher serve every term.
 """
 
 from __future__ import annotations
@@ -77,6 +77,8 @@ class MultiTeacherObjective:
     hidden_weight: float
     normalize: bool
     shortcut: ShortcutTerm | None = None
+    hinton_t2: bool = False
+    """`kd: logits` terms times T² (`loss.hinton_t2`); DSKD links follow `dskd.hinton_t2`."""
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         keep, targets = answer_positions(batch["labels"])  # keep [K], targets [B, K]
@@ -122,7 +124,7 @@ class MultiTeacherObjective:
             v = t.vocab_size
             kl = kd_loss(
                 s_logits[..., :v], t_out.logits[..., :v], answer, name=self.loss_name,
-                temperature=self.temperature, skew_lambda=self.skew_lambda,
+                temperature=self.temperature, skew_lambda=self.skew_lambda, hinton_t2=self.hinton_t2,
             )
         elif t.kd == "dskd":
             assert t.dskd is not None
@@ -230,7 +232,7 @@ def build_multi_teacher(
         info["shortcut_prior"] = [round(float(x), 4) for x in shortcut.prior]
     objective = MultiTeacherObjective(
         links, aux, cfg.loss.name, cfg.loss.alpha, cfg.loss.temperature, cfg.loss.skew_lambda,
-        cfg.hidden.weight, cfg.hidden.normalize, shortcut,
+        cfg.hidden.weight, cfg.hidden.normalize, shortcut, hinton_t2=cfg.loss.hinton_t2,
     )
     info["projector_params"] = sum(p.numel() for p in aux.parameters())
     setup = DistillSetup(objective, aux=aux if len(aux) else None, aux_lr=aux_lr or None, info=info)
