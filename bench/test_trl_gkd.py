@@ -18,9 +18,11 @@ What each side computes per step (loss and work):
   teacher forward (no grad) and student forward with `logits_to_keep` = the positions that predict an
   answer token in any row of the batch, so both LM heads (576 x 49,152) and the float32 softmaxes run
   on those K positions only (K = answer length + EOS: 4 to 10 of 127 here); loss = mean over answer
-  tokens of KL(p_teacher || p_student) over the full shared vocabulary (T^2 = 1), computed in row
-  chunks. The CE on the gold answer is computed as well and weighted by 1 - alpha = 0. The loop
-  also writes its resumable checkpoint at the last step (weights + AdamW state, ~0.7 GB).
+  tokens of KL(p_teacher || p_student) over the full shared vocabulary, computed in row chunks. Since
+  issue 15 vanilla KD has no T^2 factor at any T (`loss.hinton_t2` opts in), as TRL's
+  `generalized_jsd_loss`; at T 1 the two definitions coincided anyway. The CE on the gold answer is
+  computed as well and weighted by 1 - alpha = 0. The loop also writes its resumable checkpoint at the
+  last step (weights + AdamW state, ~0.7 GB).
 - TRL (`trl.experimental.gkd.GKDTrainer`, GKDConfig(beta=0, lmbda=0, seq_kd=False)): lmbda=0 means
   `random.random() <= 0` never holds, so no on-policy generation: every step is supervised KD on the
   batch as given. `compute_loss` runs teacher (no grad) and student on all T positions with full
@@ -28,9 +30,12 @@ What each side computes per step (loss and work):
   `F.kl_div(log_softmax(student), log_softmax(teacher), log_target=True)` elementwise over all
   B x (T-1) x V entries, i.e. KL(p_teacher || p_student) at every position, then keeps the positions
   whose shifted label != -100 (the same answer tokens) and divides the sum by their number. Its
-  loss temperature is 1 (GKDConfig.temperature only affects sampling). So the loss value is the same
-  quantity as ours: the test asserts that the step-1 losses (same weights, same batch) agree, and
-  records the largest difference over all steps (the two trajectories match to ~2e-5).
+  loss temperature is 1: `compute_loss` calls `generalized_jsd_loss` at its default temperature
+  (GKDConfig.temperature only affects sampling), which is why both sides run at T 1. So the loss value
+  is the same quantity as ours, with no rescaling: the test asserts that the step-1 losses (same
+  weights, same batch) agree, and records the largest difference over all steps (the two trajectories
+  match to ~2e-5). Away from T 1, `tests/losses/test_kd_reference.py` pins our KD term to the numbers
+  of `generalized_jsd_loss` called at T directly.
 The difference in work is the LM head and softmax on all T positions (TRL) against the K answer
 positions (ours); the transformer layers cost the same on both sides.
 

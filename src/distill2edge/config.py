@@ -285,8 +285,11 @@ class KDLossConfig(Strict):
     fused_vocab_chunk: int | None = Field(None, ge=1)
     """Vanilla KD with forward_kl: compute CE and KL from the last hidden states, this many vocabulary
     entries at a time (`losses.fused`), so no [tokens, vocabulary] logits exist; empty: the usual logits."""
+    hinton_t2: bool = False
+    """Multiply vanilla KD's term (also multi-teacher `kd: logits`, cached or fused) by T² (Hinton's
+    convention); TRL's GKD and torchtune do not. DSKD has its own `dskd.hinton_t2`."""
 
-    _omit_at_default = frozenset({"fused_vocab_chunk"})
+    _omit_at_default = frozenset({"fused_vocab_chunk", "hinton_t2"})
 
     @field_validator("name")
     @classmethod
@@ -308,6 +311,16 @@ class DSKDConfig(Strict):
     """`auto`: a square linear projector starts as the identity, others at random."""
     chunk_tokens: int = Field(256, ge=1)
     """Positions per chunk for full-vocabulary logits (bounds memory with large teacher vocabularies)."""
+    cma_std: Literal["padded", "answer"] = "padded"
+    """Cross-model attention divides the teacher's hidden states and embeddings by their std: `padded`
+    over the whole padded batch (prompt and padding included), as the DSKD reference; `answer` over the
+    teacher's answer rows only (independent of prompt length and padding; distill2edge's earlier choice)."""
+    teacher_divergence: Literal["forward_kl", "loss_name"] = "forward_kl"
+    """Divergence of the teacher-space term: forward KL as the DSKD reference, or `loss.name` (opt-in)."""
+    hinton_t2: bool = False
+    """Multiply DSKD's KD terms by T² (Hinton's convention); the DSKD reference does not."""
+
+    _omit_at_default = frozenset({"cma_std", "teacher_divergence", "hinton_t2"})
 
 
 class TeacherCacheConfig(Strict):

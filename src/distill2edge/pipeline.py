@@ -317,11 +317,42 @@ def _stage_data(
     return out
 
 
+LOSS_DEFINITION = {"vanilla": 2, "dskd": 2, "uld": 2}
+"""Version of each loss family's definition: bumped when what it computes changes, so stages trained
+under an older definition get another key and are recomputed, not reused (issue 15: 2 = DSKD, DSKD-CMA
+and ULD as their reference implementations; vanilla KD's token-mean divergence without the T² factor,
+as TRL's GKD and torchtune)."""
+
+
+def _loss_families(dcfg: DistillConfig) -> list[str]:
+    """The loss families (keys of `LOSS_DEFINITION`) a distillation computes. A multi-teacher `kd: auto`
+    teacher counts as vanilla KD: on a shared vocabulary it becomes `kd: logits`, which the key cannot
+    tell before the models load."""
+    # Vanilla KD changed only by dropping T² (version 2): at T = 1 both definitions compute the same loss,
+    # so such stages keep their key and are reused.
+    vanilla_changed = dcfg.loss.temperature != 1.0
+    if dcfg.algorithm in ("dskd", "dskd_cma"):
+        return ["dskd"]
+    if dcfg.algorithm == "uld" or (dcfg.algorithm == "vanilla" and vanilla_changed):
+        return [dcfg.algorithm]
+    if dcfg.algorithm != "multi_teacher":
+        return []
+    kinds = {t.kd for t in dcfg.teachers.values()} or {"auto"}
+    families = (("vanilla", {"logits", "auto"} if vanilla_changed else set()), ("dskd", {"dskd"}))
+    return [f for f, ks in families if kinds & ks]
+
+
 def _distill_key(dcfg: DistillConfig) -> dict[str, Any]:
     """A distillation's config as it enters the stage key: where a teacher cache lives does not change
-    the result, so `cache.dir` is left out."""
+    the result, so `cache.dir` is left out; the version of the loss definition is in: the version of its
+    loss family, or {family: version} for a multi-teacher stage that mixes vanilla and DSKD teachers."""
     dumped = dcfg.model_dump(mode="json")
     dumped.get("cache", {}).pop("dir", None)
+    families = _loss_families(dcfg)
+    if len(families) == 1:
+        dumped["loss_definition"] = LOSS_DEFINITION[families[0]]
+    elif families:
+        dumped["loss_definition"] = {f: LOSS_DEFINITION[f] for f in families}
     return dumped
 
 

@@ -1,4 +1,5 @@
-"""DSKD losses against a hand-written numpy reference of the paper's equations, plus gradient flow."""
+"""DSKD losses against a hand-written numpy version of the equations (answer-row σ, `hinton_t2` on: the
+opt-in options), plus gradient flow. The DSKD reference's own numbers: test_dskd_reference.py."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from distill2edge.losses.cma import cma_kd
 from distill2edge.losses.dskd import (
     DSKDConfigError,
     DSKDProjectors,
     LMHead,
-    cma_kd,
     dual_space_kd,
     head_cross_entropy,
     head_divergence,
@@ -58,6 +59,7 @@ def _ref_cma(es, hs, zs, ys, et, ht, tmask, ws, wt, proj) -> dict[str, float]:
     smask = ys != IGNORE_INDEX
     k_std = et[tmask].std(ddof=1)
     h_std = ht[tmask].std(ddof=1)
+    y_std = et[tmask][:, DT:].std(ddof=1)
     stu = tea = ce = 0.0
     argmax = np.full(ys.shape, -1)
     for b in range(B):
@@ -65,7 +67,7 @@ def _ref_cma(es, hs, zs, ys, et, ht, tmask, ws, wt, proj) -> dict[str, float]:
         ti = np.nonzero(tmask[b])[0]
         q = _lin(proj.query, es[b, si])  # [ms, 2dt]
         k = et[b, ti] / k_std
-        v = _lin(proj.t2s, ht[b, ti] / h_std)
+        v = _lin(proj.t2s, ht[b, ti] / h_std + et[b, ti, DT:] / y_std)
         a = q @ k.T / math.sqrt(k.shape[1])  # [ms, mt]
         for r, i in enumerate(si):
             w = _softmax(a[r])
@@ -78,8 +80,8 @@ def _ref_cma(es, hs, zs, ys, et, ht, tmask, ws, wt, proj) -> dict[str, float]:
         for c, j in enumerate(ti):
             w = _softmax(a[:, c])
             tea += _fkl(wt @ (w @ s2t_src), wt @ ht[b, j])
-    n_s, n_t = smask.sum(), tmask.sum()
-    out = {"t2s_ce": ce / n_s, "kd_student_space": stu / n_s, "kd_teacher_space": tea / n_t}
+    n_s = smask.sum()
+    out = {"t2s_ce": ce / n_s, "kd_student_space": stu / n_s, "kd_teacher_space": tea / n_s}
     return out, argmax
 
 
@@ -109,7 +111,7 @@ def test_dual_space_matches_reference() -> None:
     zs = head_s(hs)
     ht = torch.randn(n, DT, dtype=torch.float64)
     y = torch.randint(0, VS, (n,))
-    got = dual_space_kd(hs, zs, ht, y, head_s, head_t, proj, temperature=T)
+    got = dual_space_kd(hs, zs, ht, y, head_s, head_t, proj, temperature=T, hinton_t2=True)
     ref = _ref_dual(hs.numpy(), zs.detach().numpy(), ht.numpy(), y.numpy(), head_s.weight.numpy(), head_t.weight.numpy(), proj)
     for key, value in ref.items():
         assert float(got[key]) == pytest.approx(value, rel=1e-9, abs=1e-12), key
@@ -155,7 +157,7 @@ def test_cma_matches_reference() -> None:
     want, argmax = ref(ys)
     n_right = int(((torch.from_numpy(argmax) == ys) & (ys != IGNORE_INDEX)).sum())
     assert 0 < n_right < int((ys != IGNORE_INDEX).sum())
-    got = cma_kd(es, hs, zs, ys, et, ht, tmask, head_s, head_t, proj, temperature=T)
+    got = cma_kd(es, hs, zs, ys, et, ht, tmask, head_s, head_t, proj, temperature=T, hinton_t2=True)
     for key, value in want.items():
         assert float(got[key]) == pytest.approx(value, rel=1e-9, abs=1e-12), key
     assert float(got["t2s_acc"]) == pytest.approx(n_right / int((ys != IGNORE_INDEX).sum()))
@@ -241,7 +243,7 @@ def test_head_helpers_against_direct_computation() -> None:
     assert torch.equal(ok, logits.argmax(-1) == y)
     q = torch.randn(10, DT, dtype=torch.float64)
     w = torch.rand(10, dtype=torch.float64)
-    got = head_divergence(q, h, w, q_head=head_t, p_head=head_t, temperature=T, chunk_tokens=4)
+    got = head_divergence(q, h, w, q_head=head_t, p_head=head_t, temperature=T, chunk_tokens=4, hinton_t2=True)
     want = sum(float(w[i]) * _fkl(head_t(q[i]).numpy(), logits[i].numpy()) for i in range(10))
     assert float(got) == pytest.approx(want, rel=1e-9)
 

@@ -184,22 +184,27 @@ def test_non_negative_on_random_inputs(name: str) -> None:
 # --- temperature ----------------------------------------------------------------------------------
 
 
-def test_temperature_softens_and_kd_loss_scales_by_t_squared() -> None:
+def test_temperature_softens_and_only_hinton_t2_scales_by_t_squared() -> None:
     s = torch.tensor([[[math.log(3.0), 0.0]]])
     t = torch.zeros(1, 1, 2)
-    # Logits scaled by T at temperature T give the same distributions as the originals at 1, so
-    # kd_loss differs by exactly the T² factor.
+    # Logits scaled by T at temperature T give the same distributions as the originals at 1, so by
+    # default (no T² factor, as TRL's GKD and torchtune) kd_loss is the same at every T; with the
+    # opt-in hinton_t2 it differs by exactly T².
     for temp in [0.5, 2.0, 4.0]:
         got = kd_loss(s * temp, t * temp, all_true(1, 1), temperature=temp)
-        assert got.item() == pytest.approx(temp**2 * 0.5 * math.log(4 / 3), rel=1e-6)
+        assert got.item() == pytest.approx(0.5 * math.log(4 / 3), rel=1e-6)
+        hinton = kd_loss(s * temp, t * temp, all_true(1, 1), temperature=temp, hinton_t2=True)
+        assert hinton.item() == pytest.approx(temp**2 * 0.5 * math.log(4 / 3), rel=1e-6)
     # At a high temperature T² · KL tends to logit matching (Hinton et al.): with d = z_S - z_T,
     # T² · KL -> sum_v (d_v - mean(d))² / (2V) for either KL direction, and JS is a quarter of that.
     s, t = torch.tensor(S)[None], torch.tensor(T)[None]
     d = S - T
     matching = ((d - d.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1).mean() / (2 * S.shape[-1])
     for name, factor in [("forward_kl", 1.0), ("reverse_kl", 1.0), ("js", 0.25)]:
-        got = kd_loss(s, t, all_true(1, 3), name=name, temperature=1000.0)
+        got = kd_loss(s, t, all_true(1, 3), name=name, temperature=1000.0, hinton_t2=True)
         assert got.item() == pytest.approx(factor * matching, rel=1e-3), name
+        plain = kd_loss(s, t, all_true(1, 3), name=name, temperature=1000.0)
+        assert plain.item() == pytest.approx(got.item() / 1000.0**2, rel=1e-12), name
 
 
 def test_invalid_arguments() -> None:
@@ -259,10 +264,10 @@ def test_chunked_equals_unchunked(name: str) -> None:
     for loss, grad in results[1:]:
         torch.testing.assert_close(loss, results[0][0], rtol=1e-12, atol=1e-14)
         torch.testing.assert_close(grad, results[0][1], rtol=1e-12, atol=1e-14)
-    # Also equal to the numpy mean over the masked rows, times T².
+    # Also equal to the numpy mean over the masked rows (no T² factor).
     s_np = torch.randn(3, 7, 13, generator=torch.Generator().manual_seed(4), dtype=torch.float64).numpy()
     m = mask.numpy()
-    expected = 4.0 * np_divergence(name, s_np[m], t.numpy()[m], 2.0).mean()
+    expected = np_divergence(name, s_np[m], t.numpy()[m], 2.0).mean()
     assert results[0][0].item() == pytest.approx(expected, rel=1e-10)
 
 
@@ -375,7 +380,7 @@ def test_objective_alpha_zero_is_plain_ce() -> None:
     assert s.grad is not None
 
 
-def test_objective_alpha_one_is_t_squared_kd() -> None:
+def test_objective_alpha_one_is_kd_without_t_squared_unless_hinton_t2() -> None:
     g = torch.Generator().manual_seed(9)
     s = torch.randn(2, 6, 10, generator=g, dtype=torch.float64)
     t = torch.randn(2, 6, 10, generator=g, dtype=torch.float64)
@@ -384,8 +389,12 @@ def test_objective_alpha_one_is_t_squared_kd() -> None:
     keep = (labels[:, 1:] != -100).numpy()  # rows 0..T-2 whose next label is scored
     per_token = np_divergence("reverse_kl", s[:, :-1].numpy()[keep], t[:, :-1].numpy()[keep], 2.0)
     assert keep.sum() == 8
-    assert out["loss"].item() == pytest.approx(4.0 * per_token.mean(), rel=1e-10)
+    assert out["loss"].item() == pytest.approx(per_token.mean(), rel=1e-10)
     assert out["kd"].item() == pytest.approx(out["loss"].item(), rel=1e-12)
+    hinton = distillation_objective(
+        s, t, labels, alpha=1.0, name="reverse_kl", temperature=2.0, chunk_tokens=3, hinton_t2=True
+    )
+    assert hinton["loss"].item() == pytest.approx(4.0 * per_token.mean(), rel=1e-10)
 
 
 def test_objective_rejects_bad_alpha() -> None:

@@ -12,6 +12,7 @@ import torch
 from distill2edge.config import DistillConfig, TrainConfig
 from distill2edge.data.qa import load_jsonl
 from distill2edge.data.tokenize import TEACHER_PREFIX, collate_pair, encode_for_training
+from distill2edge.losses.cma import grid_hidden_moments
 from distill2edge.losses.dskd import DSKDConfigError, DSKDProjectors
 from distill2edge.models import load_model
 from distill2edge.train.algorithms import build_algorithm
@@ -163,9 +164,10 @@ def test_objective_forms_student_logits_in_chunks_as_the_full_logits_would(
     t_keep, _ = obj.teacher_positions(batch, keep, targets)
     prefix = TEACHER_PREFIX if obj.cma else ""
     with torch.no_grad():
-        t_hidden = teacher(input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
-                           output_hidden_states=True).hidden_states[-1][:, t_keep]
-    terms = obj.kd_terms(student, out.logits, out.hidden_states[-1][:, keep], keep, targets, batch, t_hidden)
+        t_last = teacher(input_ids=batch[prefix + "input_ids"], attention_mask=batch[prefix + "attention_mask"],
+                         output_hidden_states=True).hidden_states[-1]
+    terms = obj.kd_terms(student, out.logits, out.hidden_states[-1][:, keep], keep, targets, batch,
+                         t_last[:, t_keep], grid_hidden_moments(t_last))
     a = obj.loss.alpha
     ce = masked_ce(out.logits, targets)
     full = (1 - a) * ce + a * terms["kd"]

@@ -92,7 +92,7 @@ def test_loss_matches_hand_computation(trio) -> None:
     T = 2.0
     log_p_t = torch.log_softmax(ts.logits[:, :-1][answer] / T, -1)
     log_p_s = torch.log_softmax(shift_logits[answer] / T, -1)
-    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean() * T * T
+    kl = (log_p_t.exp() * (log_p_t - log_p_s)).sum(-1).mean()  # no T² (loss.hinton_t2 off, issue 15)
 
     proj = setup.aux
     mask = batch["attention_mask"].bool()
@@ -125,6 +125,10 @@ def test_loss_matches_hand_computation(trio) -> None:
     assert out["shortcut"].item() == pytest.approx(penalty.item(), rel=1e-5)
     assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert "kl/other" not in out  # a teacher with another vocabulary has no logits term (kd: auto -> none)
+    # Hinton's T² is opt-in (loss.hinton_t2) and reaches the logits term
+    hinton_cfg = _cfg(loss={"alpha": 0.6, "temperature": 2.0, "hinton_t2": True})
+    hinton, _ = build_multi_teacher(teachers, student, s_tok, hinton_cfg, DATA, [e.label for e in _examples(12)])
+    assert hinton.objective(student, batch)["kl/same"].item() == pytest.approx(T * T * kl.item(), rel=1e-5)
 
 
 def test_gradients_reach_student_and_every_projector_never_a_teacher(trio) -> None:

@@ -11,6 +11,7 @@ import torch
 from distill2edge.config import DataConfig, DistillConfig
 from distill2edge.data.qa import load_jsonl
 from distill2edge.data.tokenize import IGNORE_INDEX, collate, encode_for_training
+from distill2edge.losses.cma import moments
 from distill2edge.losses.sparse import sparse_teacher_targets
 from distill2edge.models import load_model
 from distill2edge.pipeline import _distill_key
@@ -139,6 +140,14 @@ def test_hidden_entry_scatters_the_teacher_states_at_answer_positions(tiny_llama
     got = entry.scatter(batch[EXAMPLE_KEY], mask, torch.float32)
     torch.testing.assert_close(got[mask], want[mask], rtol=1e-5, atol=1e-5)
     assert (got[~mask] == 0).all()
+    # cross-model attention's σ: moments of each sample's last hidden state over its real grid positions
+    with torch.no_grad():
+        last = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       output_hidden_states=True).hidden_states[-1]
+    lengths = batch["attention_mask"].sum(1).tolist()
+    want_m = sum(moments(last[b, : n - 1]) for b, n in enumerate(lengths))
+    torch.testing.assert_close(entry.moments(batch[EXAMPLE_KEY]), want_m, rtol=1e-5, atol=1e-3)
+    assert entry.path.name == "hidden-v2-float32"  # entries built before the moments existed are not reused
     with pytest.raises(RuntimeError, match="no longer match"):
         entry.scatter(batch[EXAMPLE_KEY], mask[:, :1], torch.float32)
 

@@ -11,28 +11,17 @@ Same vocabulary (`dual_space_kd`), over the N answer positions shared by both to
     L_t2s_ce  = CE(z_t2s, y)                      trains P_t2s to carry the teacher's knowledge
     L_stu     = D(sg(z_t2s) -> z_s)              student space: student logits follow the projection
     h_s2t = P_s2t(h_s)                 [N, d_t]
-    L_tea     = D(z_t -> W_t h_s2t)               teacher space: the teacher's own head (frozen)
+    L_tea     = KL(z_t -> W_t h_s2t)              teacher space: the teacher's own head (frozen)
     L_kd = L_stu + L_tea + L_t2s_ce
 
-Different vocabularies (`cma_kd`): the two tokenizations no longer line up position by position, so a
-cross-model attention aligns them, per sample, over answer positions:
+Different vocabularies: cross-model attention, `losses.cma.cma_kd`.
 
-    e_s = [E_s(x_s); E_s(y_s)]         [Ms, 2 d_s]  student input and target-token embeddings
-    e_t = [E_t(x_t); E_t(y_t)]         [Mt, 2 d_t]  the same for the teacher
-    Q = P_q(e_s),  K = e_t / std(e_t),  V = P_t2s(h_t / std(h_t))
-    A = softmax_over_teacher(Q K^T / sqrt(2 d_t))       [Ms, Mt]
-    h_t2s = A V, z_t2s = sg(W_s) h_t2s; L_t2s_ce = CE(z_t2s, y_s)
-    L_stu = D(sg(z_t2s) -> z_s) only at positions where argmax z_t2s == y_s (the aligned teacher
-            knowledge is trusted where it predicts the right token)
-    A' = softmax_over_student((Q K^T / sqrt(2 d_t))^T)   [Mt, Ms]
-    h_s2t = A' P_s2t(h_s);  L_tea = D(z_t -> W_t h_s2t) at the teacher's answer positions
-    L_kd = L_stu + L_tea + L_t2s_ce
-
-`D(p -> q)` is a registered divergence of `losses.kd` (forward KL by default) at temperature T with
-the usual T² factor; each term is a mean over its positions (L_stu divides by all student positions,
-so fewer correct alignments mean a smaller term, as in the paper's code). Embeddings and the target
-side of each divergence carry no gradient; gradients reach the student (through z_s and h_s) and the
-projectors, never the teacher.
+As the DSKD authors' `code/criterions/dual_space_kd.py`: `D` is a registered divergence of `losses.kd`
+(`loss.name`, forward KL by default) at temperature T in the student space, while the teacher space
+always uses forward KL (`teacher_name`; `dskd.teacher_divergence: loss_name` is an opt-in departure);
+each term is a sum over the answer positions divided by the student's answer-token count; no T² factor
+(`dskd.hinton_t2` opts in). Embeddings and the target side of each divergence carry no gradient;
+gradients reach the student (through z_s and h_s) and the projectors, never the teacher.
 
 Full-vocabulary logits of a large head (Gemma's 262,144 entries) are never built for all positions at
 once: `head_divergence` and `head_cross_entropy` work in chunks of positions and recompute each chunk in
@@ -43,7 +32,6 @@ the head) is treated the same way, so neither vocabulary's [positions, V] logits
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -52,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from distill2edge.losses.kd import IGNORE_INDEX, get_kd_loss
+from distill2edge.losses.kd import get_kd_loss
 
 
 class DSKDConfigError(ValueError):
@@ -154,15 +142,17 @@ def _chunk_divergence(
 def head_divergence(
     q_in: Tensor, p_in: Tensor, weight: Tensor | None = None, *, q_head: LMHead | None = None,
     p_head: LMHead | None = None, name: str = "forward_kl", temperature: float = 1.0,
-    chunk_tokens: int = 256, **options: Any,
+    chunk_tokens: int = 256, hinton_t2: bool = False, **options: Any,
 ) -> Tensor:
-    """Σ_i weight_i · T² · D(p_i -> q_i) over rows, in chunks of positions.
+    """Σ_i weight_i · D(p_i -> q_i) over rows (times T² with `hinton_t2`), in chunks of positions.
 
     Args:
         q_in: [N, d] hidden states scored by `q_head`, or [N, V] logits when `q_head` is None: the
             distribution being trained (gradient flows).
         p_in: [N, d'] or [N, V] likewise for the target distribution (constant: no gradient).
         weight: [N] per-row weights (e.g. 0/1 masks); all ones when None.
+        hinton_t2: multiply by T² (Hinton et al.'s gradient-scale convention). The DSKD reference
+            does not, so it is off unless a recipe sets `dskd.hinton_t2`.
     Returns a scalar *sum*; callers divide by their own count.
     """
     n = q_in.shape[0]
@@ -181,7 +171,7 @@ def head_divergence(
             total = total + checkpoint(_chunk_divergence, *args, use_reentrant=False, preserve_rng_state=False)
         else:
             total = total + _chunk_divergence(*args)
-    return total * temperature**2
+    return total * temperature**2 if hinton_t2 else total
 
 
 def _chunk_ce(hidden: Tensor, targets: Tensor, head: LMHead) -> tuple[Tensor, Tensor]:
@@ -221,9 +211,14 @@ def _result(t2s_ce: Tensor, kd_stu: Tensor, kd_tea: Tensor, acc: Tensor) -> dict
 def dual_space_kd(
     student_hidden: Tensor, student_logits: Tensor | None, teacher_hidden: Tensor, targets: Tensor,
     student_head: LMHead, teacher_head: LMHead, projectors: DSKDProjectors, *,
-    name: str = "forward_kl", temperature: float = 1.0, chunk_tokens: int = 256, **options: Any,
+    name: str = "forward_kl", temperature: float = 1.0, chunk_tokens: int = 256,
+    teacher_name: str = "forward_kl", hinton_t2: bool = False, **options: Any,
 ) -> dict[str, Tensor]:
     """DSKD for one shared tokenization, over N answer positions (rows already selected).
+
+    As `code/criterions/dual_space_kd.py` of the DSKD authors: each term is a sum over the N positions
+    divided by N (their `batch_denom`, the student's answer-token count); the student-space term uses
+    `name`, the teacher-space term forward KL (`teacher_name`, an opt-in departure).
 
     Args:
         student_hidden: [N, d_s] last hidden states of the student (with grad).
@@ -235,71 +230,13 @@ def dual_space_kd(
     """
     projectors.check(student_hidden, teacher_hidden)
     n = max(int(targets.numel()), 1)
-    kw = dict(name=name, temperature=temperature, chunk_tokens=chunk_tokens, **options)
+    kw = dict(temperature=temperature, chunk_tokens=chunk_tokens, hinton_t2=hinton_t2, **options)
     h_t2s = projectors.t2s(teacher_hidden.detach())  # [N, d_s]
     frozen_s = student_head.detached()
     ce_sum, correct = head_cross_entropy(h_t2s, targets, frozen_s, chunk_tokens=chunk_tokens)
     q_in, q_head = (student_hidden, student_head) if student_logits is None else (student_logits, None)
-    kd_stu = head_divergence(q_in, h_t2s, q_head=q_head, p_head=frozen_s, **kw) / n
+    kd_stu = head_divergence(q_in, h_t2s, q_head=q_head, p_head=frozen_s, name=name, **kw) / n
     h_s2t = projectors.s2t(student_hidden)  # [N, d_t]
     frozen_t = teacher_head.detached()
-    kd_tea = head_divergence(h_s2t, teacher_hidden, q_head=frozen_t, p_head=frozen_t, **kw) / n
+    kd_tea = head_divergence(h_s2t, teacher_hidden, q_head=frozen_t, p_head=frozen_t, name=teacher_name, **kw) / n
     return _result(ce_sum / n, kd_stu, kd_tea, correct.float().mean() if correct.numel() else ce_sum * 0)
-
-
-def _masked_std(x: Tensor, mask: Tensor) -> Tensor:
-    """Standard deviation of every element of x at the masked rows (x [B, M, d], mask [B, M])."""
-    return x[mask].to(torch.promote_types(x.dtype, torch.float32)).std().clamp_min(1e-6)
-
-
-def cma_kd(
-    student_embeds: Tensor, student_hidden: Tensor, student_logits: Tensor | None, student_targets: Tensor,
-    teacher_embeds: Tensor, teacher_hidden: Tensor, teacher_mask: Tensor,
-    student_head: LMHead, teacher_head: LMHead, projectors: DSKDProjectors, *,
-    name: str = "forward_kl", temperature: float = 1.0, chunk_tokens: int = 256, **options: Any,
-) -> dict[str, Tensor]:
-    """DSKD with cross-model attention for two tokenizations of the same samples.
-
-    Args:
-        student_embeds: [B, Ms, 2 d_s] the student's [input; target] token embeddings at its answer
-            positions (treated as constants).
-        student_hidden: [B, Ms, d_s] and student_logits: [B, Ms, V_s] at those positions (with grad);
-            student_logits None: formed from student_hidden through `student_head` in chunks.
-        student_targets: [B, Ms] gold next tokens, IGNORE_INDEX where a row has fewer positions.
-        teacher_embeds: [B, Mt, 2 d_t], teacher_hidden: [B, Mt, d_t] (no grad) at the teacher's answer
-            positions; teacher_mask: [B, Mt] True at real positions.
-    Returns {"kd": L_stu + L_tea + L_t2s_ce, and the parts detached for logging}.
-    """
-    if projectors.query is None:
-        raise DSKDConfigError("cross-model attention needs projectors built with cma=True")
-    projectors.check(student_hidden, teacher_hidden)
-    if student_embeds.shape[-1] != 2 * projectors.student_dim or teacher_embeds.shape[-1] != 2 * projectors.teacher_dim:
-        raise DSKDConfigError(
-            f"CMA expects [input; target] embeddings of sizes {2 * projectors.student_dim} (student) and "
-            f"{2 * projectors.teacher_dim} (teacher), got {student_embeds.shape[-1]} and {teacher_embeds.shape[-1]}"
-        )
-    s_mask = student_targets != IGNORE_INDEX  # [B, Ms]
-    t_mask = teacher_mask.bool()  # [B, Mt]
-    n_s, n_t = max(int(s_mask.sum()), 1), max(int(t_mask.sum()), 1)
-    kw = dict(name=name, temperature=temperature, chunk_tokens=chunk_tokens, **options)
-
-    keys = (teacher_embeds / _masked_std(teacher_embeds, t_mask)).detach()  # [B, Mt, 2 d_t]
-    values = projectors.t2s((teacher_hidden / _masked_std(teacher_hidden, t_mask)).detach())  # [B, Mt, d_s]
-    queries = projectors.query(student_embeds.detach())  # [B, Ms, 2 d_t]
-    scores = queries @ keys.transpose(1, 2) / math.sqrt(keys.shape[-1])  # [B, Ms, Mt]
-    neg = torch.finfo(scores.dtype).min
-    t2s_attn = scores.masked_fill(~t_mask[:, None, :], neg).softmax(dim=-1)  # over teacher positions
-    h_t2s = t2s_attn @ values  # [B, Ms, d_s]
-
-    frozen_s = student_head.detached()
-    targets = student_targets[s_mask]
-    ce_sum, correct = head_cross_entropy(h_t2s[s_mask], targets, frozen_s, chunk_tokens=chunk_tokens)
-    q_in, q_head = (student_hidden[s_mask], student_head) if student_logits is None else (student_logits[s_mask], None)
-    kd_stu = head_divergence(q_in, h_t2s[s_mask], correct.float(), q_head=q_head, p_head=frozen_s, **kw) / n_s
-
-    s2t_attn = scores.transpose(1, 2).masked_fill(~s_mask[:, None, :], neg).softmax(dim=-1)  # [B, Mt, Ms]
-    h_s2t = s2t_attn @ projectors.s2t(student_hidden)  # [B, Mt, d_t]
-    frozen_t = teacher_head.detached()
-    kd_tea = head_divergence(h_s2t[t_mask], teacher_hidden[t_mask], q_head=frozen_t, p_head=frozen_t, **kw) / n_t
-    acc = correct.float().mean() if correct.numel() else ce_sum * 0
-    return _result(ce_sum / n_s, kd_stu, kd_tea, acc)

@@ -13,6 +13,11 @@ Divergences live in a registry keyed by name so that a recipe picks one by strin
 (`distill.loss.name`). `kd_loss` applies one to the answer tokens of a batch, in chunks of rows so the
 float32 intermediates of a 150k-entry vocabulary never exist for every token at once, and
 `distillation_objective` mixes it with the usual cross-entropy on the gold answer (vanilla KD).
+
+The KD term is the plain token mean of the divergence, with no T² factor, as TRL's `GKDTrainer`
+(`generalized_jsd_loss`) and torchtune's `ForwardKLLoss` compute it (pinned to their numbers in
+`tests/losses/test_kd_reference.py`). Hinton et al.'s T² gradient-scale convention is opt-in:
+`hinton_t2=True` (recipes: `loss.hinton_t2`).
 """
 
 from __future__ import annotations
@@ -200,6 +205,11 @@ def _zero_with_grad(like: Tensor) -> Tensor:
     return like.narrow(0, 0, 0).sum().to(torch.promote_types(like.dtype, torch.float32))
 
 
+def hinton_scale(temperature: float, hinton_t2: bool) -> float:
+    """The factor on a KD term: T² with Hinton et al.'s gradient-scale convention (`hinton_t2`), else 1."""
+    return float(temperature) ** 2 if hinton_t2 else 1.0
+
+
 def kd_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -207,9 +217,10 @@ def kd_loss(
     name: str = "forward_kl",
     temperature: float = 1.0,
     chunk_tokens: int = 1024,
+    hinton_t2: bool = False,
     **kwargs: Any,
 ) -> Tensor:
-    """Mean divergence over the masked tokens, times temperature² (Hinton's gradient-scale correction).
+    """Mean divergence over the masked tokens (no T² factor unless `hinton_t2`).
 
     Args:
         student_logits: [B, T, V] student logits at the positions to compare.
@@ -221,6 +232,8 @@ def kd_loss(
         chunk_tokens: rows per chunk. With gradients on and more than one chunk, each chunk is
             recomputed in the backward pass (activation checkpointing) instead of kept, so at most one
             chunk's float32 [chunk, V] intermediates exist at a time, whatever the number of tokens.
+        hinton_t2: multiply by temperature² (Hinton et al.'s gradient-scale convention); off by default,
+            as in TRL's GKD and torchtune's KD losses.
         **kwargs: options for the divergence, e.g. `skew_lambda`.
 
     Returns:
@@ -250,7 +263,8 @@ def kd_loss(
         (fn, student_logits, teacher_logits, b, t, temperature, kwargs)
         for b, t in zip(batch_idx.split(chunk_tokens), pos_idx.split(chunk_tokens))
     ]
-    return sum_over_chunks(_rows_divergence, chunks, student_logits) / n_tokens * temperature**2
+    scale = hinton_scale(temperature, hinton_t2)
+    return sum_over_chunks(_rows_divergence, chunks, student_logits) / n_tokens * scale
 
 
 def sum_over_chunks(fn: Callable[..., Tensor], chunks: list[tuple[Any, ...]], like: Tensor) -> Tensor:
@@ -307,7 +321,7 @@ def distillation_objective(
 
     Both terms use the causal shift: the logits at t are scored against the token at t + 1, and the KD
     mask is the shifted `labels != -100`, so the student matches the teacher exactly where it is
-    trained on the gold answer. `kd` already includes the temperature² factor.
+    trained on the gold answer. `kd` has no temperature² factor unless `hinton_t2=True` is passed.
 
     Args:
         student_logits: [B, T, V].
@@ -316,7 +330,7 @@ def distillation_objective(
         alpha: weight of the KD term in [0, 1]. A term with weight 0 is left out of "loss" (so an
             infinite value there cannot turn the loss into NaN) and computed without gradient, for
             logging only.
-        name, temperature, **kwargs: passed to `kd_loss` (e.g. `chunk_tokens`, `skew_lambda`).
+        name, temperature, **kwargs: passed to `kd_loss` (e.g. `chunk_tokens`, `skew_lambda`, `hinton_t2`).
 
     Returns:
         {"loss": scalar to minimise, "ce": detached CE, "kd": detached KD term}.

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from distill2edge.losses.kd import _zero_with_grad, get_kd_loss, sum_over_chunks
+from distill2edge.losses.kd import _zero_with_grad, get_kd_loss, hinton_scale, sum_over_chunks
 
 _LN2 = 0.6931471805599453
 
@@ -114,9 +114,10 @@ def sparse_kd_loss(
     temperature: float = 1.0,
     chunk_tokens: int = 1024,
     tail: str = "rest_bin",
+    hinton_t2: bool = False,
     **kwargs: Any,
 ) -> Tensor:
-    """Mean divergence over rows between the student and sparse teacher targets, times T².
+    """Mean divergence over rows between the student and sparse teacher targets; no T² unless `hinton_t2`.
 
     Args:
         student_logits: [N, V] student logits at the distilled tokens (one row per token).
@@ -130,6 +131,7 @@ def sparse_kd_loss(
         tail: `rest_bin` compares (k + 1)-bin distributions (nothing is assumed about how the teacher's
             remaining mass is spread); `uniform` spreads it evenly over the other V - k tokens and compares
             full distributions, which also holds the student's tail flat.
+        hinton_t2: multiply by T², as `kd_loss` does with it (off by default).
         **kwargs: divergence options such as `skew_lambda`.
 
     Returns:
@@ -156,4 +158,4 @@ def sparse_kd_loss(
          t_rest[r:r + chunk_tokens], temperature, kwargs, tail)
         for r in range(0, n, chunk_tokens)
     ]
-    return sum_over_chunks(_rows, chunks, student_logits) / n * temperature**2
+    return sum_over_chunks(_rows, chunks, student_logits) / n * hinton_scale(temperature, hinton_t2)

@@ -94,6 +94,8 @@ def _setup_lines(recipe: Recipe) -> list[str]:
             extra.append(f"hidden MSE g={d.hidden.weight:g} ({d.hidden.layer_map if isinstance(d.hidden.layer_map, str) else 'explicit'} map)")
         if d.shortcut.name != "none":
             extra.append(f"{d.shortcut.name} x{d.shortcut.weight:g}")
+        if d.loss.hinton_t2:
+            extra.append("KD x T² (loss.hinton_t2)")
         data = f"`{d.data.source}`" if d.data is not None and d.data != recipe.data else "recipe data"
         lines.append(
             f"| {name} | {d.algorithm} | {teachers} ({d.teacher_state}) | {d.student} | {d.loss.name} | "

@@ -95,6 +95,7 @@ def _dskd(teacher, student, t_tok, s_tok, cfg: DistillConfig, cma: bool) -> Dist
     objective = DSKDObjective(
         teacher=teacher, projectors=projectors, loss=cfg.loss, cma=cma, student_pad_id=s_tok.pad_token_id,
         teacher_pad_id=t_tok.pad_token_id if t_tok.pad_token_id is not None else 0, chunk_tokens=d.chunk_tokens,
+        options=d,
     )
     return DistillSetup(
         objective, aux=projectors, aux_lr=d.projector_lr, teacher_tokenizer=t_tok if cma else None,

@@ -42,7 +42,9 @@ from distill2edge.train.teacher_cache import (
 
 @dataclass
 class CachedKD:
-    """Vanilla KD against cached sparse teacher targets: (1 - alpha)·CE + alpha·T²·D(teacher top-k ‖ student).
+    """Vanilla KD against cached sparse teacher targets: (1 - alpha)·CE + alpha·D(teacher top-k ‖ student).
+
+    No T² factor unless `loss.hinton_t2`, as the online `VanillaKD`.
 
     Student logits are trimmed to `vocab_size`, the shared vocabulary the cache was built over.
     """
@@ -63,6 +65,7 @@ class CachedKD:
         kd = sparse_kd_loss(
             logits[targets != IGNORE_INDEX], idx, logp, rest, name=self.loss.name,
             temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda, tail=self.tail,
+            hinton_t2=self.loss.hinton_t2,
         )
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
@@ -159,6 +162,7 @@ def cached_distill_setup(
         setup = build_algorithm("dskd_cma" if cma else cfg.algorithm, ends, model, t_tok, s_tok, cfg)
         t_dtype = ends.get_output_embeddings().weight.dtype
         setup.objective.hidden_source = partial(_read_hidden, entry, dtype=t_dtype)
+        setup.objective.moments_source = lambda batch: entry.moments(batch[EXAMPLE_KEY])
         setup.teacher_tokenizer = t_tok if cma else None
         setup.info["kd_targets"] = f"cached hidden states ({c.hidden_dtype})"
     setup.info.update(stats.as_info())

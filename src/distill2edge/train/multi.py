@@ -2,12 +2,12 @@
 
     loss = (1 - alpha)·CE + alpha·Σ_i w_i·KD_i + g·Σ_i w_i·Σ_(ls,lt) MSE(P_i(h_s[ls]), h_i[lt]) + s·penalty
 
-KD_i is the divergence of `distill.loss` on a shared vocabulary (`kd: logits`), DSKD's loss (`kd: dskd`,
-cross-model attention across vocabularies) or absent (`kd: none`: the teacher joins through the hidden
-MSE only). The hidden term pairs layers by each teacher's `LayerMap` through a learned projection per
-teacher (`losses.hidden.HiddenProjector`); the penalty is the anti-shortcut term of `losses.shortcut`
-on the student's label scores (classification only). One student forward and one forward per teacher
-serve every term.
+KD_i is the divergence of `distill.loss` on a shared vocabulary (`kd: logits`: vanilla KD's token mean,
+no T² unless `loss.hinton_t2`), DSKD's loss (`kd: dskd`, cross-model attention across vocabularies) or
+absent (`kd: none`: the teacher joins through the hidden MSE only). The hidden term pairs layers by
+each teacher's `LayerMap` through a learned projection per teacher (`losses.hidden.HiddenProjector`);
+the penalty is the anti-shortcut term of `losses.shortcut` on the student's label scores
+(classification only). One student forward and one forward per teacher serve every term.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from distill2edge.config import DataConfig, DistillConfig
 from distill2edge.data.tokenize import IGNORE_INDEX, teacher_prefix
 from distill2edge.losses import kd_loss
+from distill2edge.losses.cma import grid_hidden_moments
 from distill2edge.losses.dskd import DSKDProjectors
 from distill2edge.losses.hidden import HiddenProjector, LayerMap, Pooling, TeacherTerms, hidden_mse, multi_teacher_objective
 from distill2edge.losses.shortcut import class_logits_from_lm, label_prior, shortcut_penalty
@@ -76,6 +77,8 @@ class MultiTeacherObjective:
     hidden_weight: float
     normalize: bool
     shortcut: ShortcutTerm | None = None
+    hinton_t2: bool = False
+    """`kd: logits` terms times T² (`loss.hinton_t2`); DSKD links follow `dskd.hinton_t2`."""
 
     def __call__(self, model: nn.Module, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         keep, targets = answer_positions(batch["labels"])  # keep [K], targets [B, K]
@@ -121,13 +124,15 @@ class MultiTeacherObjective:
             v = t.vocab_size
             kl = kd_loss(
                 s_logits[..., :v], t_out.logits[..., :v], answer, name=self.loss_name,
-                temperature=self.temperature, skew_lambda=self.skew_lambda,
+                temperature=self.temperature, skew_lambda=self.skew_lambda, hinton_t2=self.hinton_t2,
             )
         elif t.kd == "dskd":
             assert t.dskd is not None
             t_keep, _ = t.dskd.teacher_positions(batch, keep, targets)
+            t_last = t_out.hidden_states[-1]
             d_terms = t.dskd.kd_terms(
-                model, s_logits, out.hidden_states[-1][:, keep], keep, targets, batch, t_out.hidden_states[-1][:, t_keep]
+                model, s_logits, out.hidden_states[-1][:, keep], keep, targets, batch, t_last[:, t_keep],
+                grid_hidden_moments(t_last),
             )
             kl = d_terms.pop("kd")
             logs.update({f"{k}/{t.name}": v.detach() for k, v in d_terms.items()})
@@ -206,7 +211,7 @@ def build_multi_teacher(
             dskd = DSKDObjective(
                 teacher=model, projectors=projectors, loss=cfg.loss, cma=not same, student_pad_id=s_tok.pad_token_id,
                 teacher_pad_id=t_tok.pad_token_id if t_tok.pad_token_id is not None else 0,
-                chunk_tokens=d.chunk_tokens, prefix=prefix,
+                chunk_tokens=d.chunk_tokens, prefix=prefix, options=d,
             )
         weight = tcfg.weight if tcfg is not None else 1.0
         links.append(TeacherLink(
@@ -227,7 +232,7 @@ def build_multi_teacher(
         info["shortcut_prior"] = [round(float(x), 4) for x in shortcut.prior]
     objective = MultiTeacherObjective(
         links, aux, cfg.loss.name, cfg.loss.alpha, cfg.loss.temperature, cfg.loss.skew_lambda,
-        cfg.hidden.weight, cfg.hidden.normalize, shortcut,
+        cfg.hidden.weight, cfg.hidden.normalize, shortcut, hinton_t2=cfg.loss.hinton_t2,
     )
     info["projector_params"] = sum(p.numel() for p in aux.parameters())
     setup = DistillSetup(objective, aux=aux if len(aux) else None, aux_lr=aux_lr or None, info=info)

@@ -19,6 +19,7 @@ from distill2edge.data.tokenize import IGNORE_INDEX
 from distill2edge.losses import kd_loss
 from distill2edge.losses.dskd import LMHead
 from distill2edge.losses.fused import fused_kd_ce
+from distill2edge.losses.kd import hinton_scale
 
 
 def answer_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,11 +56,13 @@ def sft_objective(model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str,
 
 @dataclass
 class VanillaKD:
-    """(1 - alpha) * CE(student, gold) + alpha * T^2 * D(p_teacher^T, p_student^T) on answer tokens, or on
-    every position with `positions="all"` (the CE stays on the answer tokens).
+    """(1 - alpha) * CE(student, gold) + alpha * D(p_teacher^T, p_student^T) on answer tokens, or on every
+    position with `positions="all"` (the CE stays on the answer tokens); `loss.hinton_t2` scales D by T^2.
 
-    The teacher shares the student's tokenization, so the same batch feeds both; logits are trimmed
-    to `vocab_size` (the shared real vocabulary, dropping padding rows of either model).
+    D is the token mean of `loss.name` at temperature T, with no T² factor (as TRL's GKD and torchtune);
+    `loss.hinton_t2` multiplies it by T². The teacher shares the student's tokenization, so the same
+    batch feeds both; logits are trimmed to `vocab_size` (the shared real vocabulary, dropping padding
+    rows of either model).
     """
 
     teacher: nn.Module
@@ -89,7 +92,7 @@ class VanillaKD:
         ce = masked_ce(student, targets)
         kd = kd_loss(
             student, teacher, kd_mask, name=self.loss.name,
-            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda,
+            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda, hinton_t2=self.loss.hinton_t2,
         )
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
@@ -113,6 +116,6 @@ class VanillaKD:
             s_hidden, s_head, t_hidden, t_head, targets.clamp_min(0), temperature=self.loss.temperature,
             chunk_vocab=chunk_vocab,
         )
-        kd, ce = kl.mean() * self.loss.temperature**2, ce[is_answer].mean()
+        kd, ce = kl.mean() * hinton_scale(self.loss.temperature, self.loss.hinton_t2), ce[is_answer].mean()
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}

@@ -35,6 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from distill2edge.data.tokenize import IGNORE_INDEX, collate
+from distill2edge.losses.cma import moments
 from distill2edge.losses.sparse import sparse_teacher_targets
 from distill2edge.models._fs import file_lock, remove_stale_temps, write_dir_atomically
 
@@ -187,11 +188,21 @@ class HiddenCache(_Entry):
     """The teacher's last hidden state at the answer positions of its tokenization: `hidden` [R, d]."""
 
     hidden: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    grid_moments: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    """[samples, 3] float64: `losses.cma.moments` of each sample's last hidden state over its real grid
+    positions (all but its last token; no padding), for cross-model attention's σ."""
 
     @classmethod
     def open(cls, path: Path) -> HiddenCache:
         meta = json.loads((path / "meta.json").read_text())
-        return cls(path, meta, np.load(path / "offsets.npy", mmap_mode="r"), np.load(path / "hidden.npy", mmap_mode="r"))
+        return cls(
+            path, meta, np.load(path / "offsets.npy", mmap_mode="r"), np.load(path / "hidden.npy", mmap_mode="r"),
+            np.load(path / "moments.npy"),
+        )
+
+    def moments(self, examples: torch.Tensor) -> torch.Tensor:
+        """Summed grid moments [3] (float64) of the given samples [B]."""
+        return torch.from_numpy(self.grid_moments[examples.cpu().numpy()].sum(0))
 
     def scatter(self, examples: torch.Tensor, mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """[B, K, d] hidden states placed where `mask` [B, K] is True (zeros elsewhere).
@@ -268,6 +279,7 @@ def _fill_hidden(
     row = 0
     teacher.eval()
     plain = _strip(features, prefix)
+    grid: list[np.ndarray] = []  # per sample: moments of its last hidden state over its real grid positions
     for _, part in tqdm(list(_batches(plain, batch_size)), desc="teacher cache (hidden)", disable=not progress):
         batch = {key: v.to(device) for key, v in collate(part, pad_id).items()}
         last = teacher(
@@ -278,9 +290,12 @@ def _fill_hidden(
         rows = last[:, :-1][mask]
         hidden[row : row + rows.shape[0]] = rows.float().cpu().numpy().astype(dtype)
         row += rows.shape[0]
+        for b, n in enumerate(batch["attention_mask"].sum(1).tolist()):  # the sample's real grid positions
+            grid.append(moments(last[b, : int(n) - 1]).cpu().numpy())
     if row != n_rows:
         raise RuntimeError(f"teacher cache: wrote {row} rows, expected {n_rows}")
     hidden.flush()
+    np.save(out / "moments.npy", np.stack(grid) if grid else np.zeros((0, 3)))
     return {"kind": "hidden", "dtype": dtype, "hidden_size": d, "rows": n_rows}
 
 
@@ -344,7 +359,7 @@ def hidden_cache(
 ) -> tuple[HiddenCache, CacheStats]:
     """Open (or build, as `topk_cache`) the hidden-state entry for `key`; `prefix` selects the teacher's
     own tokenization in `features` ("" when it reads the student's)."""
-    path = root / key / f"hidden-{dtype}"
+    path = root / key / f"hidden-v2-{dtype}"  # v2: with moments.npy (entries without it are rebuilt)
     start = time.perf_counter()
     with file_lock(root / f".{key}.lock"):
         hit = (path / "meta.json").exists()

@@ -47,24 +47,34 @@ def uld_distances(student_logits: Tensor, teacher_logits: Tensor, temperature: f
 
 
 def uld_loss(
-    student_logits: Tensor, teacher_hidden: Tensor, teacher_head: LMHead, *, temperature: float = 1.0,
-    chunk_tokens: int = 64,
+    student_logits: Tensor, teacher_hidden: Tensor, teacher_head: LMHead, samples: Tensor | None = None, *,
+    temperature: float = 1.0, chunk_tokens: int = 64,
 ) -> Tensor:
-    """Mean ULD distance over N aligned positions, the teacher's logits made `chunk_tokens` rows at a time.
+    """ULD over N aligned positions as Boizard et al. reduce it: the mean distance of each sample, then
+    the mean over samples (llm-recipes `models/distillation_model.py`, `DistillationLoss`). The teacher's
+    logits are made `chunk_tokens` rows at a time.
 
     student_logits [N, V_s] (with gradient), teacher_hidden [N, d_t] (the teacher's last, normed hidden
-    states at the aligned positions). Returns a scalar; 0 when N is 0.
+    states at the aligned positions), samples [N]: the sample of each row (None: one sample). Samples
+    with no aligned position are left out of the mean (the reference would give NaN). Returns a scalar;
+    0 when N is 0. (The DSKD authors' ULD instead sums over positions and divides by all student answer
+    tokens, which weighs long answers more and counts student tokens that have no teacher partner.)
     """
     n = student_logits.shape[0]
     if n == 0:
         return student_logits.sum() * 0.0
-    total = student_logits.new_zeros((), dtype=torch.float32)
+    dist = []
     for start in range(0, n, chunk_tokens):
         rows = slice(start, start + chunk_tokens)
         with torch.no_grad():
             t_logits = teacher_head(teacher_hidden[rows])
-        total = total + uld_distances(student_logits[rows], t_logits, temperature).sum()
-    return total / n
+        dist.append(uld_distances(student_logits[rows], t_logits, temperature))
+    d = torch.cat(dist)  # [N]
+    if samples is None:
+        return d.mean()
+    _, idx, counts = torch.unique(samples.to(d.device), return_inverse=True, return_counts=True)
+    per_sample = torch.zeros(counts.numel(), dtype=d.dtype, device=d.device).index_add(0, idx, d) / counts
+    return per_sample.mean()
 
 
 def aligned_positions(s_mask: Tensor, t_mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -86,7 +96,8 @@ def aligned_positions(s_mask: Tensor, t_mask: Tensor) -> tuple[Tensor, Tensor, T
 
 @dataclass
 class ULDObjective:
-    """(1 - alpha) * CE(student, gold) + alpha * ULD(student, teacher) on aligned answer positions.
+    """(1 - alpha) * CE(student, gold) + alpha * ULD(student, teacher) on aligned answer positions
+    (per-sample mean, then mean over samples; no T² factor, as Boizard et al.).
 
     Batches carry the teacher's own tokenization under `teacher_*` keys. `loss.temperature` softens
     both distributions; `loss.name` is not used (the distance is ULD's own).
@@ -114,7 +125,7 @@ class ULDObjective:
             t_hidden = t_out.hidden_states[-1][:, t_keep]  # [B, K_t, d_t], after the final norm
         rows, s_cols, t_cols = aligned_positions(targets != IGNORE_INDEX, t_targets != IGNORE_INDEX)
         kd = uld_loss(
-            s_logits[rows, s_cols], t_hidden[rows, t_cols.to(t_hidden.device)], LMHead.of(self.teacher),
+            s_logits[rows, s_cols], t_hidden[rows, t_cols.to(t_hidden.device)], LMHead.of(self.teacher), rows,
             temperature=self.loss.temperature, chunk_tokens=self.chunk_tokens,
         )
         a = self.loss.alpha
