@@ -97,7 +97,11 @@ class Run:
         self.stages_dir = root / "stages"
         self.manifest_path = root / "manifest.json"
         try:
-            self.stages_dir.mkdir(parents=True, exist_ok=True)
+            if dist.is_main():
+                self.stages_dir.mkdir(parents=True, exist_ok=True)
+            # The other processes touch the folder only once the main one has checked and claimed it
+            # (a `stages/` they made first would make a new folder look like someone else's).
+            dist.barrier()
             previous = json.loads(self.manifest_path.read_text()) if self.manifest_path.exists() else {}
         except BaseException:
             self.close()
