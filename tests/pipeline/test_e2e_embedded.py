@@ -16,29 +16,32 @@ def test_telecom_qa_quick_on_embedded_models(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     models = metrics["models"]
     assert list(models) == [
-        "teacher.smollm2", "teacher.gemma", "teacher_sft.smollm2", "teacher_sft.gemma", "student_base",
-        "student_sft", "distilled.vanilla", "distilled.dskd", "distilled.dskd-gemma",
+        "teacher.smollm2", "teacher_sft.smollm2", "student_base", "student_sft", "distilled.fullseq",
     ]
-    teacher, student = models["teacher.smollm2"], models["distilled.vanilla"]
+    teacher, student = models["teacher.smollm2"], models["distilled.fullseq"]
     assert teacher["params"] == pytest.approx(134.5e6, rel=0.01)
-    assert models["teacher.gemma"]["params"] == pytest.approx(268.1e6, rel=0.01)
-    assert student["params"] == pytest.approx(56.6e6, rel=0.01)
+    assert student["params"] == pytest.approx(77.9e6, rel=0.01)
     assert all(m["n"] == 8 for m in models.values())
     # The instruct teacher answers extractive questions far better than the cut student before training.
     assert teacher["token_f1"] > models["student_base"]["token_f1"]
+    init = metrics["student_init"]
+    assert init["selection"] == "block_influence" and len(init["layers_kept"]) == 14
+    assert {0, 1, 24, 29} <= set(init["layers_kept"])  # the layers that turn their input most
+    assert init["val_answer_ce"] > models["teacher_sft.smollm2"]["answer_ce"]
     training = metrics["training"]
-    assert list(training) == [
-        "sft_teacher.smollm2", "sft_teacher.gemma", "sft_student", "distill.vanilla", "distill.dskd",
-        "distill.dskd-gemma",
-    ]
+    assert list(training) == ["sft_teacher.smollm2", "sft_student", "distill.fullseq"]
     for t in training.values():
         assert t["steps"] == 2 and math.isfinite(t["first_loss"]) and math.isfinite(t["last_loss"])
-    assert training["distill.dskd"]["dskd_variant"].startswith("dual space")
-    assert training["distill.dskd-gemma"]["dskd_variant"] == "cross-model attention"
+    assert training["distill.fullseq"]["kd_positions"] == "all"
+    assert training["distill.fullseq"]["starts_from"] == "student_base"
+    history = json.loads((out / "stages/distill.fullseq/model/train_history.json").read_text())["history"]
+    assert any("val_ce" in h for h in history)  # the learning curve the report plots
     (export,) = metrics["exports"].values()  # --quick: the best distilled student for cpu-laptop (q8_0)
     assert export["profile"] == "cpu-laptop" and export["status"] in ("exported", "gate failed")
     assert export["gates"]["q8_0"]["mean_kld"] >= 0
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["status"] == "complete" and manifest["config"]["student"]["num_layers"] == 8
-    assert "| student distilled: dskd-gemma |" in (out / "report.md").read_text()
+    assert manifest["status"] == "complete" and manifest["config"]["student"]["num_layers"] == 14
+    report = (out / "report.md").read_text()
+    assert "| student distilled: fullseq |" in report and "## Is it worth it?" in report
+    assert (out / "learning_curves.png").stat().st_size > 0
     assert "report:" in capsys.readouterr().out
