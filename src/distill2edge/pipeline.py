@@ -423,7 +423,9 @@ def _bench_stage(
 
     entries: list[tuple[str, str, str]] = []  # (role, path, name)
     inputs: dict[str, StageResult] = {"data": data}
-    for t in recipe.teachers:
+    # The teachers the distillations learn from (a recipe may name others for the grid), SFT version if made.
+    used = [t for t in recipe.teachers if any(t in d.teacher_names() for d in recipe.distill.values())]
+    for t in used or list(recipe.teachers):
         role = f"teacher_sft.{t}" if f"teacher_sft.{t}" in models else f"teacher.{t}"
         entries.append(("teacher", models[role], role))
     students = dict.fromkeys(e["role"] for e in exports.values() if e["status"] == "exported")
