@@ -1,4 +1,5 @@
-"""What travels with an export: `parity.json` (machine-readable), a model card, an Ollama Modelfile."""
+"""What travels with an export: `parity.json` (machine-readable) and a model card (the Ollama Modelfile is
+in `ollama.py`)."""
 
 from __future__ import annotations
 
@@ -106,34 +107,3 @@ def model_card(rec: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
-
-_CHATML = (
-    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
-    "<|im_start|>assistant\n"
-)
-_LLAMA2 = "[INST] {{ if .System }}<<SYS>>{{ .System }}<</SYS>>\n\n{{ end }}{{ .Prompt }} [/INST]"
-
-
-def ollama_modelfile(
-    gguf_name: str, chat_template: str | None, eos: str | None, threads: int, n_ctx: int
-) -> str:
-    """An Ollama Modelfile for the GGUF; the Jinja chat template is mapped to Ollama's Go template syntax
-    for the two families we recognise (ChatML, Llama-2 [INST]); otherwise Ollama uses the GGUF's own."""
-    lines = [f"FROM ./{gguf_name}", f"PARAMETER num_ctx {n_ctx}", f"PARAMETER num_thread {threads}"]
-    stops: list[str] = []
-    if chat_template and "<|im_start|>" in chat_template:
-        lines.append(f'TEMPLATE """{_CHATML}"""')
-        stops = ["<|im_end|>", "<|im_start|>"]
-    elif chat_template and "[INST]" in chat_template:
-        lines.append(f'TEMPLATE """{_LLAMA2}"""')
-        stops = ["[INST]", "[/INST]"]
-    elif chat_template:
-        lines.append(
-            "# chat template: not mapped to Ollama syntax; Ollama reads tokenizer.chat_template from the GGUF"
-        )
-    if eos and eos not in stops:
-        stops.append(eos)
-    lines += [f'PARAMETER stop "{s}"' for s in stops]
-    return "\n".join(lines) + "\n"

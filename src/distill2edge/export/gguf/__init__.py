@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distill2edge.export.card import ollama_modelfile, parity_record, write_sidecars
+from distill2edge.export.card import parity_record, write_sidecars
 from distill2edge.export.common import (
     SAMPLE_PROMPTS,
     ExportError,
@@ -31,6 +31,7 @@ from distill2edge.export.gguf.parity import gguf_parity
 from distill2edge.export.gguf.quantize import QUANT_TYPES, inspect_gguf, quantize
 from distill2edge.export.gguf.registry import arch_for, supported_architectures
 from distill2edge.export.gguf.writer import FLOAT_TYPES, write_float_gguf
+from distill2edge.export.ollama import ollama_modelfile
 from distill2edge.export.profiles import Profile, load_profile
 
 __all__ = ["GGUF_TYPES", "export_gguf", "supported_architectures"]
@@ -91,9 +92,7 @@ def export_gguf(
         failed = {k: g.failures for k, g in gates.items() if not g.passed}
         if failed:
             raise ParityError(f"GGUF parity gate failed for {out.name}: {failed}", record)
-        modelfile = ollama_modelfile(
-            out.name, getattr(tok, "chat_template", None), tok.eos_token, threads, prof.gguf.context_length
-        )
+        modelfile = ollama_modelfile(out.name, tok, threads, prof.gguf.context_length)
         write_sidecars(work, record, modelfile)
         for name in ("parity.json", "README.md", "Modelfile"):
             os.replace(work / name, out.parent / name)
