@@ -33,8 +33,8 @@ def test_f32_matches_torch(fixture: str, request: pytest.FixtureRequest, tmp_pat
     assert g["max_abs_logit_diff"] <= (1e-2 if fixture == "tiny_gemma3" else 1e-4)
     assert g["mean_kld"] < 1e-6 and g["same_top_token"] == 1.0 and rec["passed"]
     assert rec["effective_bpw"] == pytest.approx(32.0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile", "README.md", "m.gguf", "parity.json"]
-    assert json.loads((tmp_path / "parity.json").read_text())["gates"]["f32"]["passed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.Modelfile", "m.gguf", "m.md", "m.parity.json"]
+    assert json.loads((tmp_path / "m.parity.json").read_text())["gates"]["f32"]["passed"]
     reader = gguf.GGUFReader(str(tmp_path / "m.gguf"))
     arch = reader.fields["general.architecture"].contents()
     rope = json.loads((model / "config.json").read_text())["rope_theta"]
@@ -43,11 +43,30 @@ def test_f32_matches_torch(fixture: str, request: pytest.FixtureRequest, tmp_pat
 
 def test_modelfile_carries_chatml_template(tiny_llama: Path, tmp_path: Path) -> None:
     export_gguf(tiny_llama, tmp_path / "m.gguf", quant="f16")
-    text = (tmp_path / "Modelfile").read_text()
+    text = (tmp_path / "m.Modelfile").read_text()
     assert (
-        text.startswith("FROM ./m.gguf") and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
+        "\nFROM ./m.gguf\n" in text and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
     )
-    assert "| f16 |" in (tmp_path / "README.md").read_text()
+    assert "| f16 |" in (tmp_path / "m.md").read_text()
+
+
+def test_sidecars_per_artifact_and_user_files_kept(tiny_llama: Path, tmp_path: Path) -> None:
+    """Two exports into one folder keep both artifacts' sidecars; the user's own files are never written."""
+    mine = {"README.md": "# my model\n", "Modelfile": "FROM ./mine.gguf\n"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text)
+    export_gguf(tiny_llama, tmp_path / "s.f16.gguf", quant="f16")
+    export_gguf(tiny_llama, tmp_path / "s.f32.gguf", quant="f32")
+    for base, quant in (("s.f16", "f16"), ("s.f32", "f32")):
+        assert json.loads((tmp_path / f"{base}.parity.json").read_text())["quant"] == quant
+        assert f"FROM ./{base}.gguf" in (tmp_path / f"{base}.Modelfile").read_text()
+        assert f"# {base}.gguf" in (tmp_path / f"{base}.md").read_text()
+    assert all((tmp_path / n).read_text() == t for n, t in mine.items())
+    export_gguf(tiny_llama, tmp_path / "s.f16.gguf", quant="f16")  # its own sidecars are replaced
+    (tmp_path / "u.md").write_text("notes the user keeps\n")
+    with pytest.raises(ExportError, match="u.md: exists and was not written by distill2edge"):
+        export_gguf(tiny_llama, tmp_path / "u.gguf", quant="f32")
+    assert (tmp_path / "u.md").read_text() == "notes the user keeps\n" and not (tmp_path / "u.gguf").exists()
 
 
 def test_bf16_and_q8_0(tiny_llama: Path, tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ _GGUF_HELP = """Convert a Hugging Face causal LM folder to GGUF for llama.cpp / 
 The model is written as F32/F16/BF16 by distill2edge's own writer and, for Q8_0/Q6_K/Q4_K_M, quantized
 by llama.cpp. The file is then run in llama.cpp (F32 KV cache) on sample prompts and compared with torch:
 max |dlogit| for F32, mean KL divergence and same-top-token rate for every type, with thresholds from the
-profile. Only a passing export is written, with parity.json, README.md (model card) and an Ollama
-Modelfile beside it. The effective bits per weight are reported: K-quants need rows divisible by 256, and
+profile. Only a passing export is written, with its sidecars named after it (out/student.q8_0.gguf gets
+student.q8_0.parity.json, the model card student.q8_0.md and an Ollama student.q8_0.Modelfile); a file of
+that name the user wrote is never overwritten. The effective bits per weight are reported: K-quants need rows divisible by 256, and
 llama.cpp falls back to other types (with a warning here) when they are not.
 """
 _ONNX_HELP = """Convert a Hugging Face causal LM folder to ONNX with optimum (text generation with past key
@@ -55,7 +56,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
     )
     g.add_argument("model", type=Path, help="Hugging Face model folder (config.json, weights, tokenizer)")
-    g.add_argument("--out", type=Path, required=True, help="GGUF file to write (sidecars go beside it)")
+    g.add_argument("--out", type=Path, required=True, help="GGUF file to write (sidecars named after it go beside it)")
     g.add_argument("--quant", choices=GGUF_TYPES, help="tensor type (default: the profile's, else q8_0)")
     g.add_argument("--threads", type=int, help="llama.cpp threads (default: the profile's)")
     g.add_argument("--profile", help="device profile: a shipped name or a YAML file")

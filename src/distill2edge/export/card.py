@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from distill2edge import __version__
+from distill2edge.export.common import ExportError
 
 
 def _source_info(model_dir: Path) -> dict[str, Any]:
@@ -49,12 +50,52 @@ def parity_record(
     }
 
 
-def write_sidecars(folder: Path, record: dict[str, Any], modelfile: str | None = None) -> None:
-    """Write parity.json, README.md (model card) and, for GGUF, an Ollama Modelfile into `folder`."""
-    (folder / "parity.json").write_text(json.dumps(record, indent=2) + "\n")
-    (folder / "README.md").write_text(model_card(record))
-    if modelfile is not None:
-        (folder / "Modelfile").write_text(modelfile)
+#: Every sidecar carries this, so a later export can tell its own files from the user's.
+SIDECAR_MARK = "distill2edge"
+
+
+def sidecar_paths(artifact: Path, fmt: str = "gguf") -> dict[str, Path]:
+    """Where an artifact's sidecars go. A GGUF file shares its folder with other files, so its sidecars are
+    named after it (`student.q8_0.gguf` -> `student.q8_0.parity.json`, `.md` model card, `.Modelfile`); an
+    ONNX folder is the artifact's own (it must not exist before), so they are `parity.json` and `README.md`
+    inside it, where the Hugging Face Hub looks for the card."""
+    if fmt == "gguf":
+        base = artifact.name.removesuffix(".gguf")
+        names = {"parity": f"{base}.parity.json", "card": f"{base}.md", "modelfile": f"{base}.Modelfile"}
+        return {k: artifact.parent / v for k, v in names.items()}
+    return {"parity": artifact / "parity.json", "card": artifact / "README.md"}
+
+
+def _is_ours(path: Path) -> bool:
+    try:
+        head = path.read_text(errors="replace")[:4096]
+    except OSError:
+        return False
+    return f"Exported by {SIDECAR_MARK}" in head or f'"{SIDECAR_MARK}":' in head or f"written by {SIDECAR_MARK}" in head
+
+
+def check_sidecars(artifact: Path) -> None:
+    """Refuse (before any work) to export where a sidecar name is taken by a file distill2edge did not write:
+    the user's README.md or Modelfile is never overwritten; a previous export's sidecars are replaced."""
+    for path in sidecar_paths(artifact).values():
+        if path.exists() and (path.is_dir() or not _is_ours(path)):
+            raise ExportError(
+                f"{path}: exists and was not written by distill2edge; move it or choose another --out name"
+            )
+
+
+def write_sidecars(
+    folder: Path, artifact: Path, record: dict[str, Any], modelfile: str | None = None
+) -> dict[str, Path]:
+    """Write `artifact`'s sidecars (parity record, model card, Modelfile for GGUF) into `folder` under their
+    final names (see `sidecar_paths`); returns {kind: path written}. The caller moves them into place."""
+    written = {}
+    texts = {"parity": json.dumps(record, indent=2) + "\n", "card": model_card(record), "modelfile": modelfile}
+    for kind, final in sidecar_paths(artifact, record["format"]).items():
+        if texts.get(kind) is not None:
+            written[kind] = folder / final.name
+            written[kind].write_text(texts[kind])  # type: ignore[arg-type]
+    return written
 
 
 def model_card(rec: dict[str, Any]) -> str:

@@ -148,7 +148,7 @@ def ollama_modelfile(gguf_name: str, tok: Any, threads: int, n_ctx: int) -> str:
     """An Ollama Modelfile for the GGUF: FROM, context and threads, the chat TEMPLATE (+ SYSTEM when the
     HF template has a default system prompt) and stop strings; without a usable template, a comment says
     that Ollama will read `tokenizer.chat_template` from the GGUF."""
-    lines = [f"FROM ./{gguf_name}", f"PARAMETER num_ctx {n_ctx}", f"PARAMETER num_thread {threads}"]
+    lines = [f"# Ollama Modelfile written by distill2edge for {gguf_name}", f"FROM ./{gguf_name}", f"PARAMETER num_ctx {n_ctx}", f"PARAMETER num_thread {threads}"]
     mapped = ollama_chat_template(tok)
     stops: list[str] = []
     if mapped is not None:

@@ -227,7 +227,7 @@ def export_onnx(
         failed = {k: g.failures for k, g in gates.items() if not g.passed}
         if failed:
             raise ParityError(f"ONNX parity gate failed for {out.name}: {failed}", record)
-        write_sidecars(work, record)
+        write_sidecars(work, out, record)
         if out.exists():
             raise ExportError(f"--out {out}: already exists; remove it or choose another folder")
         os.replace(work, out)  # the folder appears only when complete and gated

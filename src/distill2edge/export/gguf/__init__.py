@@ -2,7 +2,8 @@
 
     export_gguf("student/", Path("out/student.q4_k_m.gguf"), quant="q4_k_m")
 
-writes the file plus `parity.json`, `README.md` (model card) and an Ollama `Modelfile` beside it, only
+writes the file plus its sidecars beside it, named after it (`student.q4_k_m.parity.json`, the model
+card `student.q4_k_m.md`, an Ollama `student.q4_k_m.Modelfile`; never over a file the user wrote), only
 when every gate passes: F32 conversion against torch (catches a wrong tensor map, RoPE permutation or
 rope base) and, for other types, the requested file against torch with that type's thresholds.
 """
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from distill2edge.export.card import parity_record, write_sidecars
+from distill2edge.export.card import check_sidecars, parity_record, write_sidecars
 from distill2edge.export.common import (
     SAMPLE_PROMPTS,
     ExportError,
@@ -55,6 +56,7 @@ def export_gguf(
     threads = threads or prof.gguf.threads
     out = Path(out)
     check_output(out, folder=False)
+    check_sidecars(out)
 
     from transformers import AutoConfig
 
@@ -93,9 +95,9 @@ def export_gguf(
         if failed:
             raise ParityError(f"GGUF parity gate failed for {out.name}: {failed}", record)
         modelfile = ollama_modelfile(out.name, tok, threads, prof.gguf.context_length)
-        write_sidecars(work, record, modelfile)
-        for name in ("parity.json", "README.md", "Modelfile"):
-            os.replace(work / name, out.parent / name)
+        check_sidecars(out)  # again: a file may have appeared during the export
+        for path in write_sidecars(work, out, record, modelfile).values():
+            os.replace(path, out.parent / path.name)
         os.replace(final, out)  # last: the GGUF appears only when complete and gated
     return record
 
