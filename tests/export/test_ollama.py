@@ -117,7 +117,9 @@ def _exec(nodes: list[Any], dot: Any, root: Any) -> str:
             out.append(_exec(taken, dot, root))
         else:  # range
             items = _pipe(node[1][0][0], dot, root) or []
-            out.append("".join(_exec(node[1][0][1], item, root) for item in items) or _exec(node[2], dot, root))
+            out.append(
+                "".join(_exec(node[1][0][1], item, root) for item in items) or _exec(node[2], dot, root)
+            )
     return "".join(out)
 
 
@@ -165,10 +167,12 @@ def _hf(tok: Any, chat: tuple[dict[str, str], ...]) -> str:
 
 def test_renderer_models_ollama_semantics() -> None:
     """The old ChatML template printed .System and then every message: system rendered twice."""
-    old = "{{- if .System }}<s>{{ .System }}</s>\n{{ end }}{{- range .Messages }}<{{ .Role }}>{{ .Content }}\n{{ end }}"
+    old = "{{- if .System }}<s>{{ .System }}</s>\n{{ end }}"
+    old += "{{- range .Messages }}<{{ .Role }}>{{ .Content }}\n{{ end }}"
     got = ollama_chat(f'TEMPLATE """{old}"""', list(CHECK_CHATS[1]))
     assert got == "<s>You are terse.</s>\n<system>You are terse.\n<user>What is 5G?\n"
-    branches = '{{ range .Messages }}{{ if eq .Role "user" }}U{{ else if eq .Role "system" }}S{{ else }}A{{ end }}{{ end }}'
+    branches = '{{ range .Messages }}{{ if eq .Role "user" }}U{{ else if eq .Role "system" }}S'
+    branches += "{{ else }}A{{ end }}{{ end }}"
     assert render_go(branches, {"Messages": [{"Role": r} for r in ("system", "user", "assistant")]}) == "SUA"
 
 
@@ -181,7 +185,9 @@ def test_smollm2_template_renders_like_hf() -> None:
     text = ollama_modelfile("m.gguf", tok, threads=2, n_ctx=2048)
     assert 'SYSTEM """You are a helpful AI assistant named SmolLM, trained by Hugging Face"""' in text
     for chat in CHECK_CHATS:
-        assert ollama_chat(text, [{"role": m["role"], "content": m["content"]} for m in chat]) == _hf(tok, chat)
+        assert ollama_chat(text, [{"role": m["role"], "content": m["content"]} for m in chat]) == _hf(
+            tok, chat
+        )
     assert 'PARAMETER stop "<|im_end|>"' in text and 'PARAMETER stop "<|im_start|>"' in text
 
 

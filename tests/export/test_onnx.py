@@ -18,6 +18,7 @@ def test_fp32_and_int8_match_torch(
     fixture: str, method: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     import torch
+    from huggingface_hub import ModelCard
     from optimum.onnxruntime import ORTModelForCausalLM
 
     model = request.getfixturevalue(fixture)
@@ -25,7 +26,9 @@ def test_fp32_and_int8_match_torch(
     fp32, int8 = rec["gates"]["fp32"], rec["gates"]["int8"]
     assert fp32["max_abs_logit_diff"] <= 1e-4 and fp32["greedy_identical"] is True
     assert int8["mean_kld"] < 0.01 and int8["passed"] and rec["dtype"] == f"int8 ({method})"
-    assert (tmp_path / "onnx" / "parity.json").is_file() and (tmp_path / "onnx" / "README.md").is_file()
+    assert (tmp_path / "onnx" / "parity.json").is_file()
+    card = ModelCard.load(tmp_path / "onnx" / "README.md").data.to_dict()
+    assert card["library_name"] == "onnx" and "onnx" in card["tags"] and card["pipeline_tag"] == "text-generation"
     ort = ORTModelForCausalLM.from_pretrained(tmp_path / "onnx")
     x = torch.tensor([[1, 2, 3]])
     assert ort(input_ids=x, attention_mask=torch.ones_like(x)).logits.shape[:2] == (1, 3)

@@ -39,7 +39,8 @@ CHECK_CHATS: tuple[tuple[dict[str, str], ...], ...] = (
 
 @dataclass
 class ChatWrappers:
-    """Pieces of a per-message chat template: LEAD, prefix/suffix per role, generation prompt, default system."""
+    """Pieces of a per-message chat template: LEAD, prefix/suffix per role, generation prompt and the
+    default system prompt."""
 
     lead: str
     prefix: dict[str, str]
@@ -61,9 +62,11 @@ def _after(text: str, sentinel: str) -> str:
 
 
 def _wrappers(tok: Any) -> ChatWrappers | None:
-    """Read the per-role wrappers off the HF template by rendering sentinel contents; None if it will not split."""
+    """Read the per-role wrappers off the HF template by rendering sentinel contents (None: other shape)."""
     try:
-        full = _render(tok, [_msg("system", _S), _msg("user", _U), _msg("assistant", _A), _msg("user", _V)], True)
+        full = _render(
+            tok, [_msg("system", _S), _msg("user", _U), _msg("assistant", _A), _msg("user", _V)], True
+        )
         suffix = {r: _after(_render(tok, [_msg(r, c)], False), c) for r, c in zip(_ROLES, (_S, _U, _A))}
         user_only = _render(tok, [_msg("user", _U)], False)
     except (TemplateError, IndexError, KeyError, TypeError, ValueError):  # e.g. "roles must alternate"
@@ -74,7 +77,9 @@ def _wrappers(tok: Any) -> ChatWrappers | None:
     p1, rest = rest.split(_U, 1)
     p2, rest = rest.split(_A, 1)
     p3, p4 = rest.split(_V, 1)
-    if not (p1.startswith(suffix["system"]) and p2.startswith(suffix["user"]) and p4.startswith(suffix["user"])):
+    if not (
+        p1.startswith(suffix["system"]) and p2.startswith(suffix["user"]) and p4.startswith(suffix["user"])
+    ):
         return None
     prefix = {
         "user": p1[len(suffix["system"]) :],
@@ -89,7 +94,9 @@ def _wrappers(tok: Any) -> ChatWrappers | None:
         # a default system prompt was inserted; LEAD cannot be told from the system prefix, and need not be:
         # Ollama then always starts with a system message (SYSTEM is prepended)
         lead, default = "", before_user[len(p0) : len(before_user) - len(tail)]
-    elif before_user.endswith(prefix["user"]) and p0.startswith(before_user[: len(before_user) - len(prefix["user"])]):
+    elif before_user.endswith(prefix["user"]) and p0.startswith(
+        before_user[: len(before_user) - len(prefix["user"])]
+    ):
         lead, default = before_user[: len(before_user) - len(prefix["user"])], None
     else:
         return None
@@ -120,7 +127,8 @@ def _go_template(w: ChatWrappers) -> str:
         body = f"{a}{{{{ .Role }}}}{b}{{{{ .Content }}}}{w.suffix['user']}"
     else:
         branches = [
-            f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{r}" }}}}{w.prefix[r]}{{{{ .Content }}}}{w.suffix[r]}'
+            f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{r}" }}}}'
+            f"{w.prefix[r]}{{{{ .Content }}}}{w.suffix[r]}"
             for i, r in enumerate(_ROLES)
         ]
         body = "".join(branches) + "{{ end }}"
@@ -148,7 +156,12 @@ def ollama_modelfile(gguf_name: str, tok: Any, threads: int, n_ctx: int) -> str:
     """An Ollama Modelfile for the GGUF: FROM, context and threads, the chat TEMPLATE (+ SYSTEM when the
     HF template has a default system prompt) and stop strings; without a usable template, a comment says
     that Ollama will read `tokenizer.chat_template` from the GGUF."""
-    lines = [f"# Ollama Modelfile written by distill2edge for {gguf_name}", f"FROM ./{gguf_name}", f"PARAMETER num_ctx {n_ctx}", f"PARAMETER num_thread {threads}"]
+    lines = [
+        f"# Ollama Modelfile written by distill2edge for {gguf_name}",
+        f"FROM ./{gguf_name}",
+        f"PARAMETER num_ctx {n_ctx}",
+        f"PARAMETER num_thread {threads}",
+    ]
     mapped = ollama_chat_template(tok)
     stops: list[str] = []
     if mapped is not None:
@@ -158,7 +171,9 @@ def ollama_modelfile(gguf_name: str, tok: Any, threads: int, n_ctx: int) -> str:
             lines.append(f'SYSTEM """{system}"""')
         w = _wrappers(tok)
         assert w is not None
-        stops = [s.strip() for s in (w.suffix["assistant"], w.prefix["user"].partition("user")[0]) if s.strip()]
+        stops = [
+            s.strip() for s in (w.suffix["assistant"], w.prefix["user"].partition("user")[0]) if s.strip()
+        ]
     elif getattr(tok, "chat_template", None):
         lines.append(
             "# chat template: not mapped to Ollama syntax; Ollama reads tokenizer.chat_template from the GGUF"
