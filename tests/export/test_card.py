@@ -51,4 +51,4 @@ def test_gguf_card_front_matter(tiny_llama: Path, tmp_path: Path) -> None:
         assert data["license"] == "apache-2.0"  # the teacher's, from its source GGUF
     else:
         pytest.skip("embedded SmolLM2 not converted here: licence not checked")
-    assert "| f16 | llama.cpp" in card.text and "| val_ce | 1.25 |" in card.text
+    assert "| f16 | llama-cpp-python" in card.text and "| val_ce | 1.25 |" in card.text

@@ -171,3 +171,27 @@ def test_kquant_width_helpers() -> None:
 
     assert kquant_friendly_width(576) == 512 and kquant_friendly_width(1536) == 1536
     assert kquant_misfits(SimpleNamespace(hidden_size=576, intermediate_size=1536)) == {"hidden_size": 576}
+
+
+def test_record_says_what_was_used(tiny_llama: Path, tmp_path: Path) -> None:
+    """parity.json: the quant and threads used (not the profile's q8_0 / 4), the runtime named as the binding
+    plus the llama.cpp library, the artifact's sha256, greedy text compared; general.* as upstream writes."""
+    import hashlib
+
+    model = tmp_path / "run" / "stages" / "distill.kd" / "model"
+    shutil.copytree(tiny_llama, model)
+    (model / "student_init.json").write_text(json.dumps({"teacher": "embedded:smollm2-135m-instruct"}))
+    out = tmp_path / "out" / "s.f16.gguf"
+    rec = export_gguf(model, out, quant="f16", profile="cpu-laptop", threads=1)
+    saved = json.loads((tmp_path / "out" / "s.f16.parity.json").read_text())
+    assert saved["profile"]["gguf"]["quant"] == "f16" and saved["profile"]["gguf"]["threads"] == 1
+    assert saved["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest() == rec["sha256"]
+    for g in saved["gates"].values():
+        assert g["runtime"].startswith("llama-cpp-python ") and "(llama.cpp " in g["runtime"]
+        assert isinstance(g["greedy_identical"], bool)
+    assert saved["gates"]["f32"]["greedy_identical"] is True
+    fields = gguf.GGUFReader(str(out)).fields
+    general = {k.removeprefix("general."): fields[k].contents() for k in fields if k.startswith("general.")}
+    assert general["name"] == "SmolLM2 distill.kd" and general["type"] == "model"  # not the folder name
+    assert general["basename"] == "SmolLM2" and general["finetune"] == "distill.kd"
+    assert general["size_label"].endswith("K") and general["license"] == "apache-2.0"

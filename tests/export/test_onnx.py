@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,9 @@ def test_fp32_and_int8_match_torch(
     fp32, int8 = rec["gates"]["fp32"], rec["gates"]["int8"]
     assert fp32["max_abs_logit_diff"] <= 1e-4 and fp32["greedy_identical"] is True
     assert int8["mean_kld"] < 0.01 and int8["passed"] and rec["dtype"] == f"int8 ({method})"
-    assert (tmp_path / "onnx" / "parity.json").is_file()
+    saved = json.loads((tmp_path / "onnx" / "parity.json").read_text())
+    assert saved["profile"]["onnx"]["int8"] is True and saved["profile"]["onnx"]["int8_method"] == method
+    assert set(saved["sha256"]) == {p.name for p in (tmp_path / "onnx").glob("*.onnx*")}
     card = ModelCard.load(tmp_path / "onnx" / "README.md").data.to_dict()
     assert card["library_name"] == "onnx" and "onnx" in card["tags"] and card["pipeline_tag"] == "text-generation"
     ort = ORTModelForCausalLM.from_pretrained(tmp_path / "onnx")

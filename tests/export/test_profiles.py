@@ -19,7 +19,9 @@ def test_shipped_profiles() -> None:
     assert (pi.format, pi.gguf.quant, pi.gguf.threads) == ("gguf", "q4_k_m", 4)
     orin = load_profile("jetson-orin")
     assert (orin.onnx.dtype, orin.onnx.provider) == ("fp16", "CUDAExecutionProvider")
-    assert load_profile("android-onnx-int8").onnx.int8
+    android = load_profile("android-onnx-int8")
+    assert android.onnx.int8 and android.onnx.int8_method == "weight_only"
+    assert "dynamic" not in android.description and "MatMulNBits" in android.description
 
 
 def test_file_profile_keeps_default_gates(tmp_path: Path) -> None:

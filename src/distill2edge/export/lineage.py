@@ -168,7 +168,8 @@ def _name(lin: Lineage, model_dir: Path) -> None:
             lin.finetune = finetune
             lin.name = gguf.Metadata.id_to_title(full)
     if lin.distilled:
-        what = " ".join(p for p in (lin.recipe, lin.stage or "distilled") if p)
+        stage = lin.stage or (model_dir.parent.name if model_dir.name == "model" else "distilled")
+        what = " ".join(p for p in (lin.recipe, stage) if p)
         lin.finetune = what.replace(" ", "-")
         lin.name = " ".join(p for p in (lin.basename, what) if p)
     elif lin.stage:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from distill2edge.content_keys import file_digest
 from distill2edge.export.card import parity_record, write_sidecars
 from distill2edge.export.common import (
     SAMPLE_PROMPTS,
@@ -158,8 +159,8 @@ def export_onnx(
     prof = profile if isinstance(profile, Profile) else load_profile(profile, "onnx")
     cfg = prof.onnx
     int8 = cfg.int8 if int8 is None else int8
-    if int8_method is not None:
-        cfg = cfg.model_copy(update={"int8_method": int8_method})
+    cfg = cfg.model_copy(update={"int8": int8, "int8_method": int8_method or cfg.int8_method})
+    prof = prof.model_copy(update={"onnx": cfg})  # the record says what was used, not the defaults
     out = Path(out)
     check_output(out, folder=True)
     if cfg.dtype == "fp16" and cfg.provider == "CPUExecutionProvider":
@@ -215,14 +216,16 @@ def export_onnx(
                 cfg.int8_gate,
                 check_greedy=False,
             )
-        size = sum(f.stat().st_size for f in work.glob("*.onnx*"))
+        files = sorted(work.glob("*.onnx*"))
+        size = sum(f.stat().st_size for f in files)
+        digests = {f.name: file_digest(f) for f in files}
         record = parity_record(
             "onnx",
             src,
             out.name,
             prof,
             {k: g.to_dict() for k, g in gates.items()},
-            {"dtype": f"int8 ({cfg.int8_method})" if int8 else first, "file_bytes": size},
+            {"dtype": f"int8 ({cfg.int8_method})" if int8 else first, "file_bytes": size, "sha256": digests},
         )
         failed = {k: g.failures for k, g in gates.items() if not g.passed}
         if failed:

@@ -50,6 +50,7 @@ class GGUFSettings(BaseModel):
     quant: GGUFQuant = "q8_0"
     threads: int = Field(2, ge=1, description="llama.cpp threads for quantizing, the gate and the Modelfile")
     context_length: int = Field(2048, ge=16, description="num_ctx written to the Ollama Modelfile")
+    greedy_tokens: int = Field(16, ge=0, description="tokens generated greedily by torch and llama.cpp")
     gates: dict[GGUFQuant, Gate] = Field(default_factory=_gguf_gates)
 
     def gate_for(self, quant: str) -> Gate:

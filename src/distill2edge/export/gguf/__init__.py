@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from distill2edge.content_keys import file_digest
 from distill2edge.export.card import check_sidecars, parity_record, write_sidecars
 from distill2edge.export.common import (
     SAMPLE_PROMPTS,
@@ -32,8 +33,10 @@ from distill2edge.export.gguf.parity import gguf_parity
 from distill2edge.export.gguf.quantize import QUANT_TYPES, inspect_gguf, quantize
 from distill2edge.export.gguf.registry import arch_for, supported_architectures
 from distill2edge.export.gguf.writer import FLOAT_TYPES, write_float_gguf
+from distill2edge.export.lineage import lineage
 from distill2edge.export.ollama import ollama_modelfile
 from distill2edge.export.profiles import Profile, load_profile
+from distill2edge.models.llama_parity import torch_greedy
 
 __all__ = ["GGUF_TYPES", "export_gguf", "supported_architectures"]
 GGUF_TYPES: tuple[str, ...] = (*FLOAT_TYPES, *QUANT_TYPES)
@@ -54,6 +57,8 @@ def export_gguf(
     if quant not in GGUF_TYPES:
         raise ExportError(f"--quant {quant!r}: choose one of {', '.join(GGUF_TYPES)}")
     threads = threads or prof.gguf.threads
+    # the record says what was used, not the profile's defaults
+    prof = prof.model_copy(update={"gguf": prof.gguf.model_copy(update={"quant": quant, "threads": threads})})
     out = Path(out)
     check_output(out, folder=False)
     check_sidecars(out)
@@ -64,16 +69,18 @@ def export_gguf(
     model, tok = load_torch(src)
     ids = encode_prompts(tok, prompts)
     ref = torch_logits(model, ids)
+    ref_greedy = [torch_greedy(model, s, prof.gguf.greedy_tokens) for s in ids]
+    lin = lineage(src)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with export_tempdir(out) as tmp:
         work = Path(tmp)
         f32 = work / "model.f32.gguf"
-        summary = write_float_gguf(model, tok, src, f32, "f32", name=src.name)
+        summary = write_float_gguf(model, tok, src, f32, "f32", lin)
         if quant in FLOAT_TYPES and quant != "f32":  # written by us, straight from the torch weights
-            write_float_gguf(model, tok, src, work / out.name, quant, name=src.name)
+            write_float_gguf(model, tok, src, work / out.name, quant, lin)
         del model
-        gates = {"f32": _gate(f32, ids, ref, prof, "f32", threads, arch.f32_rel_logit_floor)}
+        gates = {"f32": _gate(f32, ids, ref, ref_greedy, prof, "f32", arch.f32_rel_logit_floor)}
         final = work / out.name
         if quant == "f32":
             f32.rename(final)
@@ -81,8 +88,8 @@ def export_gguf(
             if quant not in FLOAT_TYPES:
                 quantize(f32, final, quant, threads)
             f32.unlink()
-            gates[quant] = _gate(final, ids, ref, prof, quant, threads)
-        info = inspect_gguf(final, quant)
+            gates[quant] = _gate(final, ids, ref, ref_greedy, prof, quant)
+        info = {**inspect_gguf(final, quant), "sha256": file_digest(final)}
         record = parity_record(
             "gguf",
             src,
@@ -106,13 +113,17 @@ def _gate(
     path: Path,
     ids: list[list[int]],
     ref: list[Any],
+    ref_greedy: list[list[int]],
     prof: Profile,
     quant: str,
-    threads: int,
     rel_floor: float = 0.0,
 ) -> Any:
-    """Run the file in llama.cpp and apply the profile's gate for `quant` (F32: at least `rel_floor`)."""
+    """Run the file in llama.cpp and apply the profile's gate for `quant` (F32: at least `rel_floor`).
+    Greedy continuations are compared for every type; they must be identical for F32 only (a lossy type
+    may split at a near-tie, and its KLD / same-top-token thresholds judge it)."""
     g = prof.gguf.gate_for(quant)
     rel = None if g.max_rel_logit is None else max(g.max_rel_logit, rel_floor)
-    report = gguf_parity(path, ids, ref, threads)
-    return gate(report, max_rel_logit=rel, max_kld=g.max_kld, min_same_top=g.min_same_top)
+    report = gguf_parity(path, ids, ref, prof.gguf.threads, ref_greedy)
+    return gate(
+        report, max_rel_logit=rel, max_kld=g.max_kld, min_same_top=g.min_same_top, require_greedy=quant == "f32"
+    )

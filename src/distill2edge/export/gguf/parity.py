@@ -9,7 +9,18 @@ import llama_cpp
 import numpy as np
 
 from distill2edge.export.common import ParityReport, compare_logits
-from distill2edge.models.llama_parity import quiet_stderr
+from distill2edge.models.llama_parity import llama_greedy, quiet_stderr
+
+
+def llama_runtime() -> str:
+    """The runtime, named as what it is: the llama-cpp-python binding's version and the llama.cpp library
+    it loaded (`llama_version()`, when the binding exposes it)."""
+    name = f"llama-cpp-python {llama_cpp.__version__}"
+    try:
+        lib = llama_cpp.llama_cpp.llama_version()
+        return f"{name} (llama.cpp {lib.decode() if isinstance(lib, bytes) else lib})"
+    except (AttributeError, OSError):
+        return name
 
 
 def load_llama(
@@ -42,19 +53,27 @@ def llama_logits(llm: llama_cpp.Llama, ids: Sequence[Sequence[int]]) -> list[np.
 
 
 def gguf_parity(
-    path: Path, ids: Sequence[Sequence[int]], ref: Sequence[np.ndarray], threads: int
+    path: Path,
+    ids: Sequence[Sequence[int]],
+    ref: Sequence[np.ndarray],
+    threads: int,
+    ref_greedy: Sequence[Sequence[int]] | None = None,
 ) -> ParityReport:
-    """Metrics of the GGUF at `path` against the torch logits `ref` (one `[seq, vocab]` per prompt)."""
-    n_ctx = max(64, max(len(s) for s in ids))
+    """Metrics of the GGUF at `path` against the torch logits `ref` (one `[seq, vocab]` per prompt); with
+    `ref_greedy` (torch's greedy continuations), whether llama.cpp's greedy continuations are identical."""
+    n_new = max((len(g) for g in ref_greedy), default=0) if ref_greedy else 0
+    n_ctx = max(64, max(len(s) for s in ids) + n_new)
     llm = load_llama(path, n_ctx=n_ctx, threads=threads)
     try:
         got = llama_logits(llm, ids)
+        greedy = [llama_greedy(llm, list(s), len(g)) for s, g in zip(ids, ref_greedy)] if n_new else None
     finally:
         llm.close()
     m = compare_logits(ref, got)
     return ParityReport(
-        runtime=f"llama.cpp {llama_cpp.__version__}",
+        runtime=llama_runtime(),
         n_prompts=len(ids),
         n_positions=sum(len(s) for s in ids),
+        greedy_identical=None if greedy is None else greedy == [list(g) for g in ref_greedy],  # type: ignore[union-attr]
         **m,
     )
