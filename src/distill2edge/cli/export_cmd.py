@@ -47,6 +47,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = p.add_subparsers(dest="export_format", required=True)
     from distill2edge.export.gguf import GGUF_TYPES
+    from distill2edge.export.gguf.quantize import EMBEDDING_TYPES
 
     g = sub.add_parser(
         "gguf",
@@ -59,7 +60,26 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--out", type=Path, required=True, help="GGUF file to write (sidecars named after it go beside it)")
     g.add_argument("--quant", choices=GGUF_TYPES, help="tensor type (default: the profile's, else q8_0)")
     g.add_argument("--threads", type=int, help="llama.cpp threads (default: the profile's)")
+    g.add_argument(
+        "--embedding-type",
+        choices=["auto", *EMBEDDING_TYPES],
+        help="type of the token embedding / tied output head (default: the profile's, else auto = "
+        "llama.cpp's choice, Q8_0 at SmolLM2's width); a 4-bit one is what makes a 4-bit file ~4.5 bpw",
+    )
     g.add_argument("--profile", help="device profile: a shipped name or a YAML file")
+
+    t = sub.add_parser(
+        "gguf-table",
+        help="size / quality table of GGUF types for one model (nothing exported)",
+        description="Quantize the model to each GGUF type (and each 4-bit type with a 4-bit embedding), run "
+        "every file in llama.cpp against torch and print bits per weight (file and tensors), mean KLD, "
+        "same-top-token rate and whether the gate passes.",
+    )
+    t.add_argument("model", type=Path, help="Hugging Face model folder")
+    t.add_argument("--rows", help="comma-separated TYPE[:EMBEDDING] (default: q8_0 ... iq4_nl:iq4_nl)")
+    t.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
+    t.add_argument("--profile", help="device profile whose gates apply (default: the size class's)")
+    t.add_argument("--json", type=Path, help="also write the rows to this JSON file")
 
     o = sub.add_parser(
         "onnx",
@@ -89,7 +109,8 @@ def _summary(record: dict) -> str:
         )
     if "effective_bpw" in record:
         lines.append(
-            f"  size {record['file_bytes'] / 1e6:.1f} MB, {record['effective_bpw']:.2f} bits per weight, "
+            f"  size {record['file_bytes'] / 1e6:.1f} MB, {record['file_bpw']:.2f} bits per weight in the file "
+            f"({record['effective_bpw']:.2f} in tensors), embedding {record['embedding_type']}, "
             f"tensor types {record['tensor_types']}"
         )
     return "\n".join(lines)
@@ -99,6 +120,8 @@ def run_export(args: argparse.Namespace) -> int:
     """Run the parsed `export` command; returns the exit status (0 pass, 1 gate failed, 2 error)."""
     from distill2edge.export import ExportError, ParityError
 
+    if args.export_format == "gguf-table":
+        return _run_table(args)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -106,7 +129,12 @@ def run_export(args: argparse.Namespace) -> int:
                 from distill2edge.export.gguf import export_gguf
 
                 record = export_gguf(
-                    args.model, args.out, quant=args.quant, profile=args.profile, threads=args.threads
+                    args.model,
+                    args.out,
+                    quant=args.quant,
+                    profile=args.profile,
+                    threads=args.threads,
+                    embedding_type=args.embedding_type,
                 )
             else:
                 from distill2edge.export.onnx import export_onnx
@@ -124,6 +152,27 @@ def run_export(args: argparse.Namespace) -> int:
         if issubclass(w.category, UserWarning) and "distill2edge" in (w.filename or ""):
             print(f"warning: {w.message}", file=sys.stderr)
     print(f"wrote {args.out}\n{_summary(record)}")
+    return 0
+
+
+def _run_table(args: argparse.Namespace) -> int:
+    """`export gguf-table`: print (and optionally save) the size / quality table."""
+    import json
+
+    from distill2edge.export import ExportError
+    from distill2edge.export.gguf.table import DEFAULT_ROWS, quant_table, table_markdown
+
+    rows = DEFAULT_ROWS
+    if args.rows:
+        rows = tuple((r.split(":")[0], (r.split(":") + ["auto"])[1]) for r in args.rows.split(","))
+    try:
+        table = quant_table(args.model, rows, profile=args.profile, threads=args.threads)
+    except (ExportError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2) + "\n")
+    print(table_markdown(table, str(args.model)))
     return 0
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from distill2edge.export.common import ParityReport, compare_logits
+from distill2edge.export.common import ParityReport, TorchReference, compare_logits
 from distill2edge.models.llama_parity import llama_greedy, quiet_stderr
 
 
@@ -52,28 +52,21 @@ def llama_logits(llm: llama_cpp.Llama, ids: Sequence[Sequence[int]]) -> list[np.
     return out
 
 
-def gguf_parity(
-    path: Path,
-    ids: Sequence[Sequence[int]],
-    ref: Sequence[np.ndarray],
-    threads: int,
-    ref_greedy: Sequence[Sequence[int]] | None = None,
-) -> ParityReport:
-    """Metrics of the GGUF at `path` against the torch logits `ref` (one `[seq, vocab]` per prompt); with
-    `ref_greedy` (torch's greedy continuations), whether llama.cpp's greedy continuations are identical."""
-    n_new = max((len(g) for g in ref_greedy), default=0) if ref_greedy else 0
-    n_ctx = max(64, max(len(s) for s in ids) + n_new)
+def gguf_parity(path: Path, ref: TorchReference, threads: int) -> ParityReport:
+    """Metrics of the GGUF at `path` against torch's logits on every gate text, and whether llama.cpp's
+    greedy continuations of the sample prompts equal torch's (None when none were asked for)."""
+    n_new = max((len(g) for g in ref.greedy), default=0)
+    n_ctx = max(64, max(len(s) for s in ref.ids) + n_new)
     llm = load_llama(path, n_ctx=n_ctx, threads=threads)
     try:
-        got = llama_logits(llm, ids)
-        greedy = [llama_greedy(llm, list(s), len(g)) for s, g in zip(ids, ref_greedy)] if n_new else None
+        got = llama_logits(llm, ref.ids)
+        greedy = [llama_greedy(llm, s, len(g)) for s, g in zip(ref.ids, ref.greedy)] if n_new else None
     finally:
         llm.close()
-    m = compare_logits(ref, got)
     return ParityReport(
         runtime=llama_runtime(),
-        n_prompts=len(ids),
-        n_positions=sum(len(s) for s in ids),
-        greedy_identical=None if greedy is None else greedy == [list(g) for g in ref_greedy],  # type: ignore[union-attr]
-        **m,
+        n_prompts=len(ref.ids),
+        n_positions=sum(len(s) for s in ref.ids),
+        greedy_identical=None if greedy is None else greedy == ref.greedy,
+        **compare_logits(ref.logits, got),
     )
