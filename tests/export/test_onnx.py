@@ -32,6 +32,15 @@ def test_fp32_and_int8_match_torch(
     assert set(saved["sha256"]) == {p.name for p in (tmp_path / "onnx").glob("*.onnx*")}
     card = ModelCard.load(tmp_path / "onnx" / "README.md").data.to_dict()
     assert card["library_name"] == "onnx" and "onnx" in card["tags"] and card["pipeline_tag"] == "text-generation"
+    if method == "weight_only":  # the tied head untied and quantized, the embedding Gather int8 too
+        import onnx
+        from onnx import numpy_helper
+
+        assert rec["untied_heads"] == 1 and rec["int8_gathers"] == 1
+        graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
+        floats = [t for t in graph.initializer if numpy_helper.to_array(t).dtype.kind == "f" and len(t.dims) == 2]
+        fp32_mats = [t.name for t in floats if not t.name.endswith("scales")]  # per-block scales stay float
+        assert fp32_mats == [] and {n.op_type for n in graph.node} >= {"MatMulNBits", "GatherBlockQuantized"}
     ort = ORTModelForCausalLM.from_pretrained(tmp_path / "onnx")
     x = torch.tensor([[1, 2, 3]])
     assert ort(input_ids=x, attention_mask=torch.ones_like(x)).logits.shape[:2] == (1, 3)

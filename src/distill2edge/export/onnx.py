@@ -22,6 +22,7 @@ import numpy as np
 from distill2edge.content_keys import file_digest
 from distill2edge.export.card import parity_record, write_sidecars
 from distill2edge.export.common import (
+    GATE_PASSAGES,
     SAMPLE_PROMPTS,
     ExportError,
     ParityError,
@@ -35,6 +36,7 @@ from distill2edge.export.common import (
     load_torch,
     torch_logits,
 )
+from distill2edge.export.onnx_int8 import weight_only_int8
 from distill2edge.export.profiles import Gate, Profile, load_profile
 
 
@@ -95,15 +97,16 @@ def _ort_parity(
         **compare_logits(ref, got),
     )
     if check_greedy and n_new:
-        report.greedy_identical = _greedy(ort, ids, n_new, pad) == ref_greedy
+        report.greedy_identical = _greedy(ort, ids[: len(ref_greedy)], n_new, pad) == ref_greedy
     return gate(report, max_rel_logit=g.max_rel_logit, max_kld=g.max_kld, min_same_top=g.min_same_top)
 
 
-def _quantize_int8(folder: Path, method: str) -> None:
-    """Replace folder/model.onnx by an int8 version.
+def _quantize_int8(folder: Path, method: str) -> dict[str, int]:
+    """Replace folder/model.onnx by an int8 version; returns what `weight_only_int8` changed.
 
-    `weight_only`: MatMul weights to int8 in blocks of 32 (MatMulNBits), activations stay float; the
-    embedding Gather stays fp32. `dynamic`: onnxruntime's quantize_dynamic, int8 weights (per channel) with
+    `weight_only`: MatMul weights to int8 in blocks of 32 (MatMulNBits), activations stay float; the tied
+    head is untied and quantized too, the embedding Gather becomes an int8 GatherBlockQuantized (see
+    onnx_int8.py). `dynamic`: onnxruntime's quantize_dynamic, int8 weights (per channel) with
     activations quantized per tensor at run time - measured on SmolLM2-135M-Instruct: mean KLD 0.83 and
     54% same top token (activation outliers), against 0.015 / 93% for weight-only on the 8-layer student.
     The result is written into a fresh sibling folder first, so an external-data file keeps the name the
@@ -111,6 +114,7 @@ def _quantize_int8(folder: Path, method: str) -> None:
     """
     qdir = folder.parent / f"{folder.name}.int8"
     qdir.mkdir()
+    counts: dict[str, int] = {}
     big = any(folder.glob("model.onnx_data*")) or (folder / "model.onnx").stat().st_size > 2**31 - 2**26
     if method == "dynamic":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -123,24 +127,13 @@ def _quantize_int8(folder: Path, method: str) -> None:
             use_external_data_format=big,
         )
     else:
-        import onnx
-
-        try:
-            from onnxruntime.quantization.matmul_nbits_quantizer import (
-                DefaultWeightOnlyQuantConfig,
-                MatMulNBitsQuantizer,
-            )
-        except ImportError as exc:
-            raise ExportError(f"weight-only int8 needs onnx-ir: pip install onnx-ir ({exc})") from exc
-        cfg = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, bits=8)
-        quantizer = MatMulNBitsQuantizer(onnx.load(str(folder / "model.onnx")), algo_config=cfg)
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(qdir / "model.onnx"), big)
+        counts = weight_only_int8(folder / "model.onnx", qdir / "model.onnx", big)
     for old in folder.glob("model.onnx*"):
         old.unlink()
     for new in qdir.iterdir():
         new.rename(folder / new.name)
     qdir.rmdir()
+    return counts
 
 
 def export_onnx(
@@ -167,10 +160,11 @@ def export_onnx(
         raise ExportError("profile: onnx.dtype fp16 needs a GPU provider (e.g. CUDAExecutionProvider)")
 
     model, tok = load_torch(src)
-    ids = encode_prompts(tok, prompts)
+    ids = encode_prompts(tok, [*prompts, *GATE_PASSAGES])  # logits on ~800 positions, greedy on the prompts
     ref = torch_logits(model, ids)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ref_greedy = _greedy(model, ids, cfg.greedy_tokens, pad)
+    ref_greedy = _greedy(model, ids[: len(prompts)], cfg.greedy_tokens, pad)
+    n_params = sum(p.numel() for p in model.parameters())
     del model
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +197,9 @@ def export_onnx(
                 check_greedy=True,
             )
         }
+        int8_counts: dict[str, int] = {}
         if int8:
-            _quantize_int8(work, cfg.int8_method)
+            int8_counts = _quantize_int8(work, cfg.int8_method)
             gates["int8"] = _ort_parity(
                 work,
                 cfg.provider,
@@ -225,7 +220,13 @@ def export_onnx(
             out.name,
             prof,
             {k: g.to_dict() for k, g in gates.items()},
-            {"dtype": f"int8 ({cfg.int8_method})" if int8 else first, "file_bytes": size, "sha256": digests},
+            {
+                "dtype": f"int8 ({cfg.int8_method})" if int8 else first,
+                "file_bytes": size,
+                "bits_per_parameter": 8.0 * size / n_params,
+                "sha256": digests,
+                **int8_counts,
+            },
         )
         failed = {k: g.failures for k, g in gates.items() if not g.passed}
         if failed:
