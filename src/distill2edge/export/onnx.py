@@ -12,6 +12,7 @@ Models over 2 GB are written with external data (`model.onnx_data`) by the expor
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,6 +137,14 @@ def _quantize_int8(folder: Path, method: str) -> dict[str, int]:
     return counts
 
 
+def _file_facts(folder: Path, n_params: int) -> dict[str, Any]:
+    """Size, bits per parameter and sha256 of each graph / data file of the exported folder."""
+    files = sorted(folder.glob("*.onnx*"))
+    size = sum(f.stat().st_size for f in files)
+    digests = {f.name: file_digest(f) for f in files}
+    return {"file_bytes": size, "bits_per_parameter": 8.0 * size / n_params, "sha256": digests}
+
+
 def export_onnx(
     model_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -184,50 +193,18 @@ def export_onnx(
         except Exception as exc:
             raise ExportError(f"optimum could not export {src}: {type(exc).__name__}: {exc}") from exc
         first = "fp16" if cfg.dtype == "fp16" else "fp32"
-        gates = {
-            first: _ort_parity(
-                work,
-                cfg.provider,
-                ids,
-                ref,
-                ref_greedy,
-                cfg.greedy_tokens,
-                pad,
-                cfg.fp16_gate if first == "fp16" else cfg.fp32_gate,
-                check_greedy=True,
-            )
-        }
+        run = functools.partial(_ort_parity, work, cfg.provider, ids, ref, ref_greedy, cfg.greedy_tokens, pad)
+        gates = {first: run(cfg.fp16_gate if first == "fp16" else cfg.fp32_gate, check_greedy=True)}
         int8_counts: dict[str, int] = {}
         if int8:
             int8_counts = _quantize_int8(work, cfg.int8_method)
-            gates["int8"] = _ort_parity(
-                work,
-                cfg.provider,
-                ids,
-                ref,
-                ref_greedy,
-                cfg.greedy_tokens,
-                pad,
-                cfg.int8_gate,
-                check_greedy=False,
-            )
-        files = sorted(work.glob("*.onnx*"))
-        size = sum(f.stat().st_size for f in files)
-        digests = {f.name: file_digest(f) for f in files}
-        record = parity_record(
-            "onnx",
-            src,
-            out.name,
-            prof,
-            {k: g.to_dict() for k, g in gates.items()},
-            {
-                "dtype": f"int8 ({cfg.int8_method})" if int8 else first,
-                "file_bytes": size,
-                "bits_per_parameter": 8.0 * size / n_params,
-                "sha256": digests,
-                **int8_counts,
-            },
-        )
+            gates["int8"] = run(cfg.int8_gate, check_greedy=False)
+        facts = {
+            "dtype": f"int8 ({cfg.int8_method})" if int8 else first,
+            **_file_facts(work, n_params),
+            **int8_counts,
+        }
+        record = parity_record("onnx", src, out.name, prof, {k: g.to_dict() for k, g in gates.items()}, facts)
         failed = {k: g.failures for k, g in gates.items() if not g.passed}
         if failed:
             raise ParityError(f"ONNX parity gate failed for {out.name}: {failed}", record)

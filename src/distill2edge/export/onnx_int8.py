@@ -73,7 +73,9 @@ def quantize_gathers(model: Any) -> int:
             continue
         q, scales = quantize_rows(w)
         qname = f"{node.input[0]}.int8"
-        graph.initializer.extend([numpy_helper.from_array(q, qname), numpy_helper.from_array(scales, f"{qname}.scales")])
+        graph.initializer.extend(
+            [numpy_helper.from_array(q, qname), numpy_helper.from_array(scales, f"{qname}.scales")]
+        )
         new = helper.make_node(
             "GatherBlockQuantized", [qname, node.input[1], f"{qname}.scales"], list(node.output),
             name=f"{node.name}_int8", domain="com.microsoft",
