@@ -13,8 +13,8 @@ from pathlib import Path
 
 _GGUF_HELP = """Convert a Hugging Face causal LM folder to GGUF for llama.cpp / Ollama.
 
-The model is written as F32/F16/BF16 by distill2edge's own writer and, for Q8_0/Q6_K/Q4_K_M, quantized
-by llama.cpp. The file is then run in llama.cpp (F32 KV cache) on sample prompts and compared with torch:
+The model is written as F32/F16/BF16 by distill2edge's own writer and, for the quantized types, quantized
+by llama.cpp (Q4_0/Q4_1/IQ4_NL/Q5_0/Q5_1 fit any width divisible by 32; K-quants need 256). The file is then run in llama.cpp (F32 KV cache) on sample prompts and compared with torch:
 max |dlogit| for F32, mean KL divergence and same-top-token rate for every type, with thresholds from the
 profile. Only a passing export is written, with its sidecars named after it (out/student.q8_0.gguf gets
 student.q8_0.parity.json, the model card student.q8_0.md and an Ollama student.q8_0.Modelfile); a file of
@@ -30,6 +30,8 @@ rate. Needs the `onnx` extra: pip install 'distill2edge[onnx]'.
 _EPILOG = """examples:
   distill2edge export gguf runs/x/student --out out/student.q4_k_m.gguf --quant q4_k_m
   distill2edge export gguf runs/x/student --out out/pi5/student.gguf --profile raspberry-pi-5
+  distill2edge export gguf runs/x/student --out out/student.q4_0.gguf --quant q4_0 --embedding-type q4_0
+  distill2edge export gguf-table runs/x/student
   distill2edge export onnx runs/x/student --out out/student-onnx --int8
   distill2edge export onnx runs/x/student --out out/orin --profile jetson-orin
 profiles shipped: cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8 (or a YAML file)

@@ -28,7 +28,7 @@ QUANT_TYPES: dict[str, tuple[int, frozenset[str]]] = {
     "q4_k_m": (llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, frozenset({"Q4_K", "Q5_K", "Q6_K"})),
     "q4_1": (llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_1, frozenset({"Q4_1"})),
     "q4_0": (llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, frozenset({"Q4_0"})),
-    "iq4_nl": (llama_cpp.LLAMA_FTYPE_MOSTLY_IQ4_NL, frozenset({"IQ4_NL"})),
+    "iq4_nl": (llama_cpp.LLAMA_FTYPE_MOSTLY_IQ4_NL, frozenset({"IQ4_NL", "Q5_K"})),  # Q5_K: its mix, not a fallback
 }
 #: Types a profile may give the token embedding (`gguf.embedding_type`); "auto" leaves llama.cpp's choice.
 EMBEDDING_TYPES: dict[str, int] = {
