@@ -36,7 +36,7 @@ def test_fp32_and_int8_match_torch(
         import onnx
         from onnx import numpy_helper
 
-        assert rec["untied_heads"] == 1 and rec["int8_gathers"] == 1
+        assert rec["tied_int8_heads"] == 1 and rec["int8_gathers"] == 1 and rec["untied_heads"] == 0
         graph = onnx.load(str(tmp_path / "onnx" / "model.onnx")).graph
         floats = [t for t in graph.initializer if numpy_helper.to_array(t).dtype.kind == "f" and len(t.dims) == 2]
         fp32_mats = [t.name for t in floats if not t.name.endswith("scales")]  # per-block scales stay float

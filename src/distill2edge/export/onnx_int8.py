@@ -2,10 +2,11 @@
 
 optimum exports a tied `lm_head` as `MatMul(hidden, Transpose(embed_tokens))`: its weight is not an
 initializer, so onnxruntime's weight-only quantizer skips it, and the embedding `Gather` is never
-quantized either; half of a small model's parameters then stay fp32. `untie_head` gives the head its own
-initializer (the transposed embedding) so MatMulNBits quantizes it like every other MatMul, and
-`quantize_gathers` stores the embedding as int8 blocks of 32 behind onnxruntime's `GatherBlockQuantized`
-(com.microsoft, uint8 data, bits=8, symmetric around the default zero point 128).
+quantized either; half of a small model's parameters then stay fp32. `quantize_gathers` stores the
+embedding as int8 blocks of 32 behind onnxruntime's `GatherBlockQuantized` (com.microsoft, uint8 data,
+bits=8, symmetric around the default zero point 128) in MatMulNBits' layout, and `tie_heads` makes the
+head a MatMulNBits on those same bytes, so the weights exist once, as in a GGUF. A head transposing some
+other initializer is untied instead (`untie_head`: its own copy, quantized like every MatMul).
 """
 
 from __future__ import annotations
@@ -57,45 +58,84 @@ def quantize_rows(w: np.ndarray, block: int = BLOCK) -> tuple[np.ndarray, np.nda
     return q.astype(np.uint8).reshape(rows, cols), scales.astype(np.float32)
 
 
-def quantize_gathers(model: Any) -> int:
-    """Replace `Gather(2-D float initializer, ids)` on axis 0 by an int8 GatherBlockQuantized; returns how many."""
+def quantize_gathers(model: Any) -> dict[str, tuple[str, str, int]]:
+    """Replace `Gather(2-D float initializer E [V, H], ids)` on axis 0 by an int8 GatherBlockQuantized.
+
+    The int8 data is stored as `[V, H / 32, 32]`, the layout MatMulNBits reads, so a tied head can use the
+    very same initializer (`tie_heads`); a Reshape restores the `[..., H]` output. Returns
+    {name of E: (int8 data name, MatMulNBits scales name, H)}."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    done = 0
-    for i, node in enumerate(list(graph.node)):
+    done: dict[str, tuple[str, str, int]] = {}
+    for node in list(graph.node):
         if node.op_type != "Gather" or node.input[0] not in inits:
             continue
         axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
         w = numpy_helper.to_array(inits[node.input[0]])
         if axis != 0 or w.ndim != 2 or w.dtype != np.float32 or w.shape[1] % BLOCK:
             continue
-        q, scales = quantize_rows(w)
-        qname = f"{node.input[0]}.int8"
-        graph.initializer.extend(
-            [numpy_helper.from_array(q, qname), numpy_helper.from_array(scales, f"{qname}.scales")]
-        )
-        new = helper.make_node(
-            "GatherBlockQuantized", [qname, node.input[1], f"{qname}.scales"], list(node.output),
+        (rows, cols), q, scales = w.shape, *quantize_rows(w)
+        qname, out = f"{node.input[0]}.int8", node.output[0]
+        graph.initializer.extend([
+            numpy_helper.from_array(q.reshape(rows, cols // BLOCK, BLOCK), qname),
+            numpy_helper.from_array(scales[..., None], f"{qname}.gather_scales"),
+            numpy_helper.from_array(scales.reshape(-1), f"{qname}.matmul_scales"),
+            numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), f"{qname}.shape"),
+        ])  # fmt: skip
+        gather = helper.make_node(
+            "GatherBlockQuantized", [qname, node.input[1], f"{qname}.gather_scales"], [f"{out}.blocks"],
             name=f"{node.name}_int8", domain="com.microsoft",
-            bits=8, block_size=BLOCK, gather_axis=0, quantize_axis=1,
+            bits=8, block_size=BLOCK, gather_axis=0, quantize_axis=2,
         )  # fmt: skip
+        reshape = helper.make_node("Reshape", [f"{out}.blocks", f"{qname}.shape"], [out], name=f"{node.name}_rs")
         idx = list(graph.node).index(node)
         graph.node.remove(node)
-        graph.node.insert(idx, new)
-        done += 1
-    used = {x for n in graph.node for x in n.input}
-    for t in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(t)  # the fp32 embedding, now that neither the Gather nor the head reads it
+        graph.node.insert(idx, reshape)
+        graph.node.insert(idx, gather)
+        done[node.input[0]] = (qname, f"{qname}.matmul_scales", cols)
     if done and not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     return done
 
 
+def tie_heads(model: Any, embeddings: dict[str, tuple[str, str, int]]) -> int:
+    """Turn every `MatMul(x, Transpose(E))` whose E was quantized by `quantize_gathers` into a MatMulNBits
+    reading E's int8 blocks (the head stays tied: one copy of the weights); returns how many."""
+    from onnx import helper
+
+    graph = model.graph
+    producers = {o: n for n in graph.node for o in n.output}
+    tied = 0
+    for node in list(graph.node):
+        tr = producers.get(node.input[1]) if node.op_type == "MatMul" else None
+        if tr is None or tr.op_type != "Transpose" or tr.input[0] not in embeddings:
+            continue
+        qname, scales, k = embeddings[tr.input[0]]
+        n = next(t for t in graph.initializer if t.name == qname).dims[0]
+        new = helper.make_node(
+            "MatMulNBits", [node.input[0], qname, scales], list(node.output), name=f"{node.name}_int8",
+            domain="com.microsoft", K=k, N=n, bits=8, block_size=BLOCK,
+        )  # fmt: skip
+        idx = list(graph.node).index(node)
+        graph.node.remove(node)
+        graph.node.insert(idx, new)
+        if not any(tr.output[0] in x.input for x in graph.node):
+            graph.node.remove(tr)
+        tied += 1
+    return tied
+
+
+def _drop_unused(model: Any) -> None:
+    used = {x for n in model.graph.node for x in n.input}
+    for t in [t for t in model.graph.initializer if t.name not in used]:
+        model.graph.initializer.remove(t)  # the fp32 embedding, now that neither Gather nor head reads it
+
+
 def weight_only_int8(src: Path, dst: Path, big: bool) -> dict[str, int]:
-    """Untie the head, MatMul weights to MatMulNBits int8 (blocks of 32), embedding Gathers to int8;
-    write `dst` (external data when `big`). Returns counts of untied heads and quantized gathers."""
+    """MatMul weights to MatMulNBits int8 (blocks of 32), embedding Gathers to int8, a tied head to a
+    MatMulNBits on the embedding's int8 blocks; write `dst` (external data when `big`). Returns counts."""
     import onnx
 
     try:
@@ -106,14 +146,20 @@ def weight_only_int8(src: Path, dst: Path, big: bool) -> dict[str, int]:
     except ImportError as exc:
         raise ExportError(f"weight-only int8 needs onnx-ir: pip install onnx-ir ({exc})") from exc
     model = onnx.load(str(src))
-    untied = untie_head(model)
     cfg = DefaultWeightOnlyQuantConfig(block_size=BLOCK, is_symmetric=True, bits=8)
     quantizer = MatMulNBitsQuantizer(model, algo_config=cfg)
     quantizer.process()
     qmodel = quantizer.model.model
-    gathers = quantize_gathers(qmodel)
+    embeddings = quantize_gathers(qmodel)
+    tied = tie_heads(qmodel, embeddings)
+    untied = untie_head(qmodel)  # a head tied to something else than a quantized Gather: its own copy
+    if untied:  # quantize the untied copies like the other MatMuls
+        quantizer = MatMulNBitsQuantizer(qmodel, algo_config=cfg)
+        quantizer.process()
+        qmodel = quantizer.model.model
+    _drop_unused(qmodel)
     if big:
         onnx.save_model(qmodel, str(dst), save_as_external_data=True, location=f"{dst.name}_data")
     else:
         onnx.save_model(qmodel, str(dst))
-    return {"untied_heads": untied, "int8_gathers": gathers}
+    return {"tied_int8_heads": tied, "untied_heads": untied, "int8_gathers": len(embeddings)}
