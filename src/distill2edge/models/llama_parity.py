@@ -143,7 +143,7 @@ def _torch_logits(model: PreTrainedModel, ids: list[int]) -> np.ndarray:
 
 
 @torch.no_grad()
-def _torch_greedy(model: PreTrainedModel, ids: list[int], n_new: int) -> list[int]:
+def torch_greedy(model: PreTrainedModel, ids: list[int], n_new: int) -> list[int]:
     """Greedy decoding through the KV cache, never stopping at EOS (llama.cpp's loop does not either)."""
     out = model(torch.tensor([ids]), use_cache=True)
     new: list[int] = []
@@ -163,14 +163,20 @@ class _LlamaRun:
     logits: np.ndarray
 
 
-def _llama_greedy(llm: Any, prompt: str, n_new: int) -> _LlamaRun:
-    ids = llm.tokenize(prompt.encode(), add_bos=True, special=False)
+def llama_greedy(llm: Any, ids: list[int], n_new: int) -> list[int]:
+    """llama.cpp's greedy continuation of `ids` (a context with `logits_all`), from an empty cache."""
     llm.reset()
-    llm.eval(ids)
+    llm.eval(list(ids))
     gen: list[int] = []
     for _ in range(n_new):
         gen.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
         llm.eval(gen[-1:])
+    return gen
+
+
+def _llama_greedy(llm: Any, prompt: str, n_new: int) -> _LlamaRun:
+    ids = llm.tokenize(prompt.encode(), add_bos=True, special=False)
+    gen = llama_greedy(llm, ids, n_new)
     return _LlamaRun(prompt, ids, gen, np.array(llm.scores[: llm.n_tokens], dtype=np.float32))
 
 
@@ -182,7 +188,7 @@ def _compare_run(run: _LlamaRun, model: PreTrainedModel, tok: PreTrainedTokenize
     """
     ref, got = run.logits, _torch_logits(model, run.ids + run.gen)
     top1, kl = ref.argmax(-1) == got.argmax(-1), _kl_rows(ref, got)
-    ours = _torch_greedy(model, run.ids, len(run.gen))
+    ours = torch_greedy(model, run.ids, len(run.gen))
     split = next((i for i, (a, b) in enumerate(zip(ours, run.gen)) if a != b), None)
     diff, scale = float(np.abs(ref - got).max()), float(np.abs(ref).max())
     prompt = run.prompt if len(run.prompt) < 120 else run.prompt[:117] + "..."

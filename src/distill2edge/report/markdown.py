@@ -75,8 +75,9 @@ def exports_table(exports: dict[str, dict[str, Any]]) -> list[str]:
                 f"| {e['role']} | {e['profile']} | {e['format']} | {status} | {size} | {_fmt(e.get('effective_bpw'), 2)} | "
                 f"{gate} | {_fmt(g.get('mean_kld'), 4)} | {_fmt(g.get('same_top_token'))} | {_fmt(g.get('max_abs_logit_diff'), 4)} |"
             )
-    return rows + ["", ("Exports live in `stages/export_*/` with `parity.json`, a model card and (GGUF) an Ollama "
-                   "`Modelfile`; a failed gate exports nothing and leaves its figures in `gate_failure.json`."), ""]
+    return rows + ["", ("Exports live in `stages/export_*/`; a GGUF's parity record, model card and Ollama Modelfile "
+                   "are named after it (`model.q8_0.parity.json`, `.md`, `.Modelfile`), an ONNX folder holds its "
+                   "own `parity.json` and `README.md`; a failed gate exports nothing and leaves its figures in `gate_failure.json`."), ""]
 
 
 def _setup_lines(recipe: Recipe) -> list[str]:

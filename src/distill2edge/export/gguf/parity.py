@@ -8,8 +8,19 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from distill2edge.export.common import ParityReport, compare_logits
-from distill2edge.models.llama_parity import quiet_stderr
+from distill2edge.export.common import ParityReport, TorchReference, compare_logits
+from distill2edge.models.llama_parity import llama_greedy, quiet_stderr
+
+
+def llama_runtime() -> str:
+    """The runtime, named as what it is: the llama-cpp-python binding's version and the llama.cpp library
+    it loaded (`llama_version()`, when the binding exposes it)."""
+    name = f"llama-cpp-python {llama_cpp.__version__}"
+    try:
+        lib = llama_cpp.llama_cpp.llama_version()
+        return f"{name} (llama.cpp {lib.decode() if isinstance(lib, bytes) else lib})"
+    except (AttributeError, OSError):
+        return name
 
 
 def load_llama(
@@ -41,20 +52,21 @@ def llama_logits(llm: llama_cpp.Llama, ids: Sequence[Sequence[int]]) -> list[np.
     return out
 
 
-def gguf_parity(
-    path: Path, ids: Sequence[Sequence[int]], ref: Sequence[np.ndarray], threads: int
-) -> ParityReport:
-    """Metrics of the GGUF at `path` against the torch logits `ref` (one `[seq, vocab]` per prompt)."""
-    n_ctx = max(64, max(len(s) for s in ids))
+def gguf_parity(path: Path, ref: TorchReference, threads: int) -> ParityReport:
+    """Metrics of the GGUF at `path` against torch's logits on every gate text, and whether llama.cpp's
+    greedy continuations of the sample prompts equal torch's (None when none were asked for)."""
+    n_new = max((len(g) for g in ref.greedy), default=0)
+    n_ctx = max(64, max(len(s) for s in ref.ids) + n_new)
     llm = load_llama(path, n_ctx=n_ctx, threads=threads)
     try:
-        got = llama_logits(llm, ids)
+        got = llama_logits(llm, ref.ids)
+        greedy = [llama_greedy(llm, s, len(g)) for s, g in zip(ref.ids, ref.greedy)] if n_new else None
     finally:
         llm.close()
-    m = compare_logits(ref, got)
     return ParityReport(
-        runtime=f"llama.cpp {llama_cpp.__version__}",
-        n_prompts=len(ids),
-        n_positions=sum(len(s) for s in ids),
-        **m,
+        runtime=llama_runtime(),
+        n_prompts=len(ref.ids),
+        n_positions=sum(len(s) for s in ref.ids),
+        greedy_identical=None if greedy is None else greedy == ref.greedy,
+        **compare_logits(ref.logits, got),
     )

@@ -10,6 +10,7 @@ import numpy as np
 
 from distill2edge.export.gguf.registry import arch_for
 from distill2edge.export.gguf.tokenizer import write_tokenizer
+from distill2edge.export.lineage import Lineage
 
 #: Unquantized output types: (tensor type for 2-D weights, general.file_type).
 FLOAT_TYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
@@ -19,8 +20,28 @@ FLOAT_TYPES: dict[str, tuple[gguf.GGMLQuantizationType, gguf.LlamaFileType]] = {
 }
 
 
+def gguf_metadata(lin: Lineage, n_params: int) -> gguf.Metadata:
+    """The `general.*` keys llama.cpp's convert_hf_to_gguf.py writes (through gguf-py's Metadata): name,
+    basename, finetune, organization, size_label (gguf.size_label of the parameter count), license and
+    base models, taken from the model's lineage rather than its folder name."""
+    meta = gguf.Metadata()
+    meta.name, meta.basename, meta.finetune = lin.name, lin.basename, lin.finetune
+    meta.organization, meta.license = lin.organization, lin.license
+    meta.size_label = gguf.size_label(n_params, 0, 0, 0)
+    meta.base_models = []
+    for ref in lin.base_models:
+        entry: dict[str, str] = {"name": ref}
+        if "/" in ref and not Path(ref).exists():  # a Hub id
+            entry = {"name": ref.split("/", 1)[1], "organization": ref.split("/", 1)[0]}
+            entry["repo_url"] = f"https://huggingface.co/{ref}"
+        meta.base_models.append(entry)
+    meta.base_models = meta.base_models or None
+    meta.tags = ["distillation"] if lin.distilled else None
+    return meta
+
+
 def write_float_gguf(
-    model: Any, tok: Any, model_dir: Path, out: Path, dtype: str, name: str
+    model: Any, tok: Any, model_dir: Path, out: Path, dtype: str, lin: Lineage
 ) -> dict[str, Any]:
     """Write `model` (a loaded HF causal LM) and its tokenizer to `out` with 2-D weights in `dtype`.
 
@@ -29,7 +50,8 @@ def write_float_gguf(
     qtype, ftype = FLOAT_TYPES[dtype]
     arch = arch_for(model.config)
     w = gguf.GGUFWriter(str(out), arch.arch_name)
-    w.add_name(name)
+    w.add_type(gguf.GGUFType.MODEL)
+    gguf_metadata(lin, sum(p.numel() for p in model.parameters())).set_gguf_meta_model(w)
     w.add_file_type(int(ftype))
     arch.write_hparams(w)
     tok_kind = write_tokenizer(w, model_dir, tok, model.config.vocab_size)
