@@ -1,4 +1,4 @@
-"""`--set` and `--quick`: dotted overrides applied to a recipe's YAML before it is validated.
+"""Loading a recipe: finding its file, reading the YAML, `--quick` and `--set` overrides, line-aware errors.
 
 `--set a.b.c=value` changes a field; missing sections of the config classes are created (their
 defaults fill the rest), so `--set distill.kd.loss.name=reverse_kl` works whether or not the YAML
@@ -9,21 +9,28 @@ unknown name is an error suggesting the close one; `--set +distill.new.algorithm
 entry is being added, as in Hydra. `*` stands for every entry of a map (`distill.*.train.max_steps=2`).
 
 Each override remembers where it came from, so a validation error in a value it set cites the
-`--set` (or the recipe's `quick:` entry) rather than a line of the YAML file.
+`--set` (or the recipe's `quick:` entry) rather than a line of the YAML file; other errors cite the
+file and line of the field (`format_validation_error`). `distill2edge.config` re-exports the public names.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import types
 from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticUndefined
 
-from distill2edge.config import Recipe, RecipeError, find_recipe, format_validation_error
+from distill2edge.schema.base import RecipeError
+from distill2edge.schema.recipe import Recipe
+
+_NAMED_FIELD = re.compile(r"^Value error, ([A-Za-z0-9_.-]+): (.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -157,6 +164,79 @@ def _descend(
     if not isinstance(child, dict):
         raise RecipeError(f"{ov.origin}: {'.'.join(parts[: depth + 1])} is a value, not a section")
     _apply(child, parts, ov, depth + 1, child_schema, child_default, origins)
+
+
+# ------------------------------------------------------------------------------ recipe files
+def recipes_dir() -> Path:
+    """The recipes shipped inside the package (the repository's `recipes/` points here)."""
+    return Path(str(resources.files("distill2edge") / "recipes"))
+
+
+def list_recipes() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(recipes_dir().glob("*.yaml"))}
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """A recipe name (`telecom-qa`) or a path to a YAML file."""
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise RecipeError(f"recipe file not found: {path}")
+        return path
+    known = list_recipes()
+    if name_or_path not in known:
+        raise RecipeError(f"unknown recipe {name_or_path!r}; available: {', '.join(known) or '(none)'}")
+    return known[name_or_path]
+
+
+def _key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a YAML mapping tree to its 1-based line, for error messages."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, prefix: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                path = prefix + (str(key_node.value),)
+                lines[path] = key_node.start_mark.line + 1
+                walk(value_node, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[prefix + (str(i),)] = item.start_mark.line + 1
+                walk(item, prefix + (str(i),))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def format_validation_error(
+    err: ValidationError, source: str, text: str | None = None, origins: dict[tuple[str, ...], str] | None = None,
+) -> str:
+    """One line per problem: `file:line: field.path: message`, or `--set ...: field.path: message` when an
+    override (`origins`: key path -> how it was given) set the field or a section holding it."""
+    lines = _key_lines(text) if text else {}
+    out = []
+    for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        msg = e["msg"]
+        named = _NAMED_FIELD.match(msg)
+        if named:  # a cross-field check names its field (relative to the model it checks) first
+            loc, msg = loc + tuple(named.group(1).split(".")), named.group(2)
+        # Walk up to the closest key that exists in the file (a missing key has no line of its own).
+        line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
+        where = f"{source}:{line}" if line else source
+        where = next((origins[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in (origins or {})), where)
+        field = ".".join(loc) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in e and not isinstance(e["input"], (dict, list)):
+            msg += f" (got {e['input']!r})"
+        out.append(f"{where}: {field}: {msg}")
+    return "invalid recipe:\n  " + "\n  ".join(out)
 
 
 # ---------------------------------------------------------------------------------- loading

@@ -1,0 +1,65 @@
+"""Recipe schema, `teachers:` and `student:`: the models a recipe starts from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from distill2edge.schema.base import Strict
+
+
+class ModelConfig(Strict):
+    path: str
+    """`embedded:NAME`, a local Hugging Face folder, or a hub id."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Teachers: `bfloat16` halves their memory and, on a GPU, their time; the KD losses upcast to float32."""
+    device: str | None = None
+    """Distillation only: run this teacher on its own device (e.g. `cuda:1`, or `cpu` beside a GPU
+    student); empty: the run's device. Online DSKD needs the teacher beside the student (use the cache)."""
+    offload: bool = False
+    """Distillation only: keep the teacher's weights in CPU memory and stream them to its device layer by
+    layer at each forward (accelerate's `cpu_offload`): slower, for a teacher that does not fit beside the
+    student."""
+
+    _omit_at_default = frozenset({"device", "offload"})
+
+
+class StudentConfig(Strict):
+    """The student: a model of its own, or layers taken from a same-family model."""
+
+    _omit_at_default = frozenset({"selection_samples"})
+
+    path: str | None = None
+    """A model to use as is (`embedded:NAME`, folder or hub id); leave empty to prune `init_from`."""
+    init_from: str | None = None
+    """Model whose layers initialise the student (a subset of its decoder layers, see `layers`)."""
+    num_layers: int | None = Field(None, ge=1)
+    """How many layers of `init_from` to keep (with `layers: evenly` or `block_influence`)."""
+    layers: list[int] | Literal["evenly", "block_influence"] = "evenly"
+    """Which layers of `init_from` to keep: `evenly` spaced (every k-th, as DistilBERT did; first and last
+    kept), the `num_layers` with the highest `block_influence` (1 - cosine between a layer's input and output
+    hidden states on the recipe's training prompts, as ShortGPT measures it; recorded in
+    `student_init.json`), or an explicit list of indices (counting from 0)."""
+    selection_samples: int = Field(32, ge=1)
+    """`block_influence`: training examples (prompt and answer) the influence is measured on."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> StudentConfig:
+        if (self.path is None) == (self.init_from is None):
+            raise ValueError("set exactly one of student.path or student.init_from")
+        if self.init_from is None:
+            return self
+        if isinstance(self.layers, list):
+            if self.num_layers is not None and self.num_layers != len(self.layers):
+                raise ValueError(f"student.num_layers is {self.num_layers} but student.layers lists "
+                                 f"{len(self.layers)} layers; give one of them")
+        elif self.num_layers is None:
+            raise ValueError(f"student.layers: {self.layers} needs student.num_layers (how many layers to keep)")
+        return self
+
+    def layer_count(self) -> int | None:
+        """How many layers the pruned student keeps (None for a student used as is)."""
+        return len(self.layers) if isinstance(self.layers, list) else self.num_layers
+

@@ -1,0 +1,165 @@
+"""Recipe schema, the whole recipe: its sections, the output stages (`evaluate:`, `export:`, `bench:`)
+and the cross-section checks (names, references between sections, roles)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from distill2edge.schema.base import Strict, config_hash
+from distill2edge.schema.data import DataConfig
+from distill2edge.schema.distill import DistillConfig
+from distill2edge.schema.models import ModelConfig, StudentConfig
+from distill2edge.schema.training import SFTConfig
+
+CLASSIFY_METRICS = ("accuracy", "macro_f1")
+
+
+class EvaluateConfig(Strict):
+    models: list[str] = ["all"]
+    """Models to evaluate: `all` (every model the recipe produces), or roles: `teacher.NAME`,
+    `teacher_sft.NAME`, `student_base`, `student_sft`, `distilled.NAME`."""
+    metrics: list[str] = ["exact_match", "token_f1", "rouge_l"]
+    """QA metrics (see `distill2edge evaluate --help`); classification recipes use accuracy and macro_f1."""
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(8, ge=1)
+
+
+class ExportConfig(Strict):
+    """Export evaluated models for devices, gated on parity (as `distill2edge export`)."""
+
+    models: list[str] = []
+    """Roles to export (e.g. `distilled.dskd`), or `best_distilled`: the distilled model with the best
+    score on the first of token_f1 / the evaluate metrics."""
+    profiles: list[str] = []
+    """Device profiles: shipped names (cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8) or YAML files."""
+    on_gate_failure: Literal["report", "fail"] = "report"
+    """`report`: record the failed gate and its numbers, export nothing, go on; `fail`: stop the run."""
+
+
+class BenchConfig(Strict):
+    """Latency and accuracy of the teachers against the exported student, each runtime in its own process."""
+
+    enabled: bool = False
+    max_questions: int | None = Field(20, ge=1)
+    """Test questions answered by every model (the first N of the test split)."""
+    threads: int = Field(2, ge=1)
+    batch_size: int = Field(8, ge=0)
+    """Questions per batch for batched questions/s (torch and ONNX); 0 skips the batched pass."""
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+class Recipe(Strict):
+    name: str
+    description: str = ""
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataConfig = DataConfig()
+    teachers: dict[str, ModelConfig] = Field(min_length=1)
+    """Teachers by name; each distillation names the one it learns from."""
+    student: StudentConfig
+    sft: SFTConfig = SFTConfig()
+    """`sft.teacher` applies to every teacher that is distilled from (or evaluated) in its SFT state."""
+    distill: dict[str, DistillConfig] = Field(default_factory=lambda: {"distilled": DistillConfig()})
+    """Distillations by name, run in order; each yields the model `distilled.NAME`."""
+    evaluate: EvaluateConfig = EvaluateConfig()
+    export: ExportConfig = ExportConfig()
+    bench: BenchConfig = BenchConfig()
+    """Benchmarks the teachers (torch) against the exported student's formats and the student in torch."""
+    quick: dict[str, Any] = {}
+    """Overrides (dotted key -> value, `*` matches every key of a section) applied by `--quick`."""
+
+    @model_validator(mode="after")
+    def _references(self) -> Recipe:
+        for what, names in (("teachers", self.teachers), ("distill", self.distill)):
+            for n in names:
+                if not _NAME.match(n):
+                    raise ValueError(f"{what}: name {n!r} must be letters, digits, '-' or '_'")
+        earlier: list[str] = []
+        for name, d in self.distill.items():
+            self._check_teachers(name, d)
+            self._check_multi(name, d)
+            if d.student not in ("base", "sft", *earlier):
+                raise ValueError(
+                    f"distill.{name}.student: {d.student!r} must be base, sft or an earlier distillation "
+                    f"({', '.join(earlier) or 'none before this one'})"
+                )
+            earlier.append(name)
+        if self.data.task == "classification":
+            if self.evaluate.metrics == EvaluateConfig.model_fields["metrics"].default:
+                self.evaluate.metrics = list(CLASSIFY_METRICS)
+            wrong = [m for m in self.evaluate.metrics if m not in CLASSIFY_METRICS]
+            if wrong:
+                raise ValueError(f"evaluate.metrics: classification is scored by {', '.join(CLASSIFY_METRICS)}, not {wrong}")
+            if self.bench.enabled:
+                raise ValueError("bench.enabled: the bench stage answers QA questions; classification latency "
+                                 "(ms per sentence) is measured by the evaluation")
+        known = set(self.roles())
+        for role in self.evaluate.models:
+            if role != "all" and role not in known:
+                raise ValueError(f"evaluate.models: unknown role {role!r}; this recipe has: {', '.join(self.roles())}")
+        for role in self.export.models:
+            if role != "best_distilled" and role not in known:
+                raise ValueError(f"export.models: unknown role {role!r}; use best_distilled or one of: {', '.join(self.roles())}")
+        from distill2edge.export.common import ExportError
+        from distill2edge.export.profiles import load_profile
+
+        for name in self.export.profiles:
+            try:
+                load_profile(name)
+            except ExportError as e:
+                raise ValueError(f"export.profiles: {e}") from None
+        return self
+
+    def _check_teachers(self, name: str, d: DistillConfig) -> None:
+        known = ", ".join(self.teachers)
+        if d.teachers:
+            if d.teacher is not None:
+                raise ValueError(f"distill.{name}.teachers: set teacher or teachers, not both")
+            if d.algorithm != "multi_teacher":
+                raise ValueError(f"distill.{name}.teachers: several teachers need algorithm: multi_teacher")
+            for t in d.teachers:
+                if t not in self.teachers:
+                    raise ValueError(f"distill.{name}.teachers: {t!r} is not among teachers ({known})")
+            return
+        if d.teacher is None:
+            if len(self.teachers) != 1:
+                raise ValueError(f"distill.{name}.teacher: name one of the teachers ({known})")
+            d.teacher = next(iter(self.teachers))
+        elif d.teacher not in self.teachers:
+            raise ValueError(f"distill.{name}.teacher: {d.teacher!r} is not among teachers ({known})")
+
+    def _check_multi(self, name: str, d: DistillConfig) -> None:
+        data = d.data or self.data
+        placed = [t for t in d.teacher_names() if t in self.teachers and (self.teachers[t].device or self.teachers[t].offload)]
+        if placed and (d.algorithm == "multi_teacher" or (d.algorithm in ("dskd", "dskd_cma") and not d.cache.enabled)):
+            raise ValueError(
+                f"teachers.{placed[0]}.device/offload: distill.{name} ({d.algorithm}) needs the teacher beside the "
+                "student" + ("; enable distill." + name + ".cache, which keeps only its head and embeddings there"
+                             if d.algorithm != "multi_teacher" else "")
+            )
+        if d.algorithm != "multi_teacher":
+            for field, used in (("hidden.weight", d.hidden.weight > 0), ("shortcut.name", d.shortcut.name != "none")):
+                if used:
+                    raise ValueError(f"distill.{name}.{field}: hidden-state MSE and the shortcut penalty need algorithm: multi_teacher")
+            return
+        if d.shortcut.name != "none" and data.task != "classification":
+            raise ValueError(f"distill.{name}.shortcut.name: the anti-shortcut penalty needs classification data (data.task)")
+        if d.shortcut.name != "none" and d.shortcut.weight == 0:
+            raise ValueError(f"distill.{name}.shortcut.weight: {d.shortcut.name} is chosen but its weight is 0")
+        if d.loss.alpha > 0 and all(t.kd == "none" for t in d.teachers.values()) and d.teachers:
+            raise ValueError(f"distill.{name}.loss.alpha: no teacher has a KD term (every kd is none); set alpha to 0")
+
+    def roles(self) -> list[str]:
+        """Every model role this recipe can produce, in report order."""
+        roles = [f"teacher.{t}" for t in self.teachers]
+        roles += [f"teacher_sft.{t}" for t in self.teachers]
+        roles += ["student_base", "student_sft"]
+        return roles + [f"distilled.{d}" for d in self.distill]
+
+    def config_hash(self) -> str:
+        return config_hash(self.model_dump(mode="json", exclude={"quick", "description"}))
