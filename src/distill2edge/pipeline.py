@@ -16,15 +16,11 @@ import torch
 
 from distill2edge.config import DistillConfig, Recipe
 from distill2edge.data.splits import prepare_data, read_data
-from distill2edge.evaluate.classify import evaluate_classifier
-from distill2edge.evaluate.generate import evaluate_model
-from distill2edge.evaluate.likelihood import answer_cross_entropy
-from distill2edge.export.profiles import load_profile
-from distill2edge.export.stage import export_for_profile
-from distill2edge.models import DTYPES, load_model
+from distill2edge.output_stages import evaluate_stages, run_bench_stage, run_export_stages
 from distill2edge.preflight import name_layer_error, preflight_recipe
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, ending_status, write_json_atomic
+from distill2edge.stage_keys import distill_stage_key, teacher_stage_config
 from distill2edge.student_init import init_student, log_student_init
 from distill2edge.train import distributed as dist
 from distill2edge.train.stages import run_distill, run_multi_distill, run_sft
@@ -197,8 +193,8 @@ def _run_stages(
             if producers[role] is not None:
                 d_inputs[producers[role].name] = producers[role]
         d_config = {
-            "distill": _distill_key(dcfg), "student": student_role,
-            **_teacher_config(dcfg, teacher_roles, models, producers, recipe),
+            "distill": distill_stage_key(dcfg), "student": student_role,
+            **teacher_stage_config(dcfg, teacher_roles, models, producers, recipe),
         }
         d_content = run.content(**{r: models[r] for r in (*teacher_roles.values(), student_role) if producers[r] is None})
         stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log, ranks="all", content=d_content)
@@ -211,52 +207,11 @@ def _run_stages(
     if not run.main_only_from_here():
         return {}  # training is over; the main process evaluates, exports and benchmarks alone
 
-    # Evaluation of each model on the test split.
-    ecfg = recipe.evaluate
-    roles = [r for r in recipe.roles() if r in models] if "all" in ecfg.models else list(ecfg.models)
-    results: dict[str, dict[str, Any]] = {}
-    for role in roles:
-        if role not in models:
-            log(f"[evaluate] skipping {role}: not produced by this recipe")
-            continue
-        ref = models[role]
-        dtype = recipe.teachers[role.split(".", 1)[1]].dtype if role.startswith("teacher") else student_cfg.dtype
-
-        def eval_fn(out: Path, _work: Path, _ref=ref, _role=role, _dtype=dtype) -> dict[str, Any]:
-            model, tok = load_model(_ref, dtype=DTYPES[_dtype], device=device)
-            if data_cfg.task == "classification":
-                summary = evaluate_classifier(
-                    model, tok, splits["test"], out, labels=data_cfg.label_set(), template=data_cfg.prompt_template,
-                    verbalizers=data_cfg.verbalizers, max_length=data_cfg.max_length, batch_size=ecfg.batch_size,
-                    device=device, progress=progress,
-                )
-                summary["params"] = sum(p.numel() for p in model.parameters())
-                return summary
-            summary = evaluate_model(
-                model, tok, splits["test"], out, template=data_cfg.prompt_template, max_length=data_cfg.max_length,
-                max_new_tokens=ecfg.max_new_tokens, metrics=ecfg.metrics, batch_size=ecfg.batch_size,
-                device=device, progress=progress, desc=f"evaluate {_role}",
-            )
-            summary["params"] = sum(p.numel() for p in model.parameters())
-            summary["answer_ce"] = answer_cross_entropy(
-                model, tok, splits["test"], template=data_cfg.prompt_template, max_length=data_cfg.max_length,
-                batch_size=ecfg.batch_size, device=device,
-            )
-            return summary
-
-        producer = producers[role]
-        e_inputs = {"data": data, **({producer.name: producer} if producer is not None else {})}
-        e_config = {
-            "model": ref if producer is None else role, "dtype": dtype, "evaluate": ecfg.model_dump(mode="json"),
-            "answer_ce": True,
-        }
-        stage = run.stage(f"evaluate_{role}", e_config, eval_fn, inputs=e_inputs, log=log,
-                          content=run.content(model=ref if producer is None else None))
-        results[role] = {"role": role_label(role), "model": ref, **stage.metrics}
-
-    export_stages = _export_stages(recipe, run, models, producers, results, progress, log)
+    # Evaluation of each model on the test split, then exports and the bench.
+    results = evaluate_stages(recipe, run, models, producers, data, splits, device, progress, log)
+    export_stages = run_export_stages(recipe, run, models, producers, results, progress, log)
     exports = {name: st.metrics for name, st in export_stages.items()}
-    bench = _bench_stage(recipe, run, models, producers, export_stages, data, splits, log)
+    bench = run_bench_stage(recipe, run, models, producers, export_stages, data, splits, log)
     return {
         "recipe": recipe.name,
         "models": results,
@@ -317,164 +272,6 @@ def _stage_data(
     return out
 
 
-LOSS_DEFINITION = {"vanilla": 2, "dskd": 2, "uld": 2}
-"""Version of each loss family's definition: bumped when what it computes changes, so stages trained
-under an older definition get another key and are recomputed, not reused (issue 15: 2 = DSKD, DSKD-CMA
-and ULD as their reference implementations; vanilla KD's token-mean divergence without the T² factor,
-as TRL's GKD and torchtune)."""
-
-
-def _loss_families(dcfg: DistillConfig) -> list[str]:
-    """The loss families (keys of `LOSS_DEFINITION`) a distillation computes. A multi-teacher `kd: auto`
-    teacher counts as vanilla KD: on a shared vocabulary it becomes `kd: logits`, which the key cannot
-    tell before the models load."""
-    # Vanilla KD changed only by dropping T² (version 2): at T = 1 both definitions compute the same loss,
-    # so such stages keep their key and are reused.
-    vanilla_changed = dcfg.loss.temperature != 1.0
-    if dcfg.algorithm in ("dskd", "dskd_cma"):
-        return ["dskd"]
-    if dcfg.algorithm == "uld" or (dcfg.algorithm == "vanilla" and vanilla_changed):
-        return [dcfg.algorithm]
-    if dcfg.algorithm != "multi_teacher":
-        return []
-    kinds = {t.kd for t in dcfg.teachers.values()} or {"auto"}
-    families = (("vanilla", {"logits", "auto"} if vanilla_changed else set()), ("dskd", {"dskd"}))
-    return [f for f, ks in families if kinds & ks]
-
-
-def _distill_key(dcfg: DistillConfig) -> dict[str, Any]:
-    """A distillation's config as it enters the stage key: where a teacher cache lives does not change
-    the result, so `cache.dir` is left out; the version of the loss definition is in: the version of its
-    loss family, or {family: version} for a multi-teacher stage that mixes vanilla and DSKD teachers."""
-    dumped = dcfg.model_dump(mode="json")
-    dumped.get("cache", {}).pop("dir", None)
-    families = _loss_families(dcfg)
-    if len(families) == 1:
-        dumped["loss_definition"] = LOSS_DEFINITION[families[0]]
-    elif families:
-        dumped["loss_definition"] = {f: LOSS_DEFINITION[f] for f in families}
-    return dumped
-
-
-def _teacher_config(
-    dcfg: DistillConfig, teacher_roles: dict[str, str], models: dict[str, str], producers: dict[str, StageResult | None],
-    recipe: Recipe,
-) -> dict[str, Any]:
-    """The teacher part of a distillation's stage config: a model reference, or the role of the stage that
-    made it (whose key is among the inputs). A single teacher keeps the keys older run folders used."""
-    refs = {t: models[r] if producers[r] is None else r for t, r in teacher_roles.items()}
-    if dcfg.algorithm != "multi_teacher":
-        (t, ref), = refs.items()
-        return {"teacher": ref, "teacher_dtype": recipe.teachers[t].dtype}
-    return {"teachers": {t: {"model": ref, "dtype": recipe.teachers[t].dtype} for t, ref in refs.items()}}
-
-
-def best_distilled(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:
-    """The distilled role with the best test score (token F1 if evaluated, else the first metric)."""
-    metrics = recipe.evaluate.metrics
-    metric = next((m for m in ("token_f1", "macro_f1") if m in metrics), metrics[0])
-    scored = [(r[metric], role) for role, r in results.items() if role.startswith("distilled.") and metric in r]
-    if not scored:
-        raise ValueError("export.models: best_distilled needs at least one evaluated distilled model")
-    return max(scored)[1]
-
-
-def _export_stages(
-    recipe: Recipe, run: Run, models: dict[str, str], producers: dict[str, StageResult | None],
-    results: dict[str, dict[str, Any]], progress: bool, log: Log,
-) -> dict[str, StageResult]:
-    """One export stage per (model, device profile); gate failures are recorded, not raised, by default.
-    Stage metrics: what `export_for_profile` returns plus `role` and `chosen_as`."""
-    xcfg = recipe.export
-    exports: dict[str, StageResult] = {}
-    for spec in xcfg.models:
-        role = best_distilled(recipe, results) if spec == "best_distilled" else spec
-        producer = producers[role]
-        for profile in xcfg.profiles:
-            prof = load_profile(profile)
-
-            def export_fn(out: Path, _work: Path, _ref=models[role], _prof=prof, _role=role, _spec=spec) -> dict[str, Any]:
-                record = export_for_profile(Path(_ref), _prof, out, raise_on_gate=xcfg.on_gate_failure == "fail")
-                return {"role": _role, "chosen_as": _spec, **record}
-
-            inputs = {producer.name: producer} if producer is not None else {}
-            config = {
-                "model": models[role] if producer is None else role, "profile": prof.model_dump(mode="json"),
-                "on_gate_failure": xcfg.on_gate_failure,
-            }
-            stage = run.stage(f"export_{role}.{prof.name}", config, export_fn, inputs=inputs, log=log,
-                              content=run.content(model=models[role] if producer is None else None))
-            exports[stage.name] = stage
-    return exports
-
-
-def _bench_stage(
-    recipe: Recipe, run: Run, models: dict[str, str], producers: dict[str, StageResult | None],
-    export_stages: dict[str, StageResult], data: StageResult, splits: dict[str, list], log: Log,
-) -> dict[str, Any] | None:
-    """Benchmark every teacher (SFT version when there is one, torch) against the exported student: its
-    torch folder and each export that passed its gates. Returns bench.json's per-model summary."""
-    bcfg = recipe.bench
-    if not bcfg.enabled:
-        return None
-    exports = {name: st.metrics for name, st in export_stages.items()}
-    from distill2edge.bench import BenchModel
-    from distill2edge.bench.api import run_bench, settings_for_recipe
-
-    entries: list[tuple[str, str, str]] = []  # (role, path, name)
-    inputs: dict[str, StageResult] = {"data": data}
-    # The teachers the distillations learn from (a recipe may name others for the grid), SFT version if made.
-    used = [t for t in recipe.teachers if any(t in d.teacher_names() for d in recipe.distill.values())]
-    for t in used or list(recipe.teachers):
-        role = f"teacher_sft.{t}" if f"teacher_sft.{t}" in models else f"teacher.{t}"
-        entries.append(("teacher", models[role], role))
-    students = dict.fromkeys(e["role"] for e in exports.values() if e["status"] == "exported")
-    for role in students:
-        entries.append(("student", models[role], f"{role} (torch)"))
-    for stage_name, e in exports.items():
-        if e["status"] == "exported":
-            entries.append(("student", str(run.stages_dir / stage_name / e["artifact"]), f"{e['role']} ({e['profile']})"))
-            inputs[stage_name] = export_stages[stage_name]
-    for role, _path, name in entries:
-        producer = producers.get(name.split(" ")[0])
-        if producer is not None:
-            inputs[producer.name] = producer
-    test = splits["test"][: bcfg.max_questions]
-
-    def bench_fn(out: Path, _work: Path) -> dict[str, Any]:
-        result = run_bench(
-            [BenchModel(Path(path), role, name=name) for role, path, name in entries], test, out,
-            settings=settings_for_recipe(recipe, threads=bcfg.threads, batch_size=bcfg.batch_size), log=log,
-        )
-        return {"models": [_bench_summary(r) for r in result["models"]], "bandwidth_gb_s": result["bandwidth"]["read_gb_s"]}
-
-    config = {"bench": bcfg.model_dump(mode="json"), "models": [(r, n) for r, _p, n in entries]}
-    content = run.content(**{name: path for _r, path, name in entries if producers.get(name.split(" ")[0]) is None
-                             and not path.startswith(str(run.root))})
-    return run.stage("bench", config, bench_fn, inputs=inputs, log=log, content=content).metrics
-
-
-def _bench_summary(rec: dict[str, Any]) -> dict[str, Any]:
-    keys = ("name", "role", "format", "params", "file_bytes", "decode_tokens_per_s", "questions_per_s", "peak_rss_mb")
-    out = {k: rec.get(k) for k in keys}
-    out["ms_per_answer"] = rec.get("answer_ms", {}).get("mean")
-    out["roofline_fraction"] = (rec.get("roofline") or {}).get("fraction")
-    out.update({m: v for m, v in (rec.get("accuracy") or {}).items()})
-    return out
-
-
 def _sft_stage_name(role: str) -> str:
     """`teacher_sft.NAME` -> `sft_teacher.NAME`; `student_sft` -> `sft_student`."""
     return "sft_" + role.replace("_sft", "")
-
-
-def role_label(role: str) -> str:
-    """A readable name for a model role, e.g. `distilled.dskd` -> `student distilled: dskd`."""
-    kind, _, name = role.partition(".")
-    return {
-        "teacher": f"teacher {name} (base)",
-        "teacher_sft": f"teacher {name} (SFT)",
-        "student_base": "student (base)",
-        "student_sft": "student (SFT)",
-        "distilled": f"student distilled: {name}",
-    }[kind]

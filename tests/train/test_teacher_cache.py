@@ -14,7 +14,7 @@ from distill2edge.data.tokenize import IGNORE_INDEX, collate, encode_for_trainin
 from distill2edge.losses.cma import moments
 from distill2edge.losses.sparse import sparse_teacher_targets
 from distill2edge.models import load_model
-from distill2edge.pipeline import _distill_key
+from distill2edge.stage_keys import distill_stage_key
 from distill2edge.train.stages import run_distill
 from distill2edge.train.teacher_cache import (
     EXAMPLE_KEY,
@@ -221,5 +221,5 @@ def test_cache_is_refused_for_algorithms_it_cannot_serve_and_its_folder_is_not_i
         DistillConfig(algorithm="uld", cache={"enabled": True})
     a = DistillConfig(cache={"enabled": True, "dir": "/tmp/a"})
     b = DistillConfig(cache={"enabled": True, "dir": "/tmp/b"})
-    assert _distill_key(a) == _distill_key(b) != _distill_key(DistillConfig(cache={"enabled": True, "top_k": 8}))
+    assert distill_stage_key(a) == distill_stage_key(b) != distill_stage_key(DistillConfig(cache={"enabled": True, "top_k": 8}))
     assert "cache" not in DistillConfig().model_dump()  # recipes without a cache keep their stage keys
