@@ -13,7 +13,8 @@ import pytest
 from distill2edge import pipeline
 from distill2edge.cli.main import main
 from distill2edge.config import Recipe, RecipeError, load_recipe
-from distill2edge.grid import assign_teachers, build_grid_recipe, findings, run_grid
+from distill2edge.grid import assign_teachers, build_grid_recipe, run_grid
+from distill2edge.report.grid import findings
 from distill2edge.stats import grid_cells, run_tests, table3
 from distill2edge.stats.plots import cell_means, group_means
 

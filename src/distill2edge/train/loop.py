@@ -5,9 +5,9 @@ whose "loss" is minimised. It handles gradient accumulation, mixed precision, va
 stopping, and resumable checkpoints.
 
 Checkpoints hold the trainable weights, optimizer, scheduler, RNG states and the data position
-(epoch and next micro-batch), written to a temporary folder and renamed into place, so a kill at any
-moment leaves either the previous checkpoint or the new one. Resuming replays the same data order
-and random draws, so an interrupted run reproduces the uninterrupted one.
+(epoch and next micro-batch), written to a temporary folder and renamed into place (`train.checkpoint`),
+so a kill at any moment leaves either the previous checkpoint or the new one. Resuming replays the same
+data order and random draws, so an interrupted run reproduces the uninterrupted one.
 
 Under N processes (`accelerate launch`, see `train.parallel`) a step takes `grad_accum * N` micro-batches,
 process r every N-th one, so N processes at `grad_accum` 1 train like one at `grad_accum` N; logged
@@ -20,7 +20,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -37,6 +36,14 @@ from transformers import get_scheduler
 from distill2edge.config import TrainConfig
 from distill2edge.data.tokenize import collate
 from distill2edge.train import distributed as dist
+from distill2edge.train.checkpoint import (
+    atomic_save_dir,
+    load_trainable,
+    recover_dir,
+    rng_state,
+    set_rng_state,
+    trainable_state,
+)
 
 Objective = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 Collate = Callable[[Sequence[dict[str, list[int]]]], dict[str, torch.Tensor]]
@@ -84,57 +91,6 @@ def autocast_context(precision: str, device: torch.device):
             raise ValueError("train.precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         return torch.autocast("cuda", dtype=torch.float16)
     return nullcontext()
-
-
-def _trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def _load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
-    unknown = [n for n in state if n not in params]
-    if missing or unknown:
-        raise RuntimeError(f"checkpoint does not match the model: missing {missing[:3]}, unexpected {unknown[:3]}")
-    with torch.no_grad():
-        for n, t in state.items():
-            params[n].copy_(t)
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def atomic_save_dir(target: Path, write: Callable[[Path], None]) -> None:
-    """Write a folder through `write(tmp)` and rename it into place; the old one goes only after."""
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _recover_dir(target: Path) -> None:
-    """After a kill between the two renames of `atomic_save_dir`, the previous folder sits at `.old`."""
-    old = target.with_name(target.name + ".old")
-    if not target.exists() and old.exists():
-        old.rename(target)
 
 
 def _aux_groups(aux: nn.Module, aux_lr: float | dict[str, float] | None, default: float) -> list[tuple[nn.Module, float]]:
@@ -211,8 +167,8 @@ def train(
     work_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir, best_dir = work_dir / "checkpoint", work_dir / "best"
     if dist.is_main():
-        _recover_dir(ckpt_dir)
-        _recover_dir(best_dir)
+        recover_dir(ckpt_dir)
+        recover_dir(best_dir)
     dist.barrier()
     if not train_data:
         raise ValueError("no training examples")
@@ -230,7 +186,7 @@ def train(
         if state.get("world_size", 1) != world:
             raise ValueError(f"{ckpt_dir} was written by {state.get('world_size', 1)} processes, this run has {world}: "
                              "resume with as many, or delete it to start the stage again")
-        _load_trainable(tracked, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
+        load_trainable(tracked, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
         if dist.is_main():
             print(f"[{desc}] resumed from step {state['step']} (epoch {state['epoch']}) of {ckpt_dir}", flush=True)
     par = None
@@ -271,7 +227,7 @@ def train(
     elif resume:
         optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(ckpt_dir / "scheduler.pt", weights_only=True))
-        _set_rng_state(torch.load(ckpt_dir / "rng.pt", weights_only=False))
+        set_rng_state(torch.load(ckpt_dir / "rng.pt", weights_only=False))
     else:
         seed = cfg.seed + dist.rank()  # rank 0 draws what a single process draws; others differ (dropout)
         random.seed(seed)
@@ -284,10 +240,10 @@ def train(
             return
 
         def write(tmp: Path) -> None:
-            torch.save(_trainable_state(tracked), tmp / "trainable.pt")
+            torch.save(trainable_state(tracked), tmp / "trainable.pt")
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            torch.save(_rng_state(), tmp / "rng.pt")
+            torch.save(rng_state(), tmp / "rng.pt")
             (tmp / "state.json").write_text(json.dumps(state))
 
         atomic_save_dir(ckpt_dir, write)
@@ -306,7 +262,7 @@ def train(
         best = state["best_val"]
         if best is None or val < best - (es.min_delta if es else 0.0):
             state["best_val"], state["bad_evals"] = val, 0
-            weights = _trainable_state(tracked) if par is None else par.trainable_state()
+            weights = trainable_state(tracked) if par is None else par.trainable_state()
             if dist.is_main():
                 atomic_save_dir(best_dir, lambda tmp: torch.save(weights, tmp / "trainable.pt"))
             dist.barrier()
@@ -395,7 +351,7 @@ def train(
     if par is not None:
         par.finish(model, best)
     elif best is not None:
-        _load_trainable(tracked, best)
+        load_trainable(tracked, best)
     tracked.eval()
     return TrainResult(
         steps=state["step"], epochs_completed=state["epochs_completed"], best_val_loss=state["best_val"],

@@ -38,7 +38,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from distill2edge.train import distributed as dist
-from distill2edge.train.loop import _load_trainable, _rng_state, _set_rng_state, atomic_save_dir
+from distill2edge.train.checkpoint import atomic_save_dir, load_trainable, rng_state, set_rng_state
 
 Objective = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -134,7 +134,7 @@ class ParallelTrainer:
 
         def write(tmp: Path) -> None:
             dist.barrier()  # the folder exists: the other processes write their RNG states into it
-            torch.save(_rng_state(), tmp / "rng_0.pt")
+            torch.save(rng_state(), tmp / "rng_0.pt")
             torch.save(weights, tmp / "trainable.pt")
             torch.save(optimizer, tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
@@ -145,7 +145,7 @@ class ParallelTrainer:
             atomic_save_dir(ckpt_dir, write)
         else:
             dist.barrier()
-            torch.save(_rng_state(), ckpt_dir.with_name(ckpt_dir.name + ".tmp") / f"rng_{dist.rank()}.pt")
+            torch.save(rng_state(), ckpt_dir.with_name(ckpt_dir.name + ".tmp") / f"rng_{dist.rank()}.pt")
             dist.barrier()
         dist.barrier()  # renamed into place before anyone goes on
 
@@ -155,7 +155,7 @@ class ParallelTrainer:
         optimizer = torch.load(ckpt_dir / "optimizer.pt", weights_only=True)
         set_optimizer_state_dict(self.wrapped, self.optimizer, optimizer, options=StateDictOptions(full_state_dict=True))
         scheduler.load_state_dict(torch.load(ckpt_dir / "scheduler.pt", weights_only=True))
-        _set_rng_state(torch.load(ckpt_dir / f"rng_{dist.rank()}.pt", weights_only=False))
+        set_rng_state(torch.load(ckpt_dir / f"rng_{dist.rank()}.pt", weights_only=False))
 
     @torch.no_grad()
     def evaluate(
@@ -189,10 +189,10 @@ class ParallelTrainer:
         weights are gathered into `model`; `aux` stays sharded (it is discarded after training)."""
         if not self.fsdp:
             if best is not None:
-                _load_trainable(self.module, best)
+                load_trainable(self.module, best)
         else:
             state = best if best is not None else self.trainable_state(everywhere=True)
-            _load_trainable(model, {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
+            load_trainable(model, {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")})
         self.wrapped = self.module
         self.optimizer = None
         self.accelerator.free_memory()
