@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from distill2edge.cli.options import add_recipe_run_options
+
 _HELP = """Run the data, SFT and distillation stages of a recipe into a run folder, without evaluation, export or
 benchmarks, and print where the distilled models are. All distillations run, or the ones named with --name
 plus the distillations they start from and the SFT stages they need.
@@ -42,10 +44,7 @@ def add_distill_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="a distillation of the recipe to run (repeatable; default all)")
     p.add_argument("--out", type=Path, required=True,
                    help="run folder (every process must see it); an existing one is resumed")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe field, e.g. --set distill.kd.train.batch_size=8 (repeatable; YAML values)")
-    p.add_argument("--quick", action="store_true", help="the recipe's `quick` overrides (a smoke run on CPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_recipe_run_options(p, set_example="distill.kd.train.batch_size=8")
 
 
 def run_distill_cmd(args: argparse.Namespace) -> int:

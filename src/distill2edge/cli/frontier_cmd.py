@@ -6,6 +6,8 @@ import argparse
 import datetime as dt
 from pathlib import Path
 
+from distill2edge.cli.options import add_recipe_run_options
+
 _HELP = """Train one student per layer count from a recipe (the student cut from `student.init_from`), and
 report for each its test accuracy, size, and decode speed in llama.cpp at one quantization, timed beside
 the teacher's GGUF at the same quantization: what each layer costs and buys. The teacher is fine-tuned once
@@ -27,10 +29,7 @@ def add_frontier_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--questions", type=int, default=20, help="test questions the llama.cpp timing runs (default 20)")
     p.add_argument("--threads", type=int, default=2, help="llama.cpp threads (default 2)")
     p.add_argument("--out", type=Path, help="folder (default runs/<recipe>-frontier-<time>); an existing one is resumed")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe field (repeatable), e.g. --set distill.fullseq.train.epochs=1")
-    p.add_argument("--quick", action="store_true", help="the recipe's `quick` overrides (a smoke run on CPU)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_recipe_run_options(p, set_example="distill.fullseq.train.epochs=1")
 
 
 def run_frontier_cmd(args: argparse.Namespace) -> int:

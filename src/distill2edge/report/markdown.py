@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from distill2edge.config import Recipe
+from distill2edge.report.figures import report_axes, save_figure
 from distill2edge.report.verdict import curve_lines, learning_curves, plot_learning_curves, verdict_lines
 from distill2edge.runs import write_text_atomic
 
@@ -117,55 +118,43 @@ def _data_line(recipe: Recipe, d: dict[str, Any]) -> str:
 
 
 def plot_results(models: dict[str, dict[str, Any]], metric_names: list[str], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Bar chart of each model's test scores, one bar per metric, to `path`."""
     roles = [r["role"] for r in models.values()]
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / max(len(metric_names), 1)
-    for j, m in enumerate(metric_names):
-        xs = [i + j * width for i in range(len(roles))]
-        ax.bar(xs, [r.get(m, 0.0) for r in models.values()], width, label=_METRIC_LABELS.get(m, m))
-    ax.set_xticks([i + width * (len(metric_names) - 1) / 2 for i in range(len(roles))])
-    ax.set_xticklabels(roles, rotation=15, ha="right")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("score (test split)")
-    ax.legend()
-    ax.set_title("Accuracy of teacher and students")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with report_axes() as (fig, ax):
+        width = 0.8 / max(len(metric_names), 1)
+        for j, m in enumerate(metric_names):
+            xs = [i + j * width for i in range(len(roles))]
+            ax.bar(xs, [r.get(m, 0.0) for r in models.values()], width, label=_METRIC_LABELS.get(m, m))
+        ax.set_xticks([i + width * (len(metric_names) - 1) / 2 for i in range(len(roles))])
+        ax.set_xticklabels(roles, rotation=15, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("score (test split)")
+        ax.legend()
+        ax.set_title("Accuracy of teacher and students")
+        save_figure(fig, path)
 
 
 def plot_losses(run_dir: Path, training: dict[str, Any], path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    drawn = False
-    for stage in training:
-        hist_file = run_dir / "stages" / stage / "model" / "train_history.json"
-        if not hist_file.exists():
-            continue
-        history = json.loads(hist_file.read_text())["history"]
-        steps = [h["step"] for h in history if "loss" in h]
-        ax.plot(steps, [h["loss"] for h in history if "loss" in h], label=f"{stage} train")
-        val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
-        if val:
-            ax.plot(*zip(*val), "o--", label=f"{stage} validation")
-        drawn = True
-    if drawn:
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss")
-        ax.legend(fontsize=8)
-        ax.set_title("Training losses")
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    plt.close(fig)
+    """Training and validation loss of every training stage to `path`; False (nothing written) without histories."""
+    with report_axes() as (fig, ax):
+        drawn = False
+        for stage in training:
+            hist_file = run_dir / "stages" / stage / "model" / "train_history.json"
+            if not hist_file.exists():
+                continue
+            history = json.loads(hist_file.read_text())["history"]
+            steps = [h["step"] for h in history if "loss" in h]
+            ax.plot(steps, [h["loss"] for h in history if "loss" in h], label=f"{stage} train")
+            val = [(h["step"], h["val_loss"]) for h in history if "val_loss" in h]
+            if val:
+                ax.plot(*zip(*val), "o--", label=f"{stage} validation")
+            drawn = True
+        if drawn:
+            ax.set_xlabel("optimizer step")
+            ax.set_ylabel("loss")
+            ax.legend(fontsize=8)
+            ax.set_title("Training losses")
+            save_figure(fig, path)
     return drawn
 
 

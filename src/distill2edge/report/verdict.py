@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from distill2edge.config import Recipe
+from distill2edge.report.figures import report_axes, save_figure
 
 
 def _pick_metric(recipe: Recipe) -> str | None:
@@ -105,24 +106,18 @@ def learning_curves(run_dir: Path, metrics: dict[str, Any]) -> dict[str, list[tu
 
 
 def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> bool:
+    """Plot each stage's validation answer CE against steps to `path`; False (nothing written) without curves."""
     if not curves:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for stage, points in curves.items():
-        ax.plot(*zip(*points), "o-", markersize=3, label=stage)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("validation answer CE (nats / token)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.set_title("Learning curves: cross-entropy of the gold answers on the validation split")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    with report_axes() as (fig, ax):
+        for stage, points in curves.items():
+            ax.plot(*zip(*points), "o-", markersize=3, label=stage)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("validation answer CE (nats / token)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+        ax.set_title("Learning curves: cross-entropy of the gold answers on the validation split")
+        save_figure(fig, path)
     return True
 
 
