@@ -16,10 +16,7 @@ and validation losses are summed over processes, so history and early stopping a
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -27,23 +24,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import get_scheduler
 
 from distill2edge.config import TrainConfig
 from distill2edge.data.tokenize import collate
 from distill2edge.train import distributed as dist
-from distill2edge.train.checkpoint import (
-    atomic_save_dir,
-    load_trainable,
-    recover_dir,
-    rng_state,
-    set_rng_state,
-    trainable_state,
-)
+from distill2edge.train.checkpoint import atomic_save_dir, load_trainable, trainable_state
+from distill2edge.train.session import Session, make_optimizer, restore_or_seed, start_session
 
 Objective = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 Collate = Callable[[Sequence[dict[str, list[int]]]], dict[str, torch.Tensor]]
@@ -91,15 +80,6 @@ def autocast_context(precision: str, device: torch.device):
             raise ValueError("train.precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         return torch.autocast("cuda", dtype=torch.float16)
     return nullcontext()
-
-
-def _aux_groups(aux: nn.Module, aux_lr: float | dict[str, float] | None, default: float) -> list[tuple[nn.Module, float]]:
-    """(module, learning rate) pairs for the optimizer's extra parameter groups."""
-    if not isinstance(aux_lr, dict):
-        return [(aux, aux_lr or default)]
-    if not isinstance(aux, nn.ModuleDict) or set(aux_lr) != set(aux.keys()):
-        raise ValueError(f"aux_lr as a dict needs an nn.ModuleDict aux with the same keys, got {sorted(aux_lr)}")
-    return [(aux[k], aux_lr[k]) for k in aux.keys()]
 
 
 @torch.no_grad()
@@ -160,201 +140,149 @@ def train(
             return collate(features, pad_id)
     if stop_after_step is None and os.environ.get(STOP_AFTER_STEP_ENV):
         stop_after_step = int(os.environ[STOP_AFTER_STEP_ENV])
-    world = dist.world_size()
-    if world > 1:
-        dist.state(device)  # the process group, if the pipeline has not made it yet
-    tracked = nn.ModuleDict({"model": model, **({"aux": aux} if aux is not None else {})})
-    work_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_dir, best_dir = work_dir / "checkpoint", work_dir / "best"
-    if dist.is_main():
-        recover_dir(ckpt_dir)
-        recover_dir(best_dir)
-    dist.barrier()
-    if not train_data:
-        raise ValueError("no training examples")
-
-    model.to(device)
-    if aux is not None:
-        aux.to(device)
-    state: dict[str, Any] = {
-        "step": 0, "epoch": 0, "next_micro": 0, "best_val": None, "bad_evals": 0,
-        "stopped_early": False, "epochs_completed": 0, "history": [], "world_size": world,
-    }
-    resume = (ckpt_dir / "state.json").exists()
-    if resume:
-        state = json.loads((ckpt_dir / "state.json").read_text())
-        if state.get("world_size", 1) != world:
-            raise ValueError(f"{ckpt_dir} was written by {state.get('world_size', 1)} processes, this run has {world}: "
-                             "resume with as many, or delete it to start the stage again")
-        load_trainable(tracked, torch.load(ckpt_dir / "trainable.pt", weights_only=True))
-        if dist.is_main():
-            print(f"[{desc}] resumed from step {state['step']} (epoch {state['epoch']}) of {ckpt_dir}", flush=True)
-    par = None
-    if world > 1:
-        from distill2edge.train.parallel import ParallelTrainer
-
-        par = ParallelTrainer(device, model, aux, objective)
-
-    params = [p for p in (model if par is None else par.model).parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    groups = [{"params": params, "lr": cfg.lr}]
-    if aux is not None:
-        for part, lr in _aux_groups(aux, aux_lr, cfg.lr):
-            groups.append({"params": [p for p in part.parameters() if p.requires_grad], "lr": lr})
-            params = params + groups[-1]["params"]
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    micro_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
-    steps_per_epoch = math.ceil(micro_per_epoch / (cfg.grad_accum * world))
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    scheduler = get_scheduler(
-        cfg.scheduler if cfg.scheduler != "constant" else "constant_with_warmup",
-        optimizer, num_warmup_steps=int(cfg.warmup_ratio * total_steps), num_training_steps=total_steps,
-    )
-    scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-    if par is not None:
-        if scaler is not None and par.fsdp:
-            raise ValueError("train.precision fp16 is not supported with FSDP (its gradients are sharded); use bf16")
-        par.prepare(optimizer)
+    s = start_session(model, objective, train_data, val_data, cfg, work_dir, device, desc, aux, collate_fn)
+    micro_per_epoch, total_steps = make_optimizer(s, aux, aux_lr)
     # Sample-based periods count global samples: several processes take batch_size * world per micro-step.
-    clock = cfg if world == 1 else cfg.model_copy(update={"batch_size": cfg.batch_size * world})
+    clock = cfg if s.world == 1 else cfg.model_copy(update={"batch_size": cfg.batch_size * s.world})
     eval_every, checkpoint_every = clock.eval_period(), clock.checkpoint_period()
-
-    if resume and par is not None:
-        par.load_checkpoint(ckpt_dir, scheduler)
-    elif resume:
-        optimizer.load_state_dict(torch.load(ckpt_dir / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(ckpt_dir / "scheduler.pt", weights_only=True))
-        set_rng_state(torch.load(ckpt_dir / "rng.pt", weights_only=False))
-    else:
-        seed = cfg.seed + dist.rank()  # rank 0 draws what a single process draws; others differ (dropout)
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-
-    def save_checkpoint() -> None:
-        if par is not None:
-            par.save_checkpoint(ckpt_dir, scheduler, state)
-            return
-
-        def write(tmp: Path) -> None:
-            torch.save(trainable_state(tracked), tmp / "trainable.pt")
-            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-            torch.save(rng_state(), tmp / "rng.pt")
-            (tmp / "state.json").write_text(json.dumps(state))
-
-        atomic_save_dir(ckpt_dir, write)
-
-    def validate() -> bool:
-        """Run validation, update early stopping; True when training should stop."""
-        if not val_data:
-            return False
-        terms = (
-            evaluate_loss(model, objective, val_data, cfg.batch_size, collate_fn, device, cfg.precision) if par is None
-            else par.evaluate(val_data, cfg.batch_size, collate_fn, device, lambda: autocast_context(cfg.precision, device))
-        )
-        val = terms.pop("loss")
-        state["history"].append({"step": state["step"], "val_loss": val, **{f"val_{k}": v for k, v in terms.items()}})
-        es = cfg.early_stopping
-        best = state["best_val"]
-        if best is None or val < best - (es.min_delta if es else 0.0):
-            state["best_val"], state["bad_evals"] = val, 0
-            weights = trainable_state(tracked) if par is None else par.trainable_state()
-            if dist.is_main():
-                atomic_save_dir(best_dir, lambda tmp: torch.save(weights, tmp / "trainable.pt"))
-            dist.barrier()
-        else:
-            state["bad_evals"] += 1
-        return es is not None and state["bad_evals"] >= es.patience
+    restore_or_seed(s)
 
     start = time.perf_counter()
-    (tracked if par is None else par).train()
+    (s.tracked if s.par is None else s.par).train()
     bar = tqdm(
-        total=total_steps, initial=state["step"], desc=desc, disable=not progress or not dist.is_main(), dynamic_ncols=True
+        total=total_steps, initial=s.state["step"], desc=desc, disable=not progress or not dist.is_main(),
+        dynamic_ncols=True,
     )
-    done = state["step"] >= total_steps or state["stopped_early"]
-    while not done and state["epoch"] < cfg.epochs:
-        order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(cfg.seed + state["epoch"]))
-        micro = state["next_micro"]
+    done = s.state["step"] >= total_steps or s.state["stopped_early"]
+    while not done and s.state["epoch"] < cfg.epochs:
+        order = torch.randperm(len(train_data), generator=torch.Generator().manual_seed(cfg.seed + s.state["epoch"]))
+        micro = s.state["next_micro"]
         while micro < micro_per_epoch:
-            group = range(micro, min(micro + cfg.grad_accum * world, micro_per_epoch))
-            optimizer.zero_grad(set_to_none=True)
-            logs: dict[str, float] = {}
-            mine = dist.shard(group, pad_with=group[0])  # (micro-batch, real); padding has weight 0
-            for i, (m, real) in enumerate(mine):
-                idx = order[m * cfg.batch_size : (m + 1) * cfg.batch_size].tolist()
-                batch = {k: v.to(device) for k, v in collate_fn([train_data[i] for i in idx]).items()}
-                with nullcontext() if par is None else par.no_sync(i < len(mine) - 1):
-                    with autocast_context(cfg.precision, device):
-                        out = objective(model, batch) if par is None else par.forward(batch)
-                    loss = out["loss"]
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLossError(
-                            f"{desc}: non-finite loss ({float(loss.detach())}) at step {state['step'] + 1} "
-                            f"(epoch {state['epoch']}, micro-batch {m}); lower train.lr or check the data"
-                        )
-                    # Processes' gradients are averaged, so each scales by world / micro-batches in the step.
-                    scaled = loss * world / len(group) if real else loss * 0.0
-                    (scaler.scale(scaled) if scaler else scaled).backward()
-                for k, v in out.items():
-                    logs[k] = logs.get(k, 0.0) + (float(v.detach()) / len(group) if real else 0.0)
-            if par is not None:
-                logs = dict(zip(logs, dist.sum_over_ranks(list(logs.values()))))
-            if scaler:
-                scaler.unscale_(optimizer)
-            if cfg.max_grad_norm is not None:
-                if par is None:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                else:
-                    par.clip_grad_norm_(cfg.max_grad_norm)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            scheduler.step()
-            micro = group[-1] + 1
-            state["step"] += 1
-            state["next_micro"] = micro
-            state["history"].append({"step": state["step"], "lr": scheduler.get_last_lr()[0], **logs})
+            logs, micro = _optimizer_step(s, order, micro, micro_per_epoch)
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.4f}")
-
-            stop = False
-            if eval_every and state["step"] % eval_every == 0:
-                stop = validate()
-            if micro >= micro_per_epoch:
-                state["epoch"] += 1
-                state["next_micro"] = 0
-                state["epochs_completed"] = state["epoch"]
-                if not eval_every:
-                    stop = validate() or stop
-            if stop:
-                state["stopped_early"] = True
-            done = stop or state["step"] >= total_steps
-            if done and not stop and state["history"][-1].get("val_loss") is None:
-                validate()  # reached max_steps between validations: judge the final weights too
-            if done or state["step"] % checkpoint_every == 0:
-                save_checkpoint()
-            if stop_after_step is not None and state["step"] >= stop_after_step and not done:
+            done = _after_step(s, micro, micro_per_epoch, total_steps, eval_every, checkpoint_every)
+            if stop_after_step is not None and s.state["step"] >= stop_after_step and not done:
                 bar.close()
-                raise _SimulatedKill(f"stopped after step {state['step']}")
+                raise _SimulatedKill(f"stopped after step {s.state['step']}")
             if done or micro >= micro_per_epoch:
                 break
     bar.close()
-    best = None
-    if state["best_val"] is not None and (best_dir / "trainable.pt").exists():
-        best = torch.load(best_dir / "trainable.pt", weights_only=True)
+    return _finish(s, start)
+
+
+def _validate(s: Session) -> bool:
+    """Run validation, update early stopping; True when training should stop."""
+    cfg, state, device = s.cfg, s.state, s.device
+    if not s.val_data:
+        return False
+    terms = (
+        evaluate_loss(s.model, s.objective, s.val_data, cfg.batch_size, s.collate_fn, device, cfg.precision)
+        if s.par is None
+        else s.par.evaluate(s.val_data, cfg.batch_size, s.collate_fn, device,
+                            lambda: autocast_context(cfg.precision, device))
+    )
+    val = terms.pop("loss")
+    state["history"].append({"step": state["step"], "val_loss": val, **{f"val_{k}": v for k, v in terms.items()}})
+    es = cfg.early_stopping
+    best = state["best_val"]
+    if best is None or val < best - (es.min_delta if es else 0.0):
+        state["best_val"], state["bad_evals"] = val, 0
+        weights = trainable_state(s.tracked) if s.par is None else s.par.trainable_state()
+        if dist.is_main():
+            atomic_save_dir(s.best_dir, lambda tmp: torch.save(weights, tmp / "trainable.pt"))
+        dist.barrier()
+    else:
+        state["bad_evals"] += 1
+    return es is not None and state["bad_evals"] >= es.patience
+
+
+def _optimizer_step(
+    s: Session, order: torch.Tensor, micro: int, micro_per_epoch: int,
+) -> tuple[dict[str, float], int]:
+    """One optimizer step over the next `grad_accum * world` micro-batches from `micro` (this process
+    takes every world-th); appends its history row. Returns the step's logged terms and the next micro-batch."""
+    cfg, state, par, scaler, device, world = s.cfg, s.state, s.par, s.scaler, s.device, s.world
+    group = range(micro, min(micro + cfg.grad_accum * world, micro_per_epoch))
+    s.optimizer.zero_grad(set_to_none=True)
+    logs: dict[str, float] = {}
+    mine = dist.shard(group, pad_with=group[0])  # (micro-batch, real); padding has weight 0
+    for i, (m, real) in enumerate(mine):
+        idx = order[m * cfg.batch_size : (m + 1) * cfg.batch_size].tolist()
+        batch = {k: v.to(device) for k, v in s.collate_fn([s.train_data[i] for i in idx]).items()}
+        with nullcontext() if par is None else par.no_sync(i < len(mine) - 1):
+            with autocast_context(cfg.precision, device):
+                out = s.objective(s.model, batch) if par is None else par.forward(batch)
+            loss = out["loss"]
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{s.desc}: non-finite loss ({float(loss.detach())}) at step {state['step'] + 1} "
+                    f"(epoch {state['epoch']}, micro-batch {m}); lower train.lr or check the data"
+                )
+            # Processes' gradients are averaged, so each scales by world / micro-batches in the step.
+            scaled = loss * world / len(group) if real else loss * 0.0
+            (scaler.scale(scaled) if scaler else scaled).backward()
+        for k, v in out.items():
+            logs[k] = logs.get(k, 0.0) + (float(v.detach()) / len(group) if real else 0.0)
     if par is not None:
-        par.finish(model, best)
+        logs = dict(zip(logs, dist.sum_over_ranks(list(logs.values()))))
+    if scaler:
+        scaler.unscale_(s.optimizer)
+    if cfg.max_grad_norm is not None:
+        if par is None:
+            torch.nn.utils.clip_grad_norm_(s.params, cfg.max_grad_norm)
+        else:
+            par.clip_grad_norm_(cfg.max_grad_norm)
+    if scaler:
+        scaler.step(s.optimizer)
+        scaler.update()
+    else:
+        s.optimizer.step()
+    s.scheduler.step()
+    micro = group[-1] + 1
+    state["step"] += 1
+    state["next_micro"] = micro
+    state["history"].append({"step": state["step"], "lr": s.scheduler.get_last_lr()[0], **logs})
+    return logs, micro
+
+
+def _after_step(
+    s: Session, micro: int, micro_per_epoch: int, total_steps: int, eval_every: int | None, checkpoint_every: int,
+) -> bool:
+    """Validation, epoch end, early stopping and checkpointing after a step; True when training is done."""
+    state = s.state
+    stop = False
+    if eval_every and state["step"] % eval_every == 0:
+        stop = _validate(s)
+    if micro >= micro_per_epoch:
+        state["epoch"] += 1
+        state["next_micro"] = 0
+        state["epochs_completed"] = state["epoch"]
+        if not eval_every:
+            stop = _validate(s) or stop
+    if stop:
+        state["stopped_early"] = True
+    done = stop or state["step"] >= total_steps
+    if done and not stop and state["history"][-1].get("val_loss") is None:
+        _validate(s)  # reached max_steps between validations: judge the final weights too
+    if done or state["step"] % checkpoint_every == 0:
+        s.save_checkpoint()
+    return done
+
+
+def _finish(s: Session, start: float) -> TrainResult:
+    """Load the best validated weights back (on every process) and report the run."""
+    state = s.state
+    best = None
+    if state["best_val"] is not None and (s.best_dir / "trainable.pt").exists():
+        best = torch.load(s.best_dir / "trainable.pt", weights_only=True)
+    if s.par is not None:
+        s.par.finish(s.model, best)
     elif best is not None:
-        load_trainable(tracked, best)
-    tracked.eval()
+        load_trainable(s.tracked, best)
+    s.tracked.eval()
     return TrainResult(
         steps=state["step"], epochs_completed=state["epochs_completed"], best_val_loss=state["best_val"],
         stopped_early=state["stopped_early"], wall_time_s=time.perf_counter() - start, history=state["history"],
-        parallel=None if par is None else par.mode,
+        parallel=None if s.par is None else s.par.mode,
     )
