@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from distill2edge._version import __version__
 
 __all__ = [
     "Evaluation", "ExportResult", "RecipeRun", "__version__",

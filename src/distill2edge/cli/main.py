@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from distill2edge import __version__
+from distill2edge._version import __version__
 
 _EPILOG = """examples:
   distill2edge recipe list
