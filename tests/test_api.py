@@ -38,7 +38,7 @@ def test_import_is_cheap_and_exports_the_api() -> None:
     version, names = run.stdout.split(maxsplit=1)
     assert version == distill2edge.__version__
     assert set(names.split()) == {"__version__", "load_recipe", "run_recipe", "export_gguf", "export_onnx",
-                                  "run_bench", "evaluate", "RecipeRun", "ExportResult", "Evaluation"}
+                                  "run_bench", "evaluate_models", "RecipeRun", "ExportResult", "Evaluation"}
     for name in distill2edge.__all__:
         obj = getattr(distill2edge, name)
         assert name == "__version__" or (callable(obj) and obj.__doc__), name
@@ -46,18 +46,15 @@ def test_import_is_cheap_and_exports_the_api() -> None:
         distill2edge.no_such_name  # noqa: B018
 
 
-def test_evaluate_stays_callable_beside_its_subpackage() -> None:
-    """`distill2edge.evaluate` is also a subpackage, which Python binds to the package attribute when it
-    is imported: the subpackage itself is callable and runs `api.evaluate`."""
-    import distill2edge.evaluate.registry  # rebinds distill2edge.evaluate to the subpackage
-    from distill2edge import api, evaluate
+def test_evaluate_models_beside_the_evaluate_subpackage() -> None:
+    """The API function is `evaluate_models`: `distill2edge.evaluate` stays the subpackage, untouched by the API."""
+    import distill2edge.evaluate.registry
+    from distill2edge import api
 
-    assert callable(distill2edge.evaluate) and evaluate is distill2edge.evaluate
     assert distill2edge.evaluate.registry.resolve_metrics(["qa"]) == ["exact_match", "token_f1"]
+    assert distill2edge.evaluate_models is api.evaluate_models
     with pytest.raises(TypeError):
-        api.evaluate()  # type: ignore[call-arg]
-    with pytest.raises(TypeError):
-        distill2edge.evaluate()
+        distill2edge.evaluate_models()  # type: ignore[call-arg]
 
 
 def test_load_recipe_equals_recipe_show(capsys: pytest.CaptureFixture[str]) -> None:
@@ -183,7 +180,7 @@ def test_evaluate_equals_the_evaluate_command(tmp_path: Path, tiny_llama_dir: Pa
         argv += [f"--{key.replace('_', '-')}", value[0] if isinstance(value, list) else str(value)]
     assert main(argv) == 0
     logs: list[str] = []
-    ev = distill2edge.evaluate([f"tiny={tiny_llama_dir}"], tmp_path / "api", data=str(qa_jsonl), progress=False,
+    ev = distill2edge.evaluate_models([f"tiny={tiny_llama_dir}"], tmp_path / "api", data=str(qa_jsonl), progress=False,
                                log=logs.append, **_EVAL_ARGS)
 
     assert isinstance(ev, distill2edge.Evaluation) and ev.out_dir == tmp_path / "api"
@@ -199,4 +196,4 @@ def test_evaluate_equals_the_evaluate_command(tmp_path: Path, tiny_llama_dir: Pa
     from distill2edge.evaluate.run import OutputExistsError
 
     with pytest.raises(OutputExistsError, match="not an empty folder"):
-        distill2edge.evaluate([str(tiny_llama_dir)], tmp_path / "api", data=str(qa_jsonl))
+        distill2edge.evaluate_models([str(tiny_llama_dir)], tmp_path / "api", data=str(qa_jsonl))

@@ -9,10 +9,11 @@ The Python API, one function per CLI command (see `distill2edge.api`):
     d2e.export_gguf(MODEL_DIR, "student.q8_0.gguf")           # distill2edge export gguf MODEL_DIR --out ...
     d2e.export_onnx(MODEL_DIR, "student-onnx")                # distill2edge export onnx MODEL_DIR --out ...
     d2e.run_bench([MODEL_DIR], "bench")                       # distill2edge bench MODEL_DIR --out bench
-    d2e.evaluate([MODEL_DIR], "eval")                         # distill2edge evaluate MODEL_DIR --out eval
+    d2e.evaluate_models([MODEL_DIR], "eval")                  # distill2edge evaluate MODEL_DIR --out eval
 
-The names load on first use, so `import distill2edge` does not import torch. `distill2edge.evaluate` is
-also the subpackage of that name, made callable (calling it runs `distill2edge.api.evaluate`).
+The names load on first use, so `import distill2edge` does not import torch. The evaluation function is
+`evaluate_models`, not `evaluate`: `distill2edge.evaluate` is the subpackage, and Python rebinds the package
+attribute to it as soon as it is imported.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from distill2edge._version import __version__
 
 __all__ = [
     "Evaluation", "ExportResult", "RecipeRun", "__version__",
-    "evaluate", "export_gguf", "export_onnx", "load_recipe", "run_bench", "run_recipe",
+    "evaluate_models", "export_gguf", "export_onnx", "load_recipe", "run_bench", "run_recipe",
 ]
 
 _API = frozenset(__all__) - {"__version__"}
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
         Evaluation,
         ExportResult,
         RecipeRun,
-        evaluate,
+        evaluate_models,
         export_gguf,
         export_onnx,
         load_recipe,
@@ -43,10 +44,6 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name == "evaluate":  # the subpackage, made callable: it runs `api.evaluate` (see its docstring)
-        import importlib
-
-        return importlib.import_module("distill2edge.evaluate")
     if name in _API:
         from distill2edge import api
 

@@ -7,7 +7,7 @@
     gguf = d2e.export_gguf(run.models["distilled.fullseq"], "out/student.q8_0.gguf", quant="q8_0")
     onnx = d2e.export_onnx(run.models["distilled.fullseq"], "out/student-onnx")
     bench = d2e.run_bench(["teacher=embedded:smollm2-135m-instruct", f"student={gguf.path}"], "out/bench")
-    scores = d2e.evaluate(["embedded:smollm2-135m-instruct"], "out/eval", metrics=["qa"])
+    scores = d2e.evaluate_models(["embedded:smollm2-135m-instruct"], "out/eval", metrics=["qa"])
 
 | function | command | returns |
 |---|---|---|
@@ -16,7 +16,7 @@
 | `export_gguf` | `distill2edge export gguf MODEL --out FILE` | `ExportResult`: file, sidecars, parity record |
 | `export_onnx` | `distill2edge export onnx MODEL --out DIR` | `ExportResult`: folder, sidecars, parity record |
 | `run_bench` | `distill2edge bench MODEL... --out DIR` | the content of bench.json |
-| `evaluate` | `distill2edge evaluate MODEL... --out DIR` | `Evaluation`: folder, summary.json, scores |
+| `evaluate_models` | `distill2edge evaluate MODEL... --out DIR` | `Evaluation`: folder, summary.json, scores |
 
 The CLI commands call the same functions underneath (`config.load_recipe`, `run_folder.default_run_dir`
 then `pipeline.run_recipe`, `export.gguf.export_gguf`, `export.onnx.export_onnx`,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Evaluation", "ExportResult", "RecipeRun",
-    "evaluate", "export_gguf", "export_onnx", "load_recipe", "run_bench", "run_recipe",
+    "evaluate_models", "export_gguf", "export_onnx", "load_recipe", "run_bench", "run_recipe",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -248,7 +248,7 @@ def run_bench(
     )
 
 
-def evaluate(
+def evaluate_models(
     models: Sequence[str],
     out: PathLike,
     *,
@@ -277,9 +277,9 @@ def evaluate(
     empty) only when every model is done. Equal to `distill2edge evaluate MODEL... --out OUT` with the
     same options. Raises OutputExistsError, JudgeError, MetricUnavailableError, DataError, ValueError.
     """
-    from distill2edge.evaluate.run import evaluate_models
+    from distill2edge.evaluate.run import evaluate_models as run_evaluation
 
-    summary = evaluate_models(
+    summary = run_evaluation(
         models, out, data=data, metrics=metrics, judge=judge, judge_api_key_env=judge_api_key_env,
         split=split, max_questions=max_questions, template=template, max_length=max_length,
         max_new_tokens=max_new_tokens, batch_size=batch_size, dtype=dtype, device=device, progress=progress,
