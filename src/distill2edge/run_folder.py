@@ -36,6 +36,19 @@ class RunFolderError(RuntimeError):
     """A run folder that cannot be used: not a folder, not ours, or in use. The message names the path."""
 
 
+def default_run_dir(recipe_name: str, out: str | os.PathLike[str] | None = None, quick: bool = False) -> Path:
+    """The run folder of `distill2edge recipe`: `out` when given, else `runs/<recipe>[-quick]-<time>`.
+    Under `accelerate launch` `out` is required (every process must use one folder): RunFolderError."""
+    if out is not None:
+        return Path(out)
+    from distill2edge.train import distributed as dist
+
+    if dist.is_distributed():
+        raise RunFolderError("give --out under accelerate launch (every process uses one run folder)")
+    suffix = "-quick" if quick else ""
+    return Path("runs") / f"{recipe_name}{suffix}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+
+
 def check_folder_path(root: Path) -> None:
     """Refuse a `root` that is an existing file or lies under one, naming the offending path."""
     if root.exists() and not root.is_dir():

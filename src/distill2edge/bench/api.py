@@ -111,3 +111,63 @@ def run_bench(
     tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     os.replace(tmp, out_dir / "bench.json")
     return result
+
+
+def load_questions(data: str, split: str = "test", limit: int | None = None) -> list[QAExample]:
+    """The questions of `data` (embedded:NAME, a TeleQuAD/SQuAD JSON, a JSONL file or hf:NAME): one split
+    ("train", "validation", "test", made by context as a recipe makes them) or "all", the first `limit`."""
+    from distill2edge.config import DataConfig
+    from distill2edge.data.qa import load_examples, split_by_context
+
+    if split not in ("all", "train", "validation", "test"):
+        raise BenchError(f"split {split!r}: choose all, train, validation or test")
+    cfg = DataConfig(source=data)
+    examples = load_examples(cfg)
+    if split != "all":
+        examples = split_by_context(examples, cfg.split)[split]
+    if limit is not None:
+        examples = examples[:limit]
+    return examples
+
+
+def run_bench_specs(
+    models: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    roles: Sequence[str] = (),
+    data: str = "embedded:telecom-qa",
+    split: str = "test",
+    limit: int | None = None,
+    template: str = BenchSettings.template,
+    max_length: int = BenchSettings.max_length,
+    max_new_tokens: int = BenchSettings.max_new_tokens,
+    threads: int = BenchSettings.threads,
+    warmup: int = BenchSettings.warmup,
+    batch_size: int = BenchSettings.batch_size,
+    stop_at_answer: bool = False,
+    isolate: bool = True,
+    reference: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`distill2edge bench` from its arguments: `models` are `[ROLE=]PATH` specs (HF folder, ONNX folder,
+    .gguf, embedded:NAME), `roles` label those without `ROLE=` in order (default `model`); the questions
+    come from `load_questions(data, split, limit)`; `template` may spell a newline as a literal `\\n`.
+    Writes `out_dir` and returns the content of bench.json. Raises BenchError / DataError on bad input."""
+    from distill2edge.bench.spec import parse_model_spec
+
+    models, roles = list(models), list(roles)
+    if len(roles) > len(models):
+        raise BenchError(f"{len(roles)} --role given for {len(models)} models")
+    roles += ["model"] * (len(models) - len(roles))
+    parsed = [parse_model_spec(spec, role) for spec, role in zip(models, roles)]
+    examples = load_questions(data, split, limit)
+    if not examples:
+        raise BenchError(f"{data}: no questions in split {split!r}")
+    for name, value in (("--threads", threads), ("--max-new-tokens", max_new_tokens)):
+        if value < 1:
+            raise BenchError(f"{name} must be at least 1 (got {value})")
+    settings = BenchSettings(
+        template=template.replace("\\n", "\n"), max_length=max_length, max_new_tokens=max_new_tokens,
+        threads=threads, warmup=warmup, batch_size=batch_size, stop_at_answer=stop_at_answer, isolate=isolate,
+    )
+    return run_bench(parsed, examples, Path(out_dir), settings=settings, reference=reference, log=log)

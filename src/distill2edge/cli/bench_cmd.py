@@ -59,42 +59,20 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="run every model in this process (faster start; no peak RSS)")
 
 
-def _load_questions(args: argparse.Namespace) -> list:
-    from distill2edge.config import DataConfig
-    from distill2edge.data.qa import load_examples, split_by_context
-
-    cfg = DataConfig(source=args.data)
-    examples = load_examples(cfg)
-    if args.split != "all":
-        examples = split_by_context(examples, cfg.split)[args.split]
-    if args.limit is not None:
-        examples = examples[: args.limit]
-    return examples
-
-
 def run_bench_cmd(args: argparse.Namespace) -> int:
-    """Run the parsed `bench` command; returns the exit status."""
-    from distill2edge.bench import BenchError, BenchSettings, parse_model_spec, run_bench
+    """Run the parsed `bench` command (`bench.api.run_bench_specs`); returns the exit status."""
+    from distill2edge.bench import BenchError
+    from distill2edge.bench.api import run_bench_specs
     from distill2edge.bench.tables import markdown_tables
     from distill2edge.data.qa import DataError
 
     try:
-        if len(args.role) > len(args.models):
-            raise BenchError(f"{len(args.role)} --role given for {len(args.models)} models")
-        roles = list(args.role) + ["model"] * (len(args.models) - len(args.role))
-        models = [parse_model_spec(spec, role) for spec, role in zip(args.models, roles)]
-        examples = _load_questions(args)
-        if not examples:
-            raise BenchError(f"{args.data}: no questions in split {args.split!r}")
-        for name, value in (("--threads", args.threads), ("--max-new-tokens", args.max_new_tokens)):
-            if value < 1:
-                raise BenchError(f"{name} must be at least 1 (got {value})")
-        settings = BenchSettings(
-            template=args.template.replace("\\n", "\n"), max_length=args.max_length, max_new_tokens=args.max_new_tokens,
+        result = run_bench_specs(
+            args.models, args.out, roles=args.role, data=args.data, split=args.split, limit=args.limit,
+            template=args.template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
             threads=args.threads, warmup=args.warmup, batch_size=args.batch_size,
-            stop_at_answer=args.stop_at_answer, isolate=not args.no_isolate,
+            stop_at_answer=args.stop_at_answer, isolate=not args.no_isolate, reference=args.reference,
         )
-        result = run_bench(models, examples, args.out, settings=settings, reference=args.reference)
     except (BenchError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

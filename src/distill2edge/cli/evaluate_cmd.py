@@ -15,11 +15,8 @@ Exit status: 0 complete; 2 for usage, data, model, judge or metric-data errors (
 from __future__ import annotations
 
 import argparse
-import json
-import re
 import sys
 from pathlib import Path
-from typing import Any
 
 _HELP = """Answer the questions of a QA set with each MODEL (greedy decoding, the recipe's prompt template) and
 score every answer per question. Metric groups: qa (exact_match, token_f1), ngram (bleu, chrf, rouge_1,
@@ -68,97 +65,22 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _label(spec: str, taken: set[str]) -> tuple[str, str]:
-    """(folder label, model reference) from `[LABEL=]REF`; labels are made unique and file-safe."""
-    label, sep, ref = spec.partition("=")
-    if not sep or "/" in label or not label:
-        label, ref = Path(spec.rstrip("/")).name.removeprefix("embedded:") or "model", spec
-    label = re.sub(r"[^A-Za-z0-9._-]+", "-", label)
-    base, k = label, 2
-    while label in taken:
-        label, k = f"{base}-{k}", k + 1
-    taken.add(label)
-    return label, ref
-
-
-def _summary_md(record: dict[str, Any]) -> str:
-    metrics = record["metrics"]
-    lines = [f"# Evaluation on {record['data']} ({record['split']} split, {record['n']} questions)", ""]
-    if record.get("judge"):
-        lines += [f"Oracle-LLM metrics judged by `{record['judge']}`.", ""]
-    lines.append("| Model | " + " | ".join(metrics) + " | ms / answer |")
-    lines.append("|---|" + "---|" * (len(metrics) + 1))
-    for label, m in record["models"].items():
-        lines.append(f"| {label} | " + " | ".join(f"{m[k]:.4f}" for k in metrics) + f" | {m['latency_ms']:.0f} |")
-    return "\n".join(lines) + "\n"
-
-
-def _evaluate_all(args: argparse.Namespace, out: Path) -> dict[str, Any]:
-    import torch
-
-    from distill2edge.config import DataConfig
-    from distill2edge.data.qa import load_examples, prepare_splits
-    from distill2edge.evaluate.generate import evaluate_model
-    from distill2edge.evaluate.registry import metric_group, resolve_metrics
-    from distill2edge.models import DTYPES, load_model
-
-    names = resolve_metrics([n.strip() for arg in (args.metrics or ["qa,ngram,embedding"])
-                             for n in arg.split(",") if n.strip()])
-    cfg = DataConfig(source=args.data, prompt_template=args.template, max_length=args.max_length)
-    examples = prepare_splits(cfg)["test"] if args.split == "test" else load_examples(cfg)
-    if args.max_questions:
-        examples = examples[: args.max_questions]
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    judge = None
-    if any(metric_group(n) == "llm" for n in names):
-        from distill2edge.evaluate.judge import default_judge, make_judge
-
-        judge = (make_judge(args.judge, device=device, api_key_env=args.judge_api_key_env) if args.judge
-                 else default_judge(device=device))
-        print(f"judge: {judge.name}")
-    record: dict[str, Any] = {"data": args.data, "split": args.split, "n": len(examples), "metrics": names,
-                              "judge": judge.name if judge else None, "models": {}}
-    taken: set[str] = set()
-    for spec in args.models:
-        label, ref = _label(spec, taken)
-        model, tok = load_model(ref, dtype=DTYPES[args.dtype], device=device)
-        summary = evaluate_model(
-            model, tok, examples, out / label, template=args.template, max_length=args.max_length,
-            max_new_tokens=args.max_new_tokens, metrics=names, batch_size=args.batch_size, device=device,
-            progress=not args.no_progress, desc=f"evaluate {label}", judge=judge,
-        )
-        summary.update(model=ref, dir=label)
-        (out / label / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        record["models"][label] = summary
-        print(f"{label}: " + "  ".join(f"{m} {summary[m]:.4f}" for m in names))
-        del model
-    return record
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Run the parsed `evaluate` command; returns the exit status (0 complete, 2 error)."""
+    """Run the parsed `evaluate` command (`evaluate.run.evaluate_models`); returns the exit status
+    (0 complete, 2 error)."""
     from distill2edge.evaluate.judge import JudgeError
     from distill2edge.evaluate.registry import MetricUnavailableError
-    from distill2edge.models._fs import write_dir_atomically
-
-    out: Path = args.out
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        print(f"error: --out {out} exists and is not an empty folder; choose a new one", file=sys.stderr)
-        return 2
-    holder: dict[str, Any] = {}
-
-    def write(tmp: Path) -> None:
-        record = _evaluate_all(args, tmp)
-        (tmp / "summary.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        (tmp / "summary.md").write_text(_summary_md(record), encoding="utf-8")
-        holder["record"] = record
+    from distill2edge.evaluate.run import OutputExistsError, evaluate_models
 
     try:
-        if out.exists():
-            out.rmdir()  # empty: replaced by the complete folder
-        write_dir_atomically(out, write)
-    except (JudgeError, MetricUnavailableError) as e:
+        record = evaluate_models(
+            args.models, args.out, data=args.data, metrics=args.metrics, judge=args.judge,
+            judge_api_key_env=args.judge_api_key_env, split=args.split, max_questions=args.max_questions,
+            template=args.template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size, dtype=args.dtype, device=args.device, progress=not args.no_progress,
+        )
+    except (JudgeError, MetricUnavailableError, OutputExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {out / 'summary.json'} ({len(holder['record']['models'])} models)")
+    print(f"wrote {args.out / 'summary.json'} ({len(record['models'])} models)")
     return 0

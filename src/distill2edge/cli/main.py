@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 from pathlib import Path
 
-from distill2edge import __version__
+from distill2edge._version import __version__
 
 _EPILOG = """examples:
   distill2edge recipe list
@@ -109,13 +108,10 @@ def _cmd_recipe(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.target, args.overrides, quick=args.quick)
     from distill2edge.pipeline import run_recipe
+    from distill2edge.run_folder import default_run_dir
     from distill2edge.train import distributed as dist
 
-    if args.out is None and dist.is_distributed():
-        raise SystemExit("distill2edge recipe: give --out under accelerate launch (every process uses one run folder)")
-
-    suffix = "-quick" if args.quick else ""
-    out = args.out or Path("runs") / f"{recipe.name}{suffix}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    out = default_run_dir(recipe.name, args.out, quick=args.quick)
     if dist.is_main():
         print(f"run folder: {out}")
     metrics = run_recipe(recipe, out, progress=not args.no_progress)

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from distill2edge import __version__
+from distill2edge._version import __version__
 from distill2edge.export.common import ExportError
 from distill2edge.export.lineage import lineage
 
