@@ -14,8 +14,9 @@ from typing import Any, Literal
 
 import torch
 
-from distill2edge.config import DistillConfig, Recipe
+from distill2edge.config import DataConfig, DistillConfig, Recipe, TrainConfig
 from distill2edge.data.splits import prepare_data, read_data
+from distill2edge.evaluate.probe import probe_factory
 from distill2edge.output_stages import evaluate_stages, run_bench_stage, run_export_stages
 from distill2edge.preflight import name_layer_error, preflight_recipe
 from distill2edge.report.markdown import write_report
@@ -23,7 +24,7 @@ from distill2edge.runs import Run, StageResult, ending_status, write_json_atomic
 from distill2edge.stage_keys import distill_stage_key, teacher_stage_config
 from distill2edge.student_init import init_student, log_student_init
 from distill2edge.train import distributed as dist
-from distill2edge.train.stages import run_distill, run_multi_distill, run_sft
+from distill2edge.train.stages import ProbeFactory, run_distill, run_multi_distill, run_sft
 
 Log = Callable[[str], None]
 
@@ -89,6 +90,20 @@ def _with_upstream(recipe: Recipe, names: Collection[str] | None) -> dict[str, D
     return {n: d for n, d in recipe.distill.items() if n in need}
 
 
+def _answer_probe(
+    recipe: Recipe, train_cfg: TrainConfig, splits: dict[str, list], data_cfg: DataConfig, device: torch.device,
+) -> ProbeFactory | None:
+    """`train.eval_answers` > 0 on a QA task: greedy answers to that many validation questions at each
+    validation, generated as the evaluate stage does (its `max_new_tokens` and batch size)."""
+    if train_cfg.eval_answers == 0 or data_cfg.task != "qa" or not splits.get("validation"):
+        return None
+    return probe_factory(
+        splits["validation"], train_cfg.eval_answers, template=data_cfg.prompt_template,
+        max_length=data_cfg.max_length, max_new_tokens=recipe.evaluate.max_new_tokens,
+        batch_size=recipe.evaluate.batch_size, device=device,
+    )
+
+
 def _run_stages(
     recipe: Recipe, run: Run, device: torch.device, progress: bool, log: Log, train_only: bool,
     distills: dict[str, DistillConfig],
@@ -144,7 +159,7 @@ def _run_stages(
         def sft_fn(out: Path, work: Path, _ref=base_ref, _cfg=sft_cfg, _dtype=dtype, _role=role) -> dict[str, Any]:
             result = run_sft(
                 _ref, splits, data_cfg, _cfg, out / "model", work, device=device, dtype=_dtype,
-                progress=progress, desc=f"sft {_role}",
+                progress=progress, desc=f"sft {_role}", probe=_answer_probe(recipe, _cfg.train, splits, data_cfg, device),
             )
             return result.metrics()
 
@@ -175,6 +190,7 @@ def _run_stages(
         ) -> dict[str, Any]:
             common = {
                 "device": device, "student_dtype": student_cfg.dtype, "progress": progress, "desc": f"distill {_n}",
+                "probe": _answer_probe(recipe, _d.train, _splits, _dc, device),
             }
             if _d.algorithm == "multi_teacher":
                 result = run_multi_distill(_teachers, _s, _splits, _dc, _d, out / "model", work, stage=f"distill.{_n}", **common)

@@ -67,7 +67,7 @@ def history(run: Path, stage: str) -> dict:
 
 def rows(h: dict) -> list[tuple[int, str, float]]:
     """(step, name, value) of every logged number except the learning rate."""
-    return [(r["step"], k, v) for r in h["history"] for k, v in r.items() if k not in ("step", "lr")]
+    return [(r["step"], k, v) for r in h["history"] for k, v in r.items() if k not in ("step", "lr", "time_s")]
 
 
 def assert_same_history(a: Path, b: Path, tol: float) -> float:

@@ -49,8 +49,12 @@ class TrainConfig(Strict):
     """Validate every N training samples instead of `eval_every` steps (rounded up to whole steps)."""
     early_stopping: EarlyStoppingConfig | None = EarlyStoppingConfig()
     seed: int = 0
+    eval_answers: int = Field(0, ge=0)
+    """QA: at each validation also answer the first N validation questions greedily and record their token
+    F1 and exact match (`val_token_f1`, `val_exact_match`), so the learning curve shows accuracy, not only
+    loss. 0: off. Costs one greedy generation of N answers per validation; early stopping still uses the loss."""
 
-    _omit_at_default = frozenset({"checkpoint_every_samples", "eval_every_samples"})
+    _omit_at_default = frozenset({"checkpoint_every_samples", "eval_every_samples", "eval_answers"})
 
     @model_validator(mode="after")
     def _one_eval_period(self) -> TrainConfig:

@@ -121,6 +121,7 @@ def train(
     aux: nn.Module | None = None,
     aux_lr: float | dict[str, float] | None = None,
     collate_fn: Collate | None = None,
+    probe: Callable[[nn.Module], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train the parameters of `model` that require grad; resume from `work_dir/checkpoint` if present.
 
@@ -133,6 +134,9 @@ def train(
     read from the environment variable DISTILL2EDGE_STOP_AFTER_STEP, to stop launched processes).
     Under several processes every process calls `train` with the same arguments; `model` ends with
     the same weights on all of them.
+    `probe` scores the model at each validation (e.g. `evaluate.probe.answer_probe`: token F1 of greedy
+    answers); its values join the validation row as `val_NAME`. It runs in single-process training only.
+    Every validation row also records `time_s`, the wall time since the run began (across resumes).
     """
     device = torch.device(device)
     if collate_fn is None:
@@ -146,6 +150,8 @@ def train(
     clock = cfg if s.world == 1 else cfg.model_copy(update={"batch_size": cfg.batch_size * s.world})
     eval_every, checkpoint_every = clock.eval_period(), clock.checkpoint_period()
     restore_or_seed(s)
+    s.probe = probe
+    s.t0 = time.perf_counter() - float(s.state.get("elapsed_s", 0.0))
 
     start = time.perf_counter()
     (s.tracked if s.par is None else s.par).train()
@@ -182,8 +188,12 @@ def _validate(s: Session) -> bool:
         else s.par.evaluate(s.val_data, cfg.batch_size, s.collate_fn, device,
                             lambda: autocast_context(cfg.precision, device))
     )
+    if s.probe is not None and s.par is None:
+        terms.update(s.probe(s.model))
     val = terms.pop("loss")
-    state["history"].append({"step": state["step"], "val_loss": val, **{f"val_{k}": v for k, v in terms.items()}})
+    state["elapsed_s"] = round(time.perf_counter() - s.t0, 2)
+    state["history"].append({"step": state["step"], "val_loss": val, **{f"val_{k}": v for k, v in terms.items()},
+                             "time_s": state["elapsed_s"]})
     es = cfg.early_stopping
     best = state["best_val"]
     if best is None or val < best - (es.min_delta if es else 0.0):
@@ -242,6 +252,7 @@ def _optimizer_step(
     micro = group[-1] + 1
     state["step"] += 1
     state["next_micro"] = micro
+    state["elapsed_s"] = round(time.perf_counter() - s.t0, 2)
     state["history"].append({"step": state["step"], "lr": s.scheduler.get_last_lr()[0], **logs})
     return logs, micro
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +61,10 @@ class Session:
     optimizer: Any = None
     scheduler: Any = None
     scaler: Any = None
+    probe: Callable[[nn.Module], dict[str, float]] | None = None
+    """Scores the model at each validation (e.g. token F1 of a few greedy answers); one process only."""
+    t0: float = 0.0
+    """`time.perf_counter()` at which this run would have started had it never been interrupted."""
 
     def save_checkpoint(self) -> None:
         """Write `checkpoint/` atomically: trainable weights, optimizer, scheduler, RNG states and `state`."""

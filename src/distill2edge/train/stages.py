@@ -8,7 +8,7 @@ again after a kill resumes where it stopped.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,9 @@ from distill2edge.train.algorithms import DistillSetup, build_algorithm
 from distill2edge.train.loop import Objective, TrainResult, train
 from distill2edge.train.lora import apply_lora, merge_lora
 from distill2edge.train.objectives import sft_objective
+
+ProbeFactory = Callable[[PreTrainedTokenizerBase], Callable[[torch.nn.Module], dict[str, float]] | None]
+"""Given the trained model's tokenizer, a scorer run at each validation (`evaluate.probe`), or None."""
 
 
 @dataclass
@@ -88,25 +91,26 @@ def _count(model: torch.nn.Module) -> tuple[int, int]:
 def _run(
     model: torch.nn.Module, objective: Objective, tok: PreTrainedTokenizerBase,
     splits: dict[str, list[QAExample]], data: DataConfig, cfg: TrainConfig, work_dir: Path,
-    device: torch.device, desc: str, progress: bool,
+    device: torch.device, desc: str, progress: bool, probe: ProbeFactory | None = None,
 ) -> TrainResult:
     return train(
         model, objective, encode_all(tok, splits["train"], data), encode_all(tok, splits.get("validation", []), data),
         cfg, work_dir, pad_id=tok.pad_token_id, device=device, progress=progress, desc=desc,
+        probe=probe(tok) if probe else None,
     )
 
 
 def run_sft(
     model_ref: str, splits: dict[str, list[QAExample]], data: DataConfig, cfg: SFTStageConfig,
     out_dir: Path, work_dir: Path, *, device: torch.device, dtype: str = "float32", progress: bool = True,
-    desc: str = "sft",
+    desc: str = "sft", probe: ProbeFactory | None = None,
 ) -> StageOutput:
-    """Supervised fine-tuning on prompt -> answer, loss on answer tokens only."""
+    """Supervised fine-tuning on prompt -> answer, loss on answer tokens only (`probe`: see `loop.train`)."""
     model, tok = load_model(model_ref, dtype=DTYPES[dtype], device=device)
     torch.manual_seed(cfg.train.seed)  # LoRA adapters start from the same random weights in every run
     model = apply_lora(model, cfg.lora)
     trainable, total = _count(model)
-    result = _run(model, sft_objective, tok, splits, data, cfg.train, work_dir, device, desc, progress)
+    result = _run(model, sft_objective, tok, splits, data, cfg.train, work_dir, device, desc, progress, probe)
     merged = merge_lora(model)
     _save(merged, tok, out_dir, result)
     return StageOutput(out_dir, result, trainable, total)
@@ -117,6 +121,7 @@ def run_distill(
     cfg: DistillConfig, out_dir: Path, work_dir: Path, *, device: torch.device,
     teacher_dtype: str = "float32", student_dtype: str = "float32", progress: bool = True, desc: str = "distill",
     cache_root: Path | None = None, teacher_device: str | None = None, teacher_offload: bool = False,
+    probe: ProbeFactory | None = None,
 ) -> StageOutput:
     """Distil `teacher_ref` into `student_ref` with the algorithm `cfg.algorithm` names.
 
@@ -124,6 +129,7 @@ def run_distill(
     sample with both tokenizers when the vocabularies differ. With `cfg.cache.enabled` the teacher's
     outputs come from a teacher cache under `cfg.cache.dir` or `cache_root` (`train.cached`).
     `teacher_device` / `teacher_offload` place the teacher apart from the student (`models.placement`).
+    `probe` scores the student at each validation (`loop.train`).
     """
     if teacher_device is not None and dist.world_size() > 1:
         raise ValueError(
@@ -148,7 +154,7 @@ def run_distill(
         )
         return _train_and_save(
             c.student, c.tokenizer, c.setup, c.train_data, c.val_data, c.collate_fn, cfg, out_dir, work_dir,
-            device=device, progress=progress, desc=desc,
+            device=device, progress=progress, desc=desc, probe=probe,
         )
     t_load = teacher_load_device(device, teacher_device, teacher_offload)
     teacher, t_tok = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=t_load)
@@ -168,18 +174,20 @@ def run_distill(
         collate_fn = partial(collate_pair, pad_id=s_tok.pad_token_id, teacher_pad_id=t_pad)
     return _train_and_save(
         model, s_tok, setup, train_data, val_data, collate_fn, cfg, out_dir, work_dir, device=device,
-        progress=progress, desc=desc,
+        progress=progress, desc=desc, probe=probe,
     )
 
 
 def _train_and_save(
     model: torch.nn.Module, s_tok: PreTrainedTokenizerBase, setup: DistillSetup, train_data: list, val_data: list,
     collate_fn, cfg: DistillConfig, out_dir: Path, work_dir: Path, *, device: torch.device, progress: bool, desc: str,
+    probe: ProbeFactory | None = None,
 ) -> StageOutput:
     trainable, total = _count(model)
     result = train(
         model, setup.objective, train_data, val_data, cfg.train, work_dir, pad_id=s_tok.pad_token_id,
         device=device, progress=progress, desc=desc, aux=setup.aux, aux_lr=setup.aux_lr, collate_fn=collate_fn,
+        probe=probe(s_tok) if probe else None,
     )
     merged = merge_lora(model)
     _save(merged, s_tok, out_dir, result)
@@ -196,7 +204,7 @@ def _with_teacher(
 def run_multi_distill(
     teachers: dict[str, tuple[str, str]], student_ref: str, splits: dict[str, list], data: DataConfig,
     cfg: DistillConfig, out_dir: Path, work_dir: Path, *, device: torch.device, student_dtype: str = "float32",
-    progress: bool = True, desc: str = "distill", stage: str = "distill",
+    progress: bool = True, desc: str = "distill", stage: str = "distill", probe: ProbeFactory | None = None,
 ) -> StageOutput:
     """Multi-teacher KD (`train.multi`): `teachers` maps each teacher's name to (model ref, dtype).
 
@@ -226,7 +234,7 @@ def run_multi_distill(
     result = train(
         model, setup.objective, encoded["train"], encoded["validation"], cfg.train, work_dir, pad_id=s_tok.pad_token_id,
         device=device, progress=progress, desc=desc, aux=setup.aux, aux_lr=setup.aux_lr,
-        collate_fn=partial(collate_multi, pads=pads),
+        collate_fn=partial(collate_multi, pads=pads), probe=probe(s_tok) if probe else None,
     )
     merged = merge_lora(model)
     _save(merged, s_tok, out_dir, result)
