@@ -85,6 +85,9 @@ def test_recipe_eval_answers_records_validation_f1(tmp_path: Path, tiny_recipe) 
     history = json.loads((tmp_path / "run/stages/distill.kd/model/train_history.json").read_text())["history"]
     rows = [h for h in history if "val_loss" in h]
     assert len(rows) == 2 and all(0.0 <= r["val_token_f1"] <= 1.0 and "val_exact_match" in r for r in rows)
+    assert (tmp_path / "run/f1_curves.png").exists()
+    report = (tmp_path / "run/report.md").read_text()
+    assert "- distill.kd: " in report and "![F1 against minutes](f1_curves.png)" in report
     teacher = json.loads((tmp_path / "run/stages/sft_teacher.tiny/model/train_history.json").read_text())["history"]
     assert not any("val_token_f1" in h for h in teacher)
     assert "eval_answers" not in load_recipe(str(tiny_recipe())).distill["kd"].train.model_dump(mode="json")

@@ -8,7 +8,15 @@ from typing import Any
 
 from distill2edge.config import Recipe
 from distill2edge.report.figures import report_axes, save_figure
-from distill2edge.report.verdict import curve_lines, learning_curves, plot_learning_curves, verdict_lines
+from distill2edge.report.verdict import (
+    curve_lines,
+    f1_curve_lines,
+    f1_curves,
+    learning_curves,
+    plot_f1_curves,
+    plot_learning_curves,
+    verdict_lines,
+)
 from distill2edge.runs import write_text_atomic
 
 _METRIC_LABELS = {
@@ -204,6 +212,10 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
         lines += ["", "Validation answer cross-entropy (nats per gold answer token) of each stage; a student stage "
                   "that starts from the cut student begins at its untrained value (step 0):", "", *curve_lines(curves),
                   "", "![learning curves](learning_curves.png)"]
+    f1 = f1_curves(run_dir, metrics)
+    if plot_f1_curves(f1, run_dir / "f1_curves.png"):
+        lines += ["", "Validation token F1 of greedy answers (`train.eval_answers` questions) against minutes of "
+                  "training:", "", *f1_curve_lines(f1), "", "![F1 against minutes](f1_curves.png)"]
     if has_losses:
         lines += ["", "![losses](losses.png)"]
     env = manifest.get("environment", {})

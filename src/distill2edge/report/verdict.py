@@ -131,3 +131,40 @@ def curve_lines(curves: dict[str, list[tuple[int, float]]]) -> list[str]:
         lines.append(f"| {stage} | {pts[0][1]:.3f} ({pts[0][0]}) | {best[1]:.3f} ({best[0]}) | "
                      f"{pts[-1][1]:.3f} ({pts[-1][0]}) |")
     return lines
+
+
+def f1_curves(run_dir: Path, metrics: dict[str, Any]) -> dict[str, list[tuple[float, float]]]:
+    """Per training stage that probed answers (`train.eval_answers`), (minutes of training, validation
+    token F1) pairs: what each minute of training buys in accuracy."""
+    curves: dict[str, list[tuple[float, float]]] = {}
+    for stage in metrics.get("training") or {}:
+        points = [(h["time_s"] / 60, h["val_token_f1"]) for h in _history(run_dir, stage)
+                  if "val_token_f1" in h and "time_s" in h]
+        if points:
+            curves[stage] = points
+    return curves
+
+
+def plot_f1_curves(curves: dict[str, list[tuple[float, float]]], path: Path) -> bool:
+    """Plot each stage's validation token F1 against wall-clock minutes to `path`; False without curves."""
+    if not curves:
+        return False
+    with report_axes() as (fig, ax):
+        for stage, points in curves.items():
+            ax.plot(*zip(*points), "o-", markersize=3, label=stage)
+        ax.set_xlabel("minutes of training (validation included)")
+        ax.set_ylabel("validation token F1 (greedy answers)")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=8)
+        ax.set_title("Accuracy against training time")
+        save_figure(fig, path)
+    return True
+
+
+def f1_curve_lines(curves: dict[str, list[tuple[float, float]]]) -> list[str]:
+    """Each probed stage's validation token F1, minute by minute of its validations."""
+    lines = []
+    for stage, pts in curves.items():
+        lines.append(f"- {stage}: " + ", ".join(f"{f1:.3f} at {m:.1f} min" for m, f1 in pts))
+    return lines
+
