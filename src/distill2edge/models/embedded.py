@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator
 from tqdm.auto import tqdm
 
 from distill2edge.models._fs import file_lock, publish_dir, remove_stale_temps, temp_sibling
-from distill2edge.models.loading import ModelLoadError
+from distill2edge.models.errors import ModelLoadError
 
 
 class EmbeddedModelError(ModelLoadError):

@@ -1,7 +1,8 @@
 """Recipe schema, `distill.NAME`: one distillation stage, its losses, teachers and teacher cache.
 
-The loss, penalty and algorithm names are checked against their registries, imported inside the
-validators so that importing the schema does not load training code.
+The loss and penalty names are checked against their registries, imported inside the validators so
+that importing the schema does not load training code; the algorithm names come from
+`schema.algorithms` (the builders in `train.algorithms` import this schema).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
+from distill2edge.schema.algorithms import algorithm_names
 from distill2edge.schema.base import Strict
 from distill2edge.schema.data import DataConfig
 from distill2edge.schema.training import LoraConfig, TrainConfig
@@ -207,8 +209,6 @@ class DistillConfig(Strict):
     @field_validator("algorithm")
     @classmethod
     def _known_algorithm(cls, v: str) -> str:
-        from distill2edge.train.algorithms import algorithm_names
-
         if v not in algorithm_names():
             raise ValueError(f"unknown distillation algorithm {v!r}; registered: {', '.join(algorithm_names())}")
         return v
