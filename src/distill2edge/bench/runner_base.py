@@ -79,5 +79,5 @@ class Runner(ABC):
                 break
         return clean_answer(self.tokenizer.decode(cut, skip_special_tokens=True))
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: a runner without resources keeps this no-op)
         """Release the model's runtime resources (llama.cpp contexts); the default has none."""

@@ -132,7 +132,7 @@ class OnnxRunner(_HFGenerateRunner):
             import onnxruntime
             from optimum.onnxruntime import ORTModelForCausalLM
         except ImportError as exc:
-            raise ImportError(f"benchmarking ONNX needs the `onnx` extra: pip install 'distill2edge[onnx]' ({exc})")
+            raise ImportError(f"benchmarking ONNX needs the `onnx` extra: pip install 'distill2edge[onnx]' ({exc})") from exc
         import torch
 
         torch.set_num_threads(threads)  # logits processing in generate() runs in torch

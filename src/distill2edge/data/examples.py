@@ -34,5 +34,5 @@ class QAExample:
         return d
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "QAExample":
+    def from_json(cls, d: dict[str, Any]) -> QAExample:
         return cls(**{**d, "answers": tuple(d["answers"])})

@@ -8,9 +8,9 @@ import hashlib
 import json
 import random
 import urllib.request
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Iterable
 
 from distill2edge.config import DataConfig, SplitConfig
 from distill2edge.data.examples import DataError, QAExample

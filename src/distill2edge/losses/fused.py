@@ -124,7 +124,10 @@ class _FusedKDCE(torch.autograd.Function):
                     g_w[v] += dz.T @ h
                 if g_b is not None:
                     g_b[v] += dz.sum(dim=0)
-        cast = lambda g, like: None if g is None else g.to(like.dtype)
+
+        def cast(g: Tensor | None, like: Tensor) -> Tensor | None:
+            return None if g is None else g.to(like.dtype)
+
         return cast(g_h, s_hidden), cast(g_w, s_weight), cast(g_b, s_bias), *([None] * 9)
 
 

@@ -8,7 +8,7 @@ that importing the schema does not load training code; the algorithm names come 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -89,7 +89,7 @@ class TeacherCacheConfig(Strict):
 
 CACHEABLE_ALGORITHMS = ("vanilla", "dskd", "dskd_cma")
 
-LayerMapSpec = Union[Literal["uniform"], list[int], list[list[int]]]
+LayerMapSpec = Literal["uniform"] | list[int] | list[list[int]]
 
 
 class TeacherWeightConfig(Strict):

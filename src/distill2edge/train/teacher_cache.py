@@ -160,7 +160,10 @@ class TopKCache(_Entry):
     @classmethod
     def open(cls, path: Path) -> TopKCache:
         meta = json.loads((path / "meta.json").read_text())
-        load = lambda n: np.load(path / n, mmap_mode="r")
+
+        def load(name: str) -> np.ndarray:
+            return np.load(path / name, mmap_mode="r")
+
         return cls(path, meta, load("offsets.npy"), load("indices.npy"), load("log_probs.npy"), load("rest.npy"))
 
     def targets(
