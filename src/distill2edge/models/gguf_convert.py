@@ -145,6 +145,8 @@ def load_gguf(gguf_path: Path) -> tuple[PreTrainedModel, GGUFReader]:
 def sync_special_ids(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
     """Config and generation config carry the tokenizer's bos/eos/pad ids (generation stops on eos)."""
     for cfg in (model.config, model.generation_config):
+        if cfg is None:
+            continue
         cfg.bos_token_id = tok.bos_token_id
         cfg.eos_token_id = tok.eos_token_id
         cfg.pad_token_id = tok.pad_token_id
