@@ -57,3 +57,10 @@ def test_an_acyclic_package_exits_0(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0].startswith("4 modules, 3 imports") and "0 cycles" in run.stdout
     assert _run(tmp_path / "missing").returncode == 2
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    package = SCRIPT.parent.parent / "src" / "distill2edge"
+    run = _run(package)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines()[-1] == "0 cycles"

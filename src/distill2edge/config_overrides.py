@@ -229,7 +229,8 @@ def format_validation_error(
         # Walk up to the closest key that exists in the file (a missing key has no line of its own).
         line = next((lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in lines), None)
         where = f"{source}:{line}" if line else source
-        where = next((origins[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in (origins or {})), where)
+        cited = origins or {}
+        where = next((cited[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in cited), where)
         field = ".".join(loc) or "(top level)"
         if e["type"] == "extra_forbidden":
             msg = "unknown key"

@@ -147,7 +147,7 @@ def run_bench_stage(
         if e["status"] == "exported":
             entries.append(("student", str(run.stages_dir / stage_name / e["artifact"]), f"{e['role']} ({e['profile']})"))
             inputs[stage_name] = export_stages[stage_name]
-    for role, _path, name in entries:
+    for _role, _path, name in entries:
         producer = producers.get(name.split(" ")[0])
         if producer is not None:
             inputs[producer.name] = producer

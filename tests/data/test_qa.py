@@ -5,7 +5,13 @@ import pytest
 
 from distill2edge.config import DataConfig, SplitConfig
 from distill2edge.data.qa import (
-    DataError, QAExample, load_embedded, load_jsonl, load_squad_json, prepare_splits, split_by_context,
+    DataError,
+    QAExample,
+    load_embedded,
+    load_jsonl,
+    load_squad_json,
+    prepare_splits,
+    split_by_context,
 )
 
 TELEQUAD = Path(__file__).resolve().parents[3] / "shared/data/telequad/extractive/v4/TeleQuAD-v4-full.json"

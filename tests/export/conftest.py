@@ -154,7 +154,7 @@ def tokenizer_test_strings() -> list[str]:
     ]
     rng = random.Random(1)
     extra = []
-    for i in range(220 - len(base)):
+    for _ in range(220 - len(base)):
         parts = rng.choices(
             _WORDS + ["  ", "\n", "\t", "123", "4.5", "!", "(", ")", "  \n  "], k=rng.randint(1, 9)
         )

@@ -13,10 +13,10 @@ from distill2edge.models import (
     ModelLoadError,
     cache_dir,
     ensure_embedded,
+    gguf_convert,
     register_embedded_model,
 )
 from distill2edge.models import embedded as emb
-from distill2edge.models import gguf_convert
 from distill2edge.models._fs import file_lock
 
 

@@ -9,8 +9,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from distill2edge.config import EarlyStoppingConfig, LoraConfig, TrainConfig
 from distill2edge.data.tokenize import IGNORE_INDEX
 from distill2edge.train.loop import NonFiniteLossError, _SimulatedKill, train
-from distill2edge.train.objectives import answer_positions, sft_objective
 from distill2edge.train.lora import apply_lora
+from distill2edge.train.objectives import answer_positions, sft_objective
 
 
 def tiny_model(seed: int = 0) -> LlamaForCausalLM:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from distill2edge.bench.roofline import ModelFacts, gguf_facts
-from distill2edge.bench.runners import Generation, Runner, register_runner
+from distill2edge.bench.runner_base import Generation, Runner, register_runner
 
 
 class LlamaTokenizer:

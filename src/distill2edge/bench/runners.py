@@ -15,86 +15,19 @@ is the same either way. `stop_at_answer=True` stops at EOS or a newline, as a de
 from __future__ import annotations
 
 import time
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
+import distill2edge.bench.llamacpp  # noqa: F401  (registers `gguf`)
 from distill2edge.bench.roofline import ModelFacts
-from distill2edge.evaluate.generate import clean_answer
+from distill2edge.bench.runner_base import RUNNERS, Generation, Runner, register_runner
 
-RUNNERS: dict[str, type[Runner]] = {}
-"""Runner classes by format name."""
-
-
-def register_runner(fmt: str) -> Callable[[type[Runner]], type[Runner]]:
-    """Class decorator registering a Runner for `fmt`; a format can be registered only once."""
-
-    def add(cls: type[Runner]) -> type[Runner]:
-        if fmt in RUNNERS:
-            raise ValueError(f"a runner for {fmt!r} is already registered")
-        cls.fmt = fmt
-        RUNNERS[fmt] = cls
-        return cls
-
-    return add
-
-
-@dataclass
-class Generation:
-    """One greedy answer: new token ids (EOS kept if generated), seconds to the first one and in all."""
-
-    tokens: list[int]
-    ttft_s: float
-    total_s: float
-
-
-class Runner(ABC):
-    """A loaded model in one runtime, with `threads` compute threads."""
-
-    fmt: ClassVar[str] = ""
-    runtime: str = ""
-    """Runtime and version, e.g. `torch 2.13.0`."""
-    tokenizer: Any
-    eos_ids: frozenset[int] = frozenset()
-
-    def __init__(self, path: Path, threads: int, context: int = 1024) -> None:
-        self.path = Path(path)
-        self.threads = threads
-        self.context = context
-        """Longest prompt + answer the runner must hold (sizes llama.cpp's KV cache)."""
-
-    @abstractmethod
-    def generate(self, ids: list[int], max_new_tokens: int, stop_at_answer: bool = False) -> Generation:
-        """Greedy continuation of the prompt `ids` (batch of one)."""
-
-    def generate_batch(self, prompts: Sequence[list[int]], max_new_tokens: int) -> list[list[int]] | None:
-        """Fixed-length greedy continuations of several prompts at once, or None where the runtime
-        has no batched generation."""
-        return None
-
-    @abstractmethod
-    def facts(self) -> ModelFacts:
-        """Parameters, file size and bytes read per decoded token (see roofline.py)."""
-
-    def answer_text(self, tokens: Sequence[int]) -> str:
-        """The answer a stopping run would give: tokens up to the first EOS, decoded, first line."""
-        cut = list(tokens)
-        for i, t in enumerate(cut):
-            if t in self.eos_ids:
-                cut = cut[:i]
-                break
-        return clean_answer(self.tokenizer.decode(cut, skip_special_tokens=True))
-
-    def close(self) -> None:
-        """Release the model's runtime resources (llama.cpp contexts); the default has none."""
+__all__ = ["RUNNERS", "Generation", "OnnxRunner", "Runner", "TorchRunner", "open_runner", "register_runner"]
 
 
 def open_runner(fmt: str, path: Path, threads: int, context: int = 1024) -> Runner:
     """Load `path` in the runner registered for `fmt`, for prompts + answers up to `context` tokens."""
-    import distill2edge.bench.llamacpp  # noqa: F401  (registers `gguf`)
-
     if fmt not in RUNNERS:
         raise ValueError(f"no runner for format {fmt!r}; registered: {', '.join(RUNNERS)}")
     return RUNNERS[fmt](path, threads, context)
@@ -199,7 +132,7 @@ class OnnxRunner(_HFGenerateRunner):
             import onnxruntime
             from optimum.onnxruntime import ORTModelForCausalLM
         except ImportError as exc:
-            raise ImportError(f"benchmarking ONNX needs the `onnx` extra: pip install 'distill2edge[onnx]' ({exc})")
+            raise ImportError(f"benchmarking ONNX needs the `onnx` extra: pip install 'distill2edge[onnx]' ({exc})") from exc
         import torch
 
         torch.set_num_threads(threads)  # logits processing in generate() runs in torch

@@ -8,44 +8,18 @@ import hashlib
 import json
 import random
 import urllib.request
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterable
 
 from distill2edge.config import DataConfig, SplitConfig
+from distill2edge.data.examples import DataError, QAExample
 from distill2edge.data.qa_checks import check_answers_in_context, warn_stderr
 
-
-class DataError(ValueError):
-    """Bad or missing data. The message names the file (and line or record) that is wrong."""
-
-
-@dataclass(frozen=True)
-class QAExample:
-    """One question over one context. `answers` holds every acceptable reference answer."""
-
-    id: str
-    context_id: str
-    context: str
-    question: str
-    answers: tuple[str, ...]
-    title: str = ""
-    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
-
-    @property
-    def answer(self) -> str:
-        """The reference used as the training target (the first one)."""
-        return self.answers[0]
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["answers"] = list(self.answers)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "QAExample":
-        return cls(**{**d, "answers": tuple(d["answers"])})
+__all__ = [
+    "DataError", "QAExample", "load_embedded", "load_examples", "load_hf", "load_jsonl", "load_squad_json",
+    "prepare_splits", "read_jsonl_located", "read_split", "read_squad_located", "split_by_context", "write_jsonl",
+]
 
 
 def _context_id(text: str) -> str:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from distill2edge.data.qa import QAExample
+from distill2edge.data.examples import DataError, QAExample
 
 SHOWN = 5
 """Locations listed in the message (the count covers all)."""
@@ -43,8 +42,6 @@ def check_answers_in_context(
     `located` pairs each example with where it was read (`file:line`, or a JSON path). With
     `policy="error"` any such answer raises `DataError` with the same message.
     """
-    from distill2edge.data.qa import DataError
-
     missing = answers_not_in_context(located)
     if not missing:
         return 0

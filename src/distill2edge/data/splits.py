@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from distill2edge.config import DataConfig
-from distill2edge.data.classify import ClassExample, label_counts, load_class_jsonl, prepare_class_splits, write_class_jsonl
+from distill2edge.data.classify import (
+    ClassExample,
+    label_counts,
+    load_class_jsonl,
+    prepare_class_splits,
+    write_class_jsonl,
+)
 from distill2edge.data.qa import QAExample, prepare_splits, read_split, write_jsonl
 from distill2edge.data.qa_checks import warn_stderr
 

@@ -4,7 +4,7 @@ generation (prompt only), and pad them into batches.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -72,15 +72,15 @@ def collate(
 ) -> dict[str, torch.Tensor]:
     """Pad to the longest sequence. Returns input_ids, attention_mask and (if present) labels, all [B, T]."""
     width = max(len(f["input_ids"]) for f in features)
+    left = padding_side == "left"
+
+    def padded(seq: list[int], value: int) -> list[int]:
+        pad = [value] * (width - len(seq))
+        return pad + seq if left else seq + pad
+
     batch: dict[str, list[list[int]]] = {"input_ids": [], "attention_mask": [], "labels": []}
     for f in features:
         n = len(f["input_ids"])
-        pad = width - n
-        left = padding_side == "left"
-
-        def padded(seq: list[int], value: int) -> list[int]:
-            return [value] * pad + seq if left else seq + [value] * pad
-
         batch["input_ids"].append(padded(f["input_ids"], pad_id))
         batch["attention_mask"].append(padded([1] * n, 0))
         if "labels" in f:

@@ -18,7 +18,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from distill2edge.evaluate.metrics import register_metric
+from distill2edge.evaluate.pairwise import register_metric
 
 _WORD = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
 

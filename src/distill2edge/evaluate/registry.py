@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from distill2edge.evaluate.metrics import METRIC_GROUPS, METRICS
+from distill2edge.evaluate.pairwise import METRIC_GROUPS, METRICS
 
 
 class MetricUnavailableError(RuntimeError):

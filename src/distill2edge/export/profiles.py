@@ -94,7 +94,7 @@ class GGUFSettings(BaseModel):
         """The gate for `quant` (the profile's, else the built-in one for the model's size class) and its
         source, recorded in parity.json."""
         if quant in self.gates:
-            return self.gates[quant], "profile"  # type: ignore[index]
+            return self.gates[quant], "profile"
         return default_gate(quant, n_params)
 
 

@@ -59,7 +59,7 @@ class _FusedKDCE(torch.autograd.Function):
     """Per-row (KL [n], CE [n]) from hidden states; gradients for the student's hidden states and head."""
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, s_hidden: Tensor, s_weight: Tensor, s_bias: Tensor | None, t_hidden: Tensor, t_weight: Tensor,
         t_bias: Tensor | None, targets: Tensor, temperature: float, s_cap: float | None, t_cap: float | None,
         chunk_rows: int, chunk_vocab: int,
@@ -94,7 +94,7 @@ class _FusedKDCE(torch.autograd.Function):
         return kl, ce
 
     @staticmethod
-    def backward(ctx: Any, g_kl: Tensor, g_ce: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, g_kl: Tensor, g_ce: Tensor) -> tuple[Tensor | None, ...]:
         s_hidden, s_weight, s_bias, t_hidden, t_weight, t_bias, targets, lse_a, lse_b, lse_c = ctx.saved_tensors
         temperature, s_cap, t_cap, chunk_rows, chunk_vocab = ctx.options
         want_h, want_w, want_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]
@@ -124,7 +124,10 @@ class _FusedKDCE(torch.autograd.Function):
                     g_w[v] += dz.T @ h
                 if g_b is not None:
                     g_b[v] += dz.sum(dim=0)
-        cast = lambda g, like: None if g is None else g.to(like.dtype)
+
+        def cast(g: Tensor | None, like: Tensor) -> Tensor | None:
+            return None if g is None else g.to(like.dtype)
+
         return cast(g_h, s_hidden), cast(g_w, s_weight), cast(g_b, s_bias), *([None] * 9)
 
 

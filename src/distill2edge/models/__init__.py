@@ -11,8 +11,8 @@ from distill2edge.models.embedded import (
     ensure_embedded,
     register_embedded_model,
 )
-from distill2edge.models.loading import DTYPES, ModelLoadError, load_model, resolve_model
 from distill2edge.models.layer_select import select_layers
+from distill2edge.models.loading import DTYPES, ModelLoadError, load_model, resolve_model
 from distill2edge.models.prune import init_student_from_teacher, prune_layers
 from distill2edge.models.vocab import (
     VocabAlignment,

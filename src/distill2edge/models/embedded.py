@@ -23,14 +23,15 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from distill2edge.models._fs import file_lock, publish_dir, remove_stale_temps, temp_sibling
-from distill2edge.models.loading import ModelLoadError
+from distill2edge.models.errors import ModelLoadError
 
 
 class EmbeddedModelError(ModelLoadError):

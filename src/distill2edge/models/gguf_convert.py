@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from gguf import GGUFReader
-from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase, PretrainedConfig
+from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.models.gguf_tokenizer import gguf_field, tokenizer_from_gguf
 
@@ -144,6 +145,8 @@ def load_gguf(gguf_path: Path) -> tuple[PreTrainedModel, GGUFReader]:
 def sync_special_ids(model: PreTrainedModel, tok: PreTrainedTokenizerBase) -> None:
     """Config and generation config carry the tokenizer's bos/eos/pad ids (generation stops on eos)."""
     for cfg in (model.config, model.generation_config):
+        if cfg is None:
+            continue
         cfg.bos_token_id = tok.bos_token_id
         cfg.eos_token_id = tok.eos_token_id
         cfg.pad_token_id = tok.pad_token_id

@@ -19,7 +19,8 @@ is the order in which llama.cpp's SPM tokenizer applies them).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gguf import GGUFReader, TokenType
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors

@@ -15,13 +15,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from distill2edge.models.embedded import EMBEDDED_MODELS, ensure_embedded
+from distill2edge.models.errors import ModelLoadError
+
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 """Recipe dtype names (`teacher.dtype`, `student.dtype`) -> torch dtypes for `load_model`."""
-
-
-class ModelLoadError(Exception):
-    """A model reference could not be turned into a loaded model; the message says why and what to use."""
-
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 """`owner/name`: one slash, no path syntax."""
@@ -41,8 +39,6 @@ def resolve_model(ref: str) -> Path | str:
     path-like reference (starting with `.`, `/`, `~`, or with several path parts) that does not exist.
     """
     if ref.startswith("embedded:"):
-        from distill2edge.models.embedded import ensure_embedded  # embedded.py imports this module
-
         return ensure_embedded(ref.removeprefix("embedded:"))
     path = Path(ref).expanduser()
     if path.is_dir():
@@ -103,8 +99,6 @@ def _hub_offline() -> bool:
 
 
 def _alternatives() -> str:
-    from distill2edge.models.embedded import EMBEDDED_MODELS
-
     names = ", ".join(f"embedded:{n}" for n in EMBEDDED_MODELS)
     return f"use a local model folder or an embedded model ({names})"
 

@@ -52,8 +52,8 @@ def results_table(models: dict[str, dict[str, Any]], metric_names: list[str], la
 
 def kept_fraction(models: dict[str, dict[str, Any]], metric: str, distilled: str, teachers: list[str]) -> str | None:
     """How much of its (best) teacher's score (SFT version if evaluated, else base) a distilled student keeps."""
-    scored = [models.get(f"teacher_sft.{t}") or models.get(f"teacher.{t}") for t in teachers]
-    scored = [t for t in scored if t and t.get(metric)]
+    found = [models.get(f"teacher_sft.{t}") or models.get(f"teacher.{t}") for t in teachers]
+    scored = [t for t in found if t and t.get(metric)]
     s = models.get(f"distilled.{distilled}")
     if not scored or not s:
         return None

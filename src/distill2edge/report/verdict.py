@@ -23,8 +23,8 @@ def _pick_metric(recipe: Recipe) -> str | None:
 
 
 def _teacher_row(models: dict[str, dict[str, Any]], recipe: Recipe, metric: str) -> dict[str, Any] | None:
-    rows = [models.get(f"teacher_sft.{t}") or models.get(f"teacher.{t}") for t in recipe.teachers]
-    rows = [r for r in rows if r and r.get(metric) is not None]
+    found = [models.get(f"teacher_sft.{t}") or models.get(f"teacher.{t}") for t in recipe.teachers]
+    rows = [r for r in found if r and r.get(metric) is not None]
     return max(rows, key=lambda r: r[metric]) if rows else None
 
 

@@ -1,16 +1,18 @@
 """Recipe schema, `distill.NAME`: one distillation stage, its losses, teachers and teacher cache.
 
-The loss, penalty and algorithm names are checked against their registries, imported inside the
-validators so that importing the schema does not load training code.
+The loss and penalty names are checked against their registries, imported inside the validators so
+that importing the schema does not load training code; the algorithm names come from
+`schema.algorithms` (the builders in `train.algorithms` import this schema).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from distill2edge.schema.algorithms import algorithm_names
 from distill2edge.schema.base import Strict
 from distill2edge.schema.data import DataConfig
 from distill2edge.schema.training import LoraConfig, TrainConfig
@@ -87,7 +89,7 @@ class TeacherCacheConfig(Strict):
 
 CACHEABLE_ALGORITHMS = ("vanilla", "dskd", "dskd_cma")
 
-LayerMapSpec = Union[Literal["uniform"], list[int], list[list[int]]]
+LayerMapSpec = Literal["uniform"] | list[int] | list[list[int]]
 
 
 class TeacherWeightConfig(Strict):
@@ -207,8 +209,6 @@ class DistillConfig(Strict):
     @field_validator("algorithm")
     @classmethod
     def _known_algorithm(cls, v: str) -> str:
-        from distill2edge.train.algorithms import algorithm_names
-
         if v not in algorithm_names():
             raise ValueError(f"unknown distillation algorithm {v!r}; registered: {', '.join(algorithm_names())}")
         return v

@@ -17,8 +17,15 @@ from transformers import PreTrainedTokenizerBase
 from distill2edge.config import DistillConfig
 from distill2edge.losses.dskd import DSKDConfigError, DSKDProjectors, LMHead
 from distill2edge.models import VocabularyMismatchError, check_same_vocabulary
+from distill2edge.schema.algorithms import MULTI_TEACHER, algorithm_names, declare_algorithm
 from distill2edge.train.loop import Objective
 from distill2edge.train.objectives import VanillaKD
+
+__all__ = [
+    "ALGORITHMS", "MULTI_TEACHER", "Builder", "DistillSetup", "algorithm_names", "build_algorithm", "hidden_size",
+    "register_algorithm",
+]
+
 
 
 @dataclass
@@ -39,21 +46,16 @@ ALGORITHMS: dict[str, Builder] = {}
 
 
 def register_algorithm(name: str) -> Callable[[Builder], Builder]:
+    """Register a builder as `name`; the name becomes valid in recipes (`schema.algorithms`)."""
+
     def add(fn: Builder) -> Builder:
-        if name in ALGORITHMS:
+        if name in ALGORITHMS or name == MULTI_TEACHER:
             raise ValueError(f"distillation algorithm {name!r} is already registered")
         ALGORITHMS[name] = fn
+        declare_algorithm(name)
         return fn
 
     return add
-
-
-MULTI_TEACHER = "multi_teacher"
-"""Built by `train.multi.build_multi_teacher` (it takes several teachers, so it is not a `Builder`)."""
-
-
-def algorithm_names() -> list[str]:
-    return [*ALGORITHMS, MULTI_TEACHER]
 
 
 def build_algorithm(

@@ -24,7 +24,14 @@ from distill2edge.data.tokenize import IGNORE_INDEX, teacher_prefix
 from distill2edge.losses import kd_loss
 from distill2edge.losses.cma import grid_hidden_moments
 from distill2edge.losses.dskd import DSKDProjectors
-from distill2edge.losses.hidden import HiddenProjector, LayerMap, Pooling, TeacherTerms, hidden_mse, multi_teacher_objective
+from distill2edge.losses.hidden import (
+    HiddenProjector,
+    LayerMap,
+    Pooling,
+    TeacherTerms,
+    hidden_mse,
+    multi_teacher_objective,
+)
 from distill2edge.losses.shortcut import class_logits_from_lm, label_prior, shortcut_penalty
 from distill2edge.models import VocabularyMismatchError, check_same_vocabulary
 from distill2edge.train.algorithms import DistillSetup, hidden_size

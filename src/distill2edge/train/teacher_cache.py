@@ -149,9 +149,9 @@ class _Entry:
 class TopKCache(_Entry):
     """Top-k teacher targets: `indices` [R, K] int32, `log_probs` [R, K] float32, `rest` [R] float32."""
 
-    indices: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    log_probs: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    rest: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    indices: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    log_probs: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    rest: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
 
     @property
     def k(self) -> int:
@@ -160,7 +160,10 @@ class TopKCache(_Entry):
     @classmethod
     def open(cls, path: Path) -> TopKCache:
         meta = json.loads((path / "meta.json").read_text())
-        load = lambda n: np.load(path / n, mmap_mode="r")
+
+        def load(name: str) -> np.ndarray:
+            return np.load(path / name, mmap_mode="r")
+
         return cls(path, meta, load("offsets.npy"), load("indices.npy"), load("log_probs.npy"), load("rest.npy"))
 
     def targets(
@@ -187,8 +190,8 @@ class TopKCache(_Entry):
 class HiddenCache(_Entry):
     """The teacher's last hidden state at the answer positions of its tokenization: `hidden` [R, d]."""
 
-    hidden: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
-    grid_moments: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    hidden: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
+    grid_moments: np.ndarray = field(default=None, repr=False)  # type: ignore[arg-type]
     """[samples, 3] float64: `losses.cma.moments` of each sample's last hidden state over its real grid
     positions (all but its last token; no padding), for cross-model attention's σ."""
 

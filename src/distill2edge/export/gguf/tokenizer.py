@@ -107,8 +107,8 @@ def write_tokenizer(w: gguf.GGUFWriter, model_dir: Path, tok: Any, vocab_size: i
         ("unk", w.add_unk_token_id),
         ("pad", w.add_pad_token_id),
     ):
-        if ids[key] is not None:
-            adder(int(ids[key]))
+        if (value := ids[key]) is not None:
+            adder(int(value))
     probe = tok("a")["input_ids"]
     w.add_add_bos_token(bool(ids["bos"] is not None and probe and probe[0] == ids["bos"]))
     w.add_add_eos_token(bool(ids["eos"] is not None and probe and probe[-1] == ids["eos"]))

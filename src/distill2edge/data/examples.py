@@ -1,0 +1,38 @@
+"""The QA record (`QAExample`) and the data error (`DataError`), in a module of their own: the loaders
+(`qa.py`) and the checks over whole sets (`qa_checks.py`) both import them; `qa.py` re-exports both."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class DataError(ValueError):
+    """Bad or missing data. The message names the file (and line or record) that is wrong."""
+
+
+@dataclass(frozen=True)
+class QAExample:
+    """One question over one context. `answers` holds every acceptable reference answer."""
+
+    id: str
+    context_id: str
+    context: str
+    question: str
+    answers: tuple[str, ...]
+    title: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def answer(self) -> str:
+        """The reference used as the training target (the first one)."""
+        return self.answers[0]
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["answers"] = list(self.answers)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> QAExample:
+        return cls(**{**d, "answers": tuple(d["answers"])})
