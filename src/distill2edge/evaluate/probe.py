@@ -10,10 +10,11 @@ builds it, so training code does not import evaluation code.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.data.qa import QAExample
 from distill2edge.evaluate.generate import generate_answers
@@ -38,7 +39,7 @@ def answer_probe(
         was_training = model.training
         try:
             rows = generate_answers(
-                model, tok, examples, template=template, max_length=max_length, max_new_tokens=max_new_tokens,
+                cast(PreTrainedModel, model), tok, examples, template=template, max_length=max_length, max_new_tokens=max_new_tokens,
                 batch_size=batch_size, device=device, progress=False,
             )
         finally:
