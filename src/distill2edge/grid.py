@@ -64,7 +64,7 @@ def assign_teachers(base: Recipe, same: str | None = None, different: str | None
     if same is None or different is None:
         from distill2edge.models import VocabularyMismatchError, check_same_vocabulary
 
-        s_tok, s_cfg = _tokenizer_and_config(base.student.path or base.student.init_from or "")
+        s_tok, s_cfg = _tokenizer_and_config(base.student.path or base.student_source_ref() or "")
         found: dict[str, list[str]] = {"same": [], "different": []}
         for name, t in base.teachers.items():
             t_tok, t_cfg = _tokenizer_and_config(t.path)

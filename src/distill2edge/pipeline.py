@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from distill2edge.config import DataConfig, DistillConfig, Recipe, TrainConfig
+from distill2edge.config import DataConfig, DistillConfig, Recipe, SFTStageConfig, TrainConfig
 from distill2edge.data.splits import prepare_data, read_data
 from distill2edge.evaluate.probe import probe_factory
 from distill2edge.output_stages import evaluate_stages, run_bench_stage, run_export_stages
@@ -104,6 +104,55 @@ def _answer_probe(
     )
 
 
+def _sft_stage(
+    recipe: Recipe, run: Run, role: str, sft_cfg: SFTStageConfig, base_ref: str, dtype: str,
+    upstream: StageResult | None, splits: dict[str, list], data: StageResult, device: torch.device, progress: bool,
+    log: Log,
+) -> StageResult:
+    """The SFT stage of `role` (`teacher_sft.NAME` or `student_sft`) from `base_ref`, produced by `upstream`
+    (the student_init stage) or, when None, a model outside the run folder."""
+    def sft_fn(out: Path, work: Path) -> dict[str, Any]:
+        result = run_sft(
+            base_ref, splits, recipe.data, sft_cfg, out / "model", work, device=device, dtype=dtype,
+            progress=progress, desc=f"sft {role}", probe=_answer_probe(recipe, sft_cfg.train, splits, recipe.data, device),
+        )
+        return result.metrics()
+
+    inputs = {"data": data, **({"student_init": upstream} if upstream else {})}
+    config = {"model": base_ref if upstream is None else "student_init", "sft": sft_cfg.model_dump(mode="json")}
+    return run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log, ranks="all",
+                     content=run.content(model=base_ref if upstream is None else None))
+
+
+def _student_init_stage(
+    recipe: Recipe, run: Run, splits: dict[str, list], data: StageResult, models: dict[str, str],
+    producers: dict[str, StageResult | None], device: torch.device, log: Log,
+) -> StageResult | None:
+    """Cut the student from `student.init_from` (a model, or `teacher_sft.NAME`: that teacher's SFT stage,
+    which must have run); None for a student used as is."""
+    student_cfg = recipe.student
+    if student_cfg.init_from is None:
+        return None
+    source_teacher = student_cfg.source_teacher()
+    source = models[student_cfg.init_from] if source_teacher else student_cfg.init_from
+    upstream = producers[student_cfg.init_from] if source_teacher else None
+
+    def init_fn(out: Path, _work: Path) -> dict[str, Any]:
+        try:
+            return init_student(recipe, splits, out / "model", device, source=source)
+        except ValueError as e:
+            raise name_layer_error(e, recipe) from None
+
+    stage = run.stage(
+        "student_init", student_cfg.model_dump(mode="json"), init_fn, log=log,
+        inputs={"data": data, **({upstream.name: upstream} if upstream else {})},
+        content=run.content(init_from=None if upstream else student_cfg.init_from),
+    )
+    if not stage.reused:
+        log_student_init(stage.metrics, log)
+    return stage
+
+
 def _run_stages(
     recipe: Recipe, run: Run, device: torch.device, progress: bool, log: Log, train_only: bool,
     distills: dict[str, DistillConfig],
@@ -114,62 +163,33 @@ def _run_stages(
     splits = read_data(data_cfg, data.out_dir)
     stage_data = _stage_data(recipe, distills, run, data, splits, log)
 
-    # Student initialisation (layer pruning of a same-family model), or a model used as is.
     student_cfg = recipe.student
-    student_init: StageResult | None = None
-    if student_cfg.init_from is not None:
-        def init_fn(out: Path, _work: Path) -> dict[str, Any]:
-            try:
-                return init_student(recipe, splits, out / "model", device)
-            except ValueError as e:
-                raise name_layer_error(e, recipe) from None
-
-        student_init = run.stage(
-            "student_init", student_cfg.model_dump(mode="json"), init_fn, inputs={"data": data}, log=log,
-            content=run.content(init_from=student_cfg.init_from),
-        )
-        if not student_init.reused:
-            log_student_init(student_init.metrics, log)
-        student_base_ref = str(student_init.out_dir / "model")
-    else:
-        student_base_ref = str(student_cfg.path)
-    _preflight_layer_maps(recipe, student_base_ref)
     models: dict[str, str] = {f"teacher.{t}": cfg.path for t, cfg in recipe.teachers.items()}
-    models["student_base"] = student_base_ref
     producers: dict[str, StageResult | None] = {role: None for role in models}
-    producers["student_base"] = student_init
     stages: dict[str, StageResult] = {}
     starts: dict[str, str] = {}  # training stage -> the role of the model it starts from
 
-    # SFT of every teacher (and of the student) that a distillation or the evaluation asks for.
-    wanted = set() if train_only else set(recipe.roles()) if "all" in recipe.evaluate.models else set(recipe.evaluate.models)
-    sft_jobs = [
-        (f"teacher_sft.{t}", recipe.sft.teacher, cfg.path, cfg.dtype, None,
-         any(t in d.teacher_names() and d.teacher_state == "sft" for d in distills.values()))
-        for t, cfg in recipe.teachers.items()
-    ]
-    sft_jobs.append((
-        "student_sft", recipe.sft.student, student_base_ref, student_cfg.dtype, student_init,
-        any(d.student == "sft" for d in distills.values()),
-    ))
-    for role, sft_cfg, base_ref, dtype, upstream, used in sft_jobs:
-        if not (sft_cfg.enabled and (used or role in wanted)):
-            continue
-
-        def sft_fn(out: Path, work: Path, _ref=base_ref, _cfg=sft_cfg, _dtype=dtype, _role=role) -> dict[str, Any]:
-            result = run_sft(
-                _ref, splits, data_cfg, _cfg, out / "model", work, device=device, dtype=_dtype,
-                progress=progress, desc=f"sft {_role}", probe=_answer_probe(recipe, _cfg.train, splits, data_cfg, device),
-            )
-            return result.metrics()
-
-        inputs = {"data": data, **({"student_init": upstream} if upstream else {})}
-        config = {"model": base_ref if upstream is None else "student_init", "sft": sft_cfg.model_dump(mode="json")}
-        stage = run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log, ranks="all",
-                          content=run.content(model=base_ref if upstream is None else None))
+    def add_sft(role: str, sft_cfg: SFTStageConfig, base_ref: str, dtype: str, upstream: StageResult | None) -> None:
+        stage = _sft_stage(recipe, run, role, sft_cfg, base_ref, dtype, upstream, splits, data, device, progress, log)
         stages[stage.name] = stage
         starts[stage.name] = "student_base" if role == "student_sft" else role.replace("teacher_sft.", "teacher.")
         models[role], producers[role] = str(stage.out_dir / "model"), stage
+
+    # SFT of every teacher that a distillation, the student's initialisation or the evaluation asks for.
+    wanted = set() if train_only else set(recipe.roles()) if "all" in recipe.evaluate.models else set(recipe.evaluate.models)
+    for t, cfg in recipe.teachers.items():
+        used = t == student_cfg.source_teacher() or any(
+            t in d.teacher_names() and d.teacher_state == "sft" for d in distills.values())
+        if recipe.sft.teacher.enabled and (used or f"teacher_sft.{t}" in wanted):
+            add_sft(f"teacher_sft.{t}", recipe.sft.teacher, cfg.path, cfg.dtype, None)
+
+    # The student: layers cut from a same-family model (or a fine-tuned teacher), or a model used as is.
+    student_init = _student_init_stage(recipe, run, splits, data, models, producers, device, log)
+    student_base_ref = str(student_init.out_dir / "model") if student_init else str(student_cfg.path)
+    _preflight_layer_maps(recipe, student_base_ref)
+    models["student_base"], producers["student_base"] = student_base_ref, student_init
+    if recipe.sft.student.enabled and ("student_sft" in wanted or any(d.student == "sft" for d in distills.values())):
+        add_sft("student_sft", recipe.sft.student, student_base_ref, student_cfg.dtype, student_init)
 
     # Distillations, in recipe order (a later one may start from an earlier one's student).
     for name, dcfg in distills.items():

@@ -19,7 +19,7 @@ def _model_refs(recipe: Recipe) -> dict[str, str]:
     refs = {f"teachers.{name}.path": cfg.path for name, cfg in recipe.teachers.items()}
     if recipe.student.path is not None:
         refs["student.path"] = recipe.student.path
-    if recipe.student.init_from is not None:
+    if recipe.student.init_from is not None and recipe.student.source_teacher() is None:
         refs["student.init_from"] = recipe.student.init_from
     return refs
 
@@ -47,10 +47,10 @@ def preflight_recipe(recipe: Recipe) -> None:
             resolve_model(ref)
         except (FileNotFoundError, ModelLoadError) as e:
             raise ValueError(f"{field}: {e}") from None
-    student = recipe.student
-    if student.init_from is None:
+    student, source = recipe.student, recipe.student_source_ref()
+    if source is None:
         return
-    total = _local_layers(student.init_from)
+    total = _local_layers(source)
     if total is None:
         return
     if student.num_layers is not None and student.num_layers > total:

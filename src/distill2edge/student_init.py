@@ -22,14 +22,17 @@ from distill2edge.train.stages import encode_all
 Log = Callable[[str], None]
 
 
-def init_student(recipe: Recipe, splits: dict[str, list], out: Path, device: torch.device) -> dict[str, Any]:
-    """Prune `student.init_from` to the chosen layers (block influence measured on the first
+def init_student(
+    recipe: Recipe, splits: dict[str, list], out: Path, device: torch.device, *, source: str | None = None,
+) -> dict[str, Any]:
+    """Prune `source` (default `student.init_from`; the pipeline resolves `teacher_sft.NAME` to that stage's
+    model) to the chosen layers (block influence measured on the first
     `selection_samples` training examples) and measure the untrained student's answer cross-entropy on
     the validation split: the starting point every training stage is judged against."""
     s_cfg, data_cfg = recipe.student, recipe.data
     strategy, explicit = ("explicit", s_cfg.layers) if isinstance(s_cfg.layers, list) else (s_cfg.layers, None)
     path = init_student_from_teacher(
-        s_cfg.init_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
+        source or s_cfg.init_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
         encode=lambda tok: encode_all(tok, splits["train"][: s_cfg.selection_samples], data_cfg),
     )
     model, tok = load_model(str(path), device=device)

@@ -121,7 +121,10 @@ def _from_manifest(lin: Lineage, model_dir: Path) -> None:
         refs = [teachers[teacher]["path"]]
     else:  # a stage that names no teacher: the one student_init.json names, else every recipe teacher
         refs = [] if lin.student_init else [t.get("path") for t in teachers.values()]
-    for ref in [*refs, (cfg.get("student") or {}).get("init_from")]:
+    init_from = (cfg.get("student") or {}).get("init_from")
+    if isinstance(init_from, str) and init_from.startswith("teacher_sft."):  # cut from a fine-tuned teacher
+        init_from = (teachers.get(init_from.removeprefix("teacher_sft.")) or {}).get("path")
+    for ref in [*refs, init_from]:
         _add_base(lin, ref)
 
 

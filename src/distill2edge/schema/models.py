@@ -33,7 +33,9 @@ class StudentConfig(Strict):
     path: str | None = None
     """A model to use as is (`embedded:NAME`, folder or hub id); leave empty to prune `init_from`."""
     init_from: str | None = None
-    """Model whose layers initialise the student (a subset of its decoder layers, see `layers`)."""
+    """Model whose layers initialise the student (a subset of its decoder layers, see `layers`): a model
+    reference, or `teacher_sft.NAME` for a recipe teacher after its SFT (LoRA merged), so the student
+    inherits the task as well as the language (the student_init stage then runs after that SFT)."""
     num_layers: int | None = Field(None, ge=1)
     """How many layers of `init_from` to keep (with `layers: evenly` or `block_influence`)."""
     layers: list[int] | Literal["evenly", "block_influence"] = "evenly"
@@ -58,6 +60,11 @@ class StudentConfig(Strict):
         elif self.num_layers is None:
             raise ValueError(f"student.layers: {self.layers} needs student.num_layers (how many layers to keep)")
         return self
+
+    def source_teacher(self) -> str | None:
+        """NAME when `init_from` is `teacher_sft.NAME` (the student is cut from that teacher after SFT)."""
+        prefix = "teacher_sft."
+        return self.init_from[len(prefix):] if self.init_from and self.init_from.startswith(prefix) else None
 
     def layer_count(self) -> int | None:
         """How many layers the pruned student keeps (None for a student used as is)."""

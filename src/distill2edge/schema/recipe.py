@@ -75,6 +75,14 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> Recipe:
+        source = self.student.source_teacher()
+        if source is not None:
+            if source not in self.teachers:
+                raise ValueError(f"student.init_from: {self.student.init_from!r} names no teacher "
+                                 f"(teachers: {', '.join(self.teachers)})")
+            if not self.sft.teacher.enabled:
+                raise ValueError(f"student.init_from: {self.student.init_from} needs the teacher's SFT, "
+                                 "but sft.teacher.enabled is false")
         for what, names in (("teachers", self.teachers), ("distill", self.distill)):
             for n in names:
                 if not _NAME.match(n):
@@ -153,6 +161,12 @@ class Recipe(Strict):
             raise ValueError(f"distill.{name}.shortcut.weight: {d.shortcut.name} is chosen but its weight is 0")
         if d.loss.alpha > 0 and all(t.kd == "none" for t in d.teachers.values()) and d.teachers:
             raise ValueError(f"distill.{name}.loss.alpha: no teacher has a KD term (every kd is none); set alpha to 0")
+
+    def student_source_ref(self) -> str | None:
+        """The model reference the student is cut from, for checks made before any stage runs: for
+        `teacher_sft.NAME` the teacher's own reference (SFT changes its weights, not its layers or vocabulary)."""
+        source = self.student.source_teacher()
+        return self.teachers[source].path if source is not None else self.student.init_from
 
     def roles(self) -> list[str]:
         """Every model role this recipe can produce, in report order."""
