@@ -175,6 +175,16 @@ def _run_stages(
         starts[stage.name] = "student_base" if role == "student_sft" else role.replace("teacher_sft.", "teacher.")
         models[role], producers[role] = str(stage.out_dir / "model"), stage
 
+    def cut_student() -> StageResult | None:
+        # Layers cut from a same-family model (or a fine-tuned teacher), or a model used as is; the layer maps
+        # are checked against it before anything trains (or, cut from a teacher's SFT, right after that SFT).
+        init = _student_init_stage(recipe, run, splits, data, models, producers, device, log)
+        models["student_base"] = str(init.out_dir / "model") if init else str(student_cfg.path)
+        producers["student_base"] = init
+        _preflight_layer_maps(recipe, models["student_base"])
+        return init
+
+    student_init = None if student_cfg.source_teacher() else cut_student()
     # SFT of every teacher that a distillation, the student's initialisation or the evaluation asks for.
     wanted = set() if train_only else set(recipe.roles()) if "all" in recipe.evaluate.models else set(recipe.evaluate.models)
     for t, cfg in recipe.teachers.items():
@@ -182,12 +192,9 @@ def _run_stages(
             t in d.teacher_names() and d.teacher_state == "sft" for d in distills.values())
         if recipe.sft.teacher.enabled and (used or f"teacher_sft.{t}" in wanted):
             add_sft(f"teacher_sft.{t}", recipe.sft.teacher, cfg.path, cfg.dtype, None)
-
-    # The student: layers cut from a same-family model (or a fine-tuned teacher), or a model used as is.
-    student_init = _student_init_stage(recipe, run, splits, data, models, producers, device, log)
-    student_base_ref = str(student_init.out_dir / "model") if student_init else str(student_cfg.path)
-    _preflight_layer_maps(recipe, student_base_ref)
-    models["student_base"], producers["student_base"] = student_base_ref, student_init
+    if student_cfg.source_teacher():
+        student_init = cut_student()
+    student_base_ref = models["student_base"]
     if recipe.sft.student.enabled and ("student_sft" in wanted or any(d.student == "sft" for d in distills.values())):
         add_sft("student_sft", recipe.sft.student, student_base_ref, student_cfg.dtype, student_init)
 
