@@ -33,7 +33,7 @@ def init_student(
     strategy, explicit = ("explicit", s_cfg.layers) if isinstance(s_cfg.layers, list) else (s_cfg.layers, None)
     path = init_student_from_teacher(
         source or s_cfg.init_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
-        encode=lambda tok: encode_all(tok, splits["train"][: s_cfg.selection_samples], data_cfg),
+        encode=lambda tok: encode_all(tok, _selection_examples(splits["train"], s_cfg.selection_samples, strategy), data_cfg),
     )
     model, tok = load_model(str(path), device=device)
     record = json.loads((path / "student_init.json").read_text(encoding="utf-8"))
@@ -48,6 +48,15 @@ def init_student(
             batch_size=recipe.evaluate.batch_size, device=device,
         ), 4)
     return metrics
+
+
+def _selection_examples(train: list, count: int, strategy: str) -> list:
+    """The training examples a layer choice is measured on: the first `count` (block influence, whose
+    stage keys predate this), or `count` spread evenly over the split (answer_ce, which is sensitive to
+    which contexts it sees)."""
+    if strategy != "answer_ce":
+        return train[:count]
+    return train[:: max(1, len(train) // count)][:count]
 
 
 def log_student_init(metrics: dict[str, Any], log: Log) -> None:

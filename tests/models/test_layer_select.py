@@ -89,3 +89,58 @@ def test_init_student_by_block_influence_records_scores_and_keeps_those_layers(t
     kept = record["layers_kept"]
     for new, old in enumerate(kept):
         assert torch.equal(student.model.layers[new].mlp.up_proj.weight, teacher.model.layers[old].mlp.up_proj.weight)
+
+
+def _full_logits_answer_ce(model: nn.Module, feats: list[dict[str, list[int]]], pad_id: int) -> float:
+    """Answer CE from the model's whole logits: the plain definition `greedy_answer_ce` must agree with."""
+    from distill2edge.data.tokenize import IGNORE_INDEX, collate
+
+    batch = collate(feats, pad_id)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    mask = targets != IGNORE_INDEX
+    return float(nn.functional.cross_entropy(logits[mask], targets[mask]))
+
+
+def test_greedy_answer_ce_removes_the_cheapest_layer_each_round():
+    """Against brute force with `prune_layers` and full logits: each round drops the layer whose removal
+    leaves the lowest answer CE (recorded), and the model comes back whole."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from distill2edge.models.layer_select import greedy_answer_ce
+    from distill2edge.models.prune import prune_layers
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=5,
+                                         num_attention_heads=4, num_key_value_heads=2)).eval()
+    g = torch.Generator().manual_seed(1)
+    feats = []
+    for n in (9, 12, 7):
+        ids = torch.randint(3, 64, (n,), generator=g).tolist()
+        feats.append({"input_ids": ids, "labels": [-100] * (n - 3) + ids[-3:]})
+    kept, removals = greedy_answer_ce(model, feats, 2, pad_id=0, batch_size=2, progress=False)
+    assert len(model.model.layers) == 5 and model.config.num_hidden_layers == 5
+    current = list(range(5))
+    for removal in removals:
+        scores = {i: _full_logits_answer_ce(prune_layers(model, [j for j in current if j != i]), feats, 0)
+                  for i in current}
+        best = min(current, key=lambda i: scores[i])
+        assert removal["layer"] == best
+        assert removal["answer_ce"] == pytest.approx(scores[best], abs=1e-4)
+        current.remove(best)
+    assert kept == current and len(kept) == 2
+    with pytest.raises(ValueError, match="cannot keep 6 layers of 5"):
+        greedy_answer_ce(model, feats, 6, pad_id=0)
+
+
+def test_init_student_by_answer_ce_records_the_removals(tiny_llama_dir, tmp_path):
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    ids = tok("the AMF selects the SMF for the PDU session")["input_ids"]
+    feats = [{"input_ids": ids, "labels": [-100] * (len(ids) - 3) + ids[-3:]}] * 2
+    out = init_student_from_teacher(
+        str(tiny_llama_dir), tmp_path / "student", num_layers=1, strategy="answer_ce", encode=lambda _t: feats
+    )
+    record = json.loads((out / "student_init.json").read_text())
+    assert record["selection"] == "answer_ce" and len(record["layers_kept"]) == 1
+    removed = [r["layer"] for r in record["answer_ce_removals"]]
+    assert sorted(removed + record["layers_kept"]) == list(range(record["teacher_layers"]))

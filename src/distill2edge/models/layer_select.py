@@ -1,4 +1,5 @@
-"""Which decoder layers a pruned student keeps: evenly spaced, or those with the highest block influence.
+"""Which decoder layers a pruned student keeps: evenly spaced, those with the highest block influence, or
+those whose removal costs the least answer cross-entropy (greedy, `answer_ce`).
 
 Block influence (Men et al., "ShortGPT", 2024) scores layer i by how much it turns its input:
 BI_i = 1 - mean over real tokens of cos(x_i, y_i), where x_i is the hidden state entering the layer and
@@ -18,11 +19,13 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from tqdm.auto import tqdm
 
-from distill2edge.data.tokenize import collate
+from distill2edge.data.tokenize import IGNORE_INDEX, collate
 
-Strategy = Literal["evenly", "block_influence"]
+Strategy = Literal["evenly", "block_influence", "answer_ce"]
 
 
 def select_layers(num_layers: int, keep: int) -> list[int]:
@@ -120,3 +123,70 @@ def choose_layers(
     if len(influence) != num_layers:
         raise ValueError(f"{len(influence)} influence scores for {num_layers} layers")
     return top_influence_layers(influence, keep)
+
+
+@torch.no_grad()
+def _answer_ce(model: nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> float:
+    """Mean cross-entropy of the answer tokens (labels != IGNORE_INDEX) over `batches`; the LM head is applied
+    only at the positions that predict an answer token, which is most of the saving over full logits."""
+    head = model.get_output_embeddings()
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    total, count = 0.0, 0
+    for batch in batches:
+        hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     use_cache=False).last_hidden_state  # [B, T, H]
+        targets = batch["labels"][:, 1:]
+        mask = targets != IGNORE_INDEX
+        logits = head(hidden[:, :-1][mask]).float()  # [N answer tokens, V]
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        total += float(F.cross_entropy(logits, targets[mask], reduction="sum"))
+        count += int(mask.sum())
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def greedy_answer_ce(
+    model: nn.Module, features: Sequence[dict[str, list[int]]], keep: int, *, pad_id: int, batch_size: int = 8,
+    device: torch.device | str = "cpu", progress: bool = True,
+) -> tuple[list[int], list[dict[str, float]]]:
+    """Remove decoder layers one at a time, each time the one whose removal leaves the lowest answer CE on
+    `features` (encoded with labels), until `keep` remain. Returns the kept indices (in layer order) and,
+    per removal, {"layer", "answer_ce"}. `model` is restored before returning.
+
+    Cost: about sum over k from n down to keep+1 of k forward passes of a k-layer model over `features`
+    (n=30 -> 14 on SmolLM2-135M with 12 examples: ~20 minutes on 2 CPU cores).
+    """
+    layers = _decoder_layers(model)
+    n = len(layers)
+    if not 1 <= keep <= n:
+        raise ValueError(f"cannot keep {keep} layers of {n}: need 1 <= keep <= {n}")
+    if not features:
+        raise ValueError("answer_ce selection needs at least one example with answer labels")
+    batches = [{k: v.to(device) for k, v in collate(features[i : i + batch_size], pad_id).items()}
+               for i in range(0, len(features), batch_size)]
+    decoder, original, count = model.get_decoder(), list(layers), model.config.num_hidden_layers
+    kept, removals = list(range(n)), []
+    was_training = model.training
+    model.eval()
+    bar = tqdm(total=n - keep, desc="answer_ce layer selection", disable=not progress, dynamic_ncols=True)
+    try:
+        while len(kept) > keep:
+            scores = {}
+            for layer in kept:
+                trial = [i for i in kept if i != layer]
+                decoder.layers = nn.ModuleList(original[i] for i in trial)
+                model.config.num_hidden_layers = len(trial)
+                scores[layer] = _answer_ce(model, batches)
+            drop = min(kept, key=lambda i: (scores[i], i))
+            kept.remove(drop)
+            removals.append({"layer": drop, "answer_ce": round(scores[drop], 5)})
+            bar.update(1)
+            bar.set_postfix(dropped=drop, answer_ce=f"{scores[drop]:.3f}")
+    finally:
+        bar.close()
+        decoder.layers = nn.ModuleList(original)
+        model.config.num_hidden_layers = count
+        model.train(was_training)
+    return kept, removals
+

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.models._fs import write_dir_atomically
-from distill2edge.models.layer_select import block_influence, choose_layers
+from distill2edge.models.layer_select import block_influence, choose_layers, greedy_answer_ce
 from distill2edge.models.loading import load_model
 
 PER_LAYER_CONFIG_FIELDS: tuple[str, ...] = ("layer_types", "no_rope_layers")
@@ -89,9 +89,10 @@ def init_student_from_teacher(
 ) -> Path:
     """Load `teacher_ref`, keep `num_layers` layers chosen by `strategy` (or exactly `layers`), save to `out_dir`.
 
-    `strategy` is `evenly` or `block_influence`; the latter measures each layer's influence
-    (`models.layer_select`) on the examples `encode(tokenizer)` returns (the recipe's training prompts) and
-    records the scores in `student_init.json`. The folder (model.safetensors, config, tokenizer,
+    `strategy` is `evenly`, `block_influence` or `answer_ce`; the last two measure on the examples
+    `encode(tokenizer)` returns (the recipe's training examples, prompts with answer labels) each layer's
+    influence, or greedily which layers' removal costs the least answer cross-entropy (`models.layer_select`),
+    and record the measurements in `student_init.json`. The folder (model.safetensors, config, tokenizer,
     `student_init.json` with the provenance) appears only when complete; an existing `out_dir` is
     replaced. Returns `out_dir`.
     """
@@ -100,8 +101,15 @@ def init_student_from_teacher(
     teacher, tok = load_model(teacher_ref)
     total = teacher.config.num_hidden_layers
     influence: list[float] | None = None
+    removals: list[dict[str, float]] | None = None
     if layers is not None:
         keep, strategy = _check_indices(layers, total), "explicit"
+    elif strategy == "answer_ce":
+        if encode is None:
+            raise ValueError("answer_ce selection needs the examples to measure it on (encode=...)")
+        if not 1 <= num_layers <= total:  # type: ignore[operator]
+            raise ValueError(f"cannot keep {num_layers} layers of {total}: need 1 <= keep <= {total}")
+        keep, removals = greedy_answer_ce(teacher, encode(tok), num_layers, pad_id=tok.pad_token_id)  # type: ignore[arg-type]
     else:
         if strategy == "block_influence":
             if encode is None:
@@ -113,6 +121,7 @@ def init_student_from_teacher(
         "teacher": teacher_ref, "teacher_layers": total, "selection": strategy, "layers_kept": keep,
         "teacher_parameters": teacher.num_parameters(), "student_parameters": student.num_parameters(),
         **({"block_influence": [round(b, 5) for b in influence]} if influence is not None else {}),
+        **({"answer_ce_removals": removals} if removals is not None else {}),
     }
     del teacher
 

@@ -38,13 +38,17 @@ class StudentConfig(Strict):
     inherits the task as well as the language (the student_init stage then runs after that SFT)."""
     num_layers: int | None = Field(None, ge=1)
     """How many layers of `init_from` to keep (with `layers: evenly` or `block_influence`)."""
-    layers: list[int] | Literal["evenly", "block_influence"] = "evenly"
+    layers: list[int] | Literal["evenly", "block_influence", "answer_ce"] = "evenly"
     """Which layers of `init_from` to keep: `evenly` spaced (every k-th, as DistilBERT did; first and last
     kept), the `num_layers` with the highest `block_influence` (1 - cosine between a layer's input and output
-    hidden states on the recipe's training prompts, as ShortGPT measures it; recorded in
-    `student_init.json`), or an explicit list of indices (counting from 0)."""
+    hidden states on the recipe's training prompts, as ShortGPT measures it), the `num_layers` left by
+    `answer_ce` (remove, one at a time, the layer whose removal raises the answer cross-entropy of
+    `selection_samples` training examples, spread over the split, least: slow, ~20 min for 30 -> 14 layers
+    and 12 examples on 2 CPU cores), or an explicit list of indices (counting from 0). The measurements
+    go to `student_init.json`."""
     selection_samples: int = Field(32, ge=1)
-    """`block_influence`: training examples (prompt and answer) the influence is measured on."""
+    """`block_influence` / `answer_ce`: training examples (prompt and answer) the choice is measured on (the
+    first ones for `block_influence`; evenly spread over the training split for `answer_ce`)."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
 
     @model_validator(mode="after")
