@@ -20,6 +20,16 @@ def test_size_recipe_reuses_the_first_sizes_teacher(tiny_recipe, tmp_path):
         size_recipe(load_recipe(str(tiny_recipe(student={"path": str(tmp_path)}))), 2, None)
 
 
+def test_size_recipe_cuts_later_sizes_from_the_first_sizes_fine_tuned_teacher(tiny_recipe, tmp_path):
+    """A student cut from `teacher_sft.NAME` with listed layers: every size measures block influence, and
+    sizes after the first cut from the SFT folder the first size made (no second teacher SFT)."""
+    base = load_recipe(str(tiny_recipe(student={"init_from": "teacher_sft.tiny", "layers": [0, 1]})))
+    first = size_recipe(base, 3, None)
+    assert first.student.init_from == "teacher_sft.tiny" and first.student.layers == "block_influence"
+    later = size_recipe(base, 1, {"tiny": str(tmp_path / "sft")})
+    assert later.student.init_from == str(tmp_path / "sft") and later.student.num_layers == 1
+
+
 def test_frontier_trains_each_size_and_times_every_gguf_beside_the_teacher(tiny_recipe, tmp_path):
     base = load_recipe(str(tiny_recipe(student={"init_from": str(tmp_path), "num_layers": 2})),
                        ["student.init_from=" + load_recipe(str(tiny_recipe())).student.init_from])

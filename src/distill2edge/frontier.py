@@ -31,8 +31,10 @@ def size_recipe(base: Recipe, layers: int, teacher_dirs: dict[str, str] | None) 
     if base.student.init_from is None:
         raise RecipeError("frontier: the recipe's student must be cut from a model (student.init_from)")
     data = base.model_dump(mode="json")
-    data["student"].update(num_layers=layers, layers="block_influence" if base.student.layers == "block_influence"
-                           else "evenly")
+    # A recipe's named strategy is kept; a recipe that lists its layers gets the measured choice that is
+    # quick at every size (block influence; answer_ce would take ~20 minutes a size on 2 CPU cores).
+    strategy = base.student.layers if isinstance(base.student.layers, str) else "block_influence"
+    data["student"].update(num_layers=layers, layers=strategy)
     roles = [f"distilled.{n}" for n in base.distill]
     if teacher_dirs is None:
         used = {t for d in base.distill.values() for t in d.teacher_names()}
@@ -40,6 +42,9 @@ def size_recipe(base: Recipe, layers: int, teacher_dirs: dict[str, str] | None) 
     else:
         for t, path in teacher_dirs.items():
             data["teachers"][t]["path"] = path
+        source = base.student.source_teacher()
+        if source is not None:  # cut from the fine-tuned teacher an earlier size produced
+            data["student"]["init_from"] = teacher_dirs[source]
         for d in data["distill"].values():
             if d.get("teacher_state", "sft") == "sft":
                 d["teacher_state"] = "base"  # the teacher folder is already the SFT model
