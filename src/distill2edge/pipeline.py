@@ -153,6 +153,55 @@ def _student_init_stage(
     return stage
 
 
+def _distill_stage(
+    recipe: Recipe, run: Run, name: str, dcfg: DistillConfig, stage_data: tuple[StageResult, dict[str, list]],
+    models: dict[str, str], producers: dict[str, StageResult | None], device: torch.device, progress: bool, log: Log,
+) -> tuple[StageResult, str]:
+    """The stage `distill.NAME`: its teachers (base or SFT) and student role resolved against the models made
+    so far; returns the stage and the role of the student it started from."""
+    teacher_roles = {
+        t: f"teacher_sft.{t}" if dcfg.teacher_state == "sft" else f"teacher.{t}" for t in dcfg.teacher_names()
+    }
+    student_role = {"base": "student_base", "sft": "student_sft"}.get(dcfg.student, f"distilled.{dcfg.student}")
+    for role, what in [*((r, "teacher_state") for r in teacher_roles.values()), (student_role, "student")]:
+        if role not in models:
+            raise ValueError(f"distill.{name}.{what} needs {role}, but sft.{role.split('_')[0]}.enabled is false")
+    d_data, d_splits = stage_data
+    d_data_cfg = dcfg.data or recipe.data
+    teachers = {t: (models[r], recipe.teachers[t].dtype) for t, r in teacher_roles.items()}
+    student_ref = models[student_role]
+
+    def distill_fn(out: Path, work: Path) -> dict[str, Any]:
+        common: dict[str, Any] = {
+            "device": device, "student_dtype": recipe.student.dtype, "progress": progress, "desc": f"distill {name}",
+            "probe": _answer_probe(recipe, dcfg.train, d_splits, d_data_cfg, device),
+        }
+        if dcfg.algorithm == "multi_teacher":
+            result = run_multi_distill(teachers, student_ref, d_splits, d_data_cfg, dcfg, out / "model", work,
+                                       stage=f"distill.{name}", **common)
+        else:
+            (t_ref, t_dtype), = teachers.values()
+            t_cfg = recipe.teachers[dcfg.teacher_names()[0]]
+            result = run_distill(
+                t_ref, student_ref, d_splits, d_data_cfg, dcfg, out / "model", work, teacher_dtype=t_dtype,
+                cache_root=run.root / "cache" / "teacher", teacher_device=t_cfg.device,
+                teacher_offload=t_cfg.offload, **common,
+            )
+        return result.metrics()
+
+    inputs = {d_data.name: d_data}
+    for role in (*teacher_roles.values(), student_role):
+        if (producer := producers[role]) is not None:
+            inputs[producer.name] = producer
+    config = {
+        "distill": distill_stage_key(dcfg), "student": student_role,
+        **teacher_stage_config(dcfg, teacher_roles, models, producers, recipe),
+    }
+    content = run.content(**{r: models[r] for r in (*teacher_roles.values(), student_role) if producers[r] is None})
+    stage = run.stage(f"distill.{name}", config, distill_fn, inputs=inputs, log=log, ranks="all", content=content)
+    return stage, student_role
+
+
 def _run_stages(
     recipe: Recipe, run: Run, device: torch.device, progress: bool, log: Log, train_only: bool,
     distills: dict[str, DistillConfig],
@@ -200,47 +249,8 @@ def _run_stages(
 
     # Distillations, in recipe order (a later one may start from an earlier one's student).
     for name, dcfg in distills.items():
-        teacher_roles = {
-            t: f"teacher_sft.{t}" if dcfg.teacher_state == "sft" else f"teacher.{t}" for t in dcfg.teacher_names()
-        }
-        student_role = {"base": "student_base", "sft": "student_sft"}.get(dcfg.student, f"distilled.{dcfg.student}")
-        for role, what in [*((r, "teacher_state") for r in teacher_roles.values()), (student_role, "student")]:
-            if role not in models:
-                raise ValueError(f"distill.{name}.{what} needs {role}, but sft.{role.split('_')[0]}.enabled is false")
-        d_data, d_splits = stage_data[name]
-        d_data_cfg = dcfg.data or data_cfg
-
-        def distill_fn(
-            out: Path, work: Path, _d=dcfg, _n=name, _splits=d_splits, _dc=d_data_cfg,
-            _teachers={t: (models[r], recipe.teachers[t].dtype) for t, r in teacher_roles.items()},
-            _s=models[student_role],
-        ) -> dict[str, Any]:
-            common = {
-                "device": device, "student_dtype": student_cfg.dtype, "progress": progress, "desc": f"distill {_n}",
-                "probe": _answer_probe(recipe, _d.train, _splits, _dc, device),
-            }
-            if _d.algorithm == "multi_teacher":
-                result = run_multi_distill(_teachers, _s, _splits, _dc, _d, out / "model", work, stage=f"distill.{_n}", **common)
-            else:
-                (t_ref, t_dtype), = _teachers.values()
-                t_cfg = recipe.teachers[_d.teacher_names()[0]]
-                result = run_distill(
-                    t_ref, _s, _splits, _dc, _d, out / "model", work, teacher_dtype=t_dtype,
-                    cache_root=run.root / "cache" / "teacher", teacher_device=t_cfg.device,
-                    teacher_offload=t_cfg.offload, **common,
-                )
-            return result.metrics()
-
-        d_inputs = {d_data.name: d_data}
-        for role in (*teacher_roles.values(), student_role):
-            if producers[role] is not None:
-                d_inputs[producers[role].name] = producers[role]
-        d_config = {
-            "distill": distill_stage_key(dcfg), "student": student_role,
-            **teacher_stage_config(dcfg, teacher_roles, models, producers, recipe),
-        }
-        d_content = run.content(**{r: models[r] for r in (*teacher_roles.values(), student_role) if producers[r] is None})
-        stage = run.stage(f"distill.{name}", d_config, distill_fn, inputs=d_inputs, log=log, ranks="all", content=d_content)
+        stage, student_role = _distill_stage(
+            recipe, run, name, dcfg, stage_data[name], models, producers, device, progress, log)
         stages[stage.name] = stage
         starts[stage.name] = student_role
         models[f"distilled.{name}"], producers[f"distilled.{name}"] = str(stage.out_dir / "model"), stage
