@@ -189,20 +189,26 @@ def export_onnx(
     int8: bool | None = None,
     int8_method: str | None = None,
     profile: str | None = None,
+    optimize: bool | None = None,
+    int4: bool | None = None,
 ) -> ExportResult:
     """Export a Hugging Face model folder to an ONNX folder (optimum, text generation with past key
     values; loads with `optimum.onnxruntime.ORTModelForCausalLM`), gated on parity with torch.
 
     `int8` quantizes the MatMul weights (default: the profile's), `int8_method` is `weight_only` or
-    `dynamic`; `profile` as for `export_gguf`. `out` must not exist; it gets `parity.json` and
+    `dynamic`; `int4` 4-bit MatMul weights instead (the embedding and tied head int8); `optimize` fuses
+    the graph with onnxruntime's transformer optimizer (default: the profile's, each); `profile` as for
+    `export_gguf`. `out` must not exist; it gets `parity.json` and
     `README.md`. Needs the `onnx` extra. Equal to `distill2edge export onnx MODEL --out OUT [--int8]
-    [--int8-method ...] [--profile ...]`. Raises ParityError (exit 1) or ExportError (exit 2).
+    [--int8-method ...] [--int4] [--optimize] [--profile ...]`. Raises ParityError (exit 1) or ExportError (exit 2).
     """
     from distill2edge.export.card import sidecar_paths
     from distill2edge.export.onnx import export_onnx as export
 
     path = Path(out)
-    record = export(model, path, int8=int8, profile=profile, int8_method=int8_method)
+    record = export(
+        model, path, int8=int8, profile=profile, int8_method=int8_method, optimize=optimize, int4=int4
+    )
     files = {k: p for k, p in sidecar_paths(path, "onnx").items() if p.exists()}
     return ExportResult(path=path, format="onnx", record=record, files=files)
 

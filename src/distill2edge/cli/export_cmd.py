@@ -24,8 +24,9 @@ llama.cpp falls back to other types (with a warning here) when they are not.
 _ONNX_HELP = """Convert a Hugging Face causal LM folder to ONNX with optimum (text generation with past key
 values); the folder loads with optimum.onnxruntime.ORTModelForCausalLM. The ONNX logits must match torch
 within the profile's tolerance (relative to the logit scale) and greedy generations must be identical;
-with --int8 the MatMul weights are quantized to int8 by onnxruntime and gated on mean KLD and same-top-token
-rate. Needs the `onnx` extra: pip install 'distill2edge[onnx]'.
+with --int8 (or --int4) the MatMul weights are quantized by onnxruntime and gated on mean KLD and
+same-top-token rate; --optimize fuses the graph first (onnxruntime's transformer optimizer) and gates the
+fused graph like the exported one. Needs the `onnx` extra: pip install 'distill2edge[onnx]'.
 """
 _EPILOG = """examples:
   distill2edge export gguf runs/x/student --out out/student.q4_k_m.gguf --quant q4_k_m
@@ -33,6 +34,7 @@ _EPILOG = """examples:
   distill2edge export gguf runs/x/student --out out/student.q4_0.gguf --quant q4_0 --embedding-type q4_0
   distill2edge export gguf-table runs/x/student
   distill2edge export onnx runs/x/student --out out/student-onnx --int8
+  distill2edge export onnx runs/x/student --out out/student-onnx-q4 --optimize --int4
   distill2edge export onnx runs/x/student --out out/orin --profile jetson-orin
 profiles shipped: cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8 (or a YAML file)
 """
@@ -99,6 +101,20 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         help="weight_only (default: int8 MatMul weights, float activations) or dynamic (onnxruntime "
         "quantize_dynamic, activations quantized too: much less accurate on SmolLM2)",
     )
+    o.add_argument(
+        "--int4",
+        action="store_true",
+        default=None,
+        help="4-bit MatMul weights (MatMulNBits, symmetric blocks of 32; embedding and tied head int8), gated on "
+        "mean KLD and same top token (default thresholds: GGUF q4_0's for the model's size class)",
+    )
+    o.add_argument(
+        "--optimize",
+        action="store_true",
+        default=None,
+        help="fuse the graph with onnxruntime's transformer optimizer (RMSNorm, residual + RMSNorm, rotary "
+        "embedding); the fused graph is gated like the exported one and the fusions are recorded",
+    )
     o.add_argument("--profile", help="device profile: a shipped name or a YAML file")
 
 
@@ -142,8 +158,9 @@ def run_export(args: argparse.Namespace) -> int:
                 from distill2edge.export.onnx import export_onnx
 
                 record = export_onnx(
-                    args.model, args.out, int8=args.int8, profile=args.profile, int8_method=args.int8_method
-                )
+                    args.model, args.out, int8=args.int8, profile=args.profile, int8_method=args.int8_method,
+                    optimize=args.optimize, int4=args.int4,
+                )  # fmt: skip
     except ParityError as exc:
         print(f"error: {exc}\n{_summary(exc.record)}\nnothing was written", file=sys.stderr)
         return 1

@@ -37,8 +37,9 @@ from distill2edge.export.common import (
     load_torch,
     torch_logits,
 )
-from distill2edge.export.onnx_int8 import weight_only_int8
-from distill2edge.export.profiles import Gate, Profile, load_profile
+from distill2edge.export.onnx_int8 import weight_only
+from distill2edge.export.onnx_optimize import check_optimizable, optimize_decoder
+from distill2edge.export.profiles import Gate, ONNXSettings, Profile, default_gate, load_profile
 
 
 def _require_optimum() -> None:
@@ -102,22 +103,22 @@ def _ort_parity(
     return gate(report, max_rel_logit=g.max_rel_logit, max_kld=g.max_kld, min_same_top=g.min_same_top)
 
 
-def _quantize_int8(folder: Path, method: str) -> dict[str, int]:
-    """Replace folder/model.onnx by an int8 version; returns what `weight_only_int8` changed.
+def _quantize(folder: Path, cfg: ONNXSettings) -> dict[str, Any]:
+    """Replace folder/model.onnx by an int8 or int4 version; returns what `weight_only` changed.
 
-    `weight_only`: MatMul weights to int8 in blocks of 32 (MatMulNBits), activations stay float; the tied
-    head is untied and quantized too, the embedding Gather becomes an int8 GatherBlockQuantized (see
-    onnx_int8.py). `dynamic`: onnxruntime's quantize_dynamic, int8 weights (per channel) with
-    activations quantized per tensor at run time - measured on SmolLM2-135M-Instruct: mean KLD 0.83 and
-    54% same top token (activation outliers), against 0.015 / 93% for weight-only on the 8-layer student.
+    `weight_only` (int8, and int4 always): MatMul weights to MatMulNBits blocks, activations stay float;
+    the tied head and the embedding Gather int8 (see onnx_int8.py). `dynamic` (int8 only): onnxruntime's
+    quantize_dynamic, int8 weights (per channel) with activations quantized per tensor at run time -
+    measured on SmolLM2-135M-Instruct: mean KLD 0.83 and 54% same top token (activation outliers), against
+    0.015 / 93% for weight-only on the 8-layer student.
     The result is written into a fresh sibling folder first, so an external-data file keeps the name the
-    graph refers to; then it replaces the fp32 graph and its data.
+    graph refers to; then it replaces the float graph and its data.
     """
-    qdir = folder.parent / f"{folder.name}.int8"
+    qdir = folder.parent / f"{folder.name}.quant"
     qdir.mkdir()
-    counts: dict[str, int] = {}
-    big = any(folder.glob("model.onnx_data*")) or (folder / "model.onnx").stat().st_size > 2**31 - 2**26
-    if method == "dynamic":
+    counts: dict[str, Any] = {}
+    big = _is_big(folder)
+    if cfg.int8 and cfg.int8_method == "dynamic":
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         quantize_dynamic(
@@ -128,13 +129,20 @@ def _quantize_int8(folder: Path, method: str) -> dict[str, int]:
             use_external_data_format=big,
         )
     else:
-        counts = weight_only_int8(folder / "model.onnx", qdir / "model.onnx", big)
+        bits, block = (4, cfg.int4_block_size) if cfg.int4 else (8, 32)
+        counts = weight_only(folder / "model.onnx", qdir / "model.onnx", big, bits, block, cfg.accuracy_level)
+        counts.update(bits=bits, block_size=block, accuracy_level=cfg.accuracy_level)
     for old in folder.glob("model.onnx*"):
         old.unlink()
     for new in qdir.iterdir():
         new.rename(folder / new.name)
     qdir.rmdir()
     return counts
+
+
+def _is_big(folder: Path) -> bool:
+    """Whether folder/model.onnx needs (or has) external data."""
+    return any(folder.glob("model.onnx_data*")) or (folder / "model.onnx").stat().st_size > 2**31 - 2**26
 
 
 def _file_facts(folder: Path, n_params: int) -> dict[str, Any]:
@@ -145,6 +153,46 @@ def _file_facts(folder: Path, n_params: int) -> dict[str, Any]:
     return {"file_bytes": size, "bits_per_parameter": 8.0 * size / n_params, "sha256": digests}
 
 
+def _settings(
+    profile: Profile | str | None,
+    int8: bool | None,
+    int8_method: str | None,
+    int4: bool | None,
+    optimize: bool | None,
+) -> Profile:
+    """The profile with the call's overrides applied (the record says what was used, not the defaults);
+    raises ExportError for combinations that cannot be exported."""
+    prof = profile if isinstance(profile, Profile) else load_profile(profile, "onnx")
+    cfg = prof.onnx
+    asked = {"int8": int8, "int8_method": int8_method, "int4": int4, "optimize": optimize}
+    update = {k: v for k, v in asked.items() if v is not None}
+    if int4 and int8 is None:
+        update["int8"] = False  # --int4 on an int8 profile: int4 instead
+    cfg = cfg.model_copy(update=update)
+    if cfg.int8 and cfg.int4:
+        raise ExportError("onnx: int8 and int4 exclude each other; choose one")
+    if cfg.int4 and int8_method is not None:
+        raise ExportError("onnx: --int8-method applies to int8 only (int4 is always weight-only MatMulNBits)")
+    if cfg.dtype == "fp16" and cfg.provider == "CPUExecutionProvider":
+        raise ExportError("profile: onnx.dtype fp16 needs a GPU provider (e.g. CUDAExecutionProvider)")
+    if cfg.dtype == "fp16" and (cfg.int4 or cfg.optimize):
+        what = "int4" if cfg.int4 else "optimize"
+        raise ExportError(f"onnx: {what} needs dtype fp32 (the optimizer's and quantizer's fp16 paths are not gated here)")
+    if cfg.optimize and cfg.int8 and cfg.int8_method == "dynamic":
+        raise ExportError("onnx: optimize does not combine with int8_method dynamic; use weight_only")
+    return prof.model_copy(update={"onnx": cfg})
+
+
+def _variant(cfg: ONNXSettings) -> str:
+    """The variant's name, e.g. `fp32+optimize+int4`."""
+    parts = [cfg.dtype, *(["optimize"] if cfg.optimize else [])]
+    if cfg.int8:
+        parts.append("int8" if cfg.int8_method == "weight_only" else "int8-dynamic")
+    if cfg.int4:
+        parts.append(f"int4-b{cfg.int4_block_size}")
+    return "+".join(parts)
+
+
 def export_onnx(
     model_dir: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -152,21 +200,24 @@ def export_onnx(
     profile: Profile | str | None = None,
     prompts: Sequence[str] = SAMPLE_PROMPTS,
     int8_method: str | None = None,
+    optimize: bool | None = None,
+    int4: bool | None = None,
 ) -> dict[str, Any]:
-    """Export, gate and publish the folder `out`; returns the parity record (raises ParityError on failure)."""
+    """Export, gate and publish the folder `out`; returns the parity record (raises ParityError on failure).
+
+    `optimize` fuses the graph (onnx_optimize.py) and gates the fused graph like the exported one; `int8`
+    / `int4` quantize it afterwards, each with its own gate (int4: the profile's, else GGUF q4_0's for
+    the model's size class)."""
     _require_optimum()
     from optimum.exporters.onnx import main_export
 
     src = check_model_dir(model_dir)
-    prof = profile if isinstance(profile, Profile) else load_profile(profile, "onnx")
+    prof = _settings(profile, int8, int8_method, int4, optimize)
     cfg = prof.onnx
-    int8 = cfg.int8 if int8 is None else int8
-    cfg = cfg.model_copy(update={"int8": int8, "int8_method": int8_method or cfg.int8_method})
-    prof = prof.model_copy(update={"onnx": cfg})  # the record says what was used, not the defaults
+    if cfg.optimize:
+        check_optimizable(src)
     out = Path(out)
     check_output(out, folder=True)
-    if cfg.dtype == "fp16" and cfg.provider == "CPUExecutionProvider":
-        raise ExportError("profile: onnx.dtype fp16 needs a GPU provider (e.g. CUDAExecutionProvider)")
 
     model, tok = load_torch(src)
     ids = encode_prompts(tok, [*prompts, *GATE_PASSAGES])  # logits on ~800 positions, greedy on the prompts
@@ -174,6 +225,7 @@ def export_onnx(
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ref_greedy = _greedy(model, ids[: len(prompts)], cfg.greedy_tokens, pad)
     n_params = sum(p.numel() for p in model.parameters())
+    hf_config = model.config.to_dict()
     del model
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -192,18 +244,10 @@ def export_onnx(
             )
         except Exception as exc:
             raise ExportError(f"optimum could not export {src}: {type(exc).__name__}: {exc}") from exc
-        first = "fp16" if cfg.dtype == "fp16" else "fp32"
         run = functools.partial(_ort_parity, work, cfg.provider, ids, ref, ref_greedy, cfg.greedy_tokens, pad)
-        gates = {first: run(cfg.fp16_gate if first == "fp16" else cfg.fp32_gate, check_greedy=True)}
-        int8_counts: dict[str, int] = {}
-        if int8:
-            int8_counts = _quantize_int8(work, cfg.int8_method)
-            gates["int8"] = run(cfg.int8_gate, check_greedy=False)
-        facts = {
-            "dtype": f"int8 ({cfg.int8_method})" if int8 else first,
-            **_file_facts(work, n_params),
-            **int8_counts,
-        }
+        longest = max(map(len, ids)) + cfg.greedy_tokens
+        gates, facts = _transform_and_gate(work, cfg, run, hf_config, n_params, longest)
+        facts = {"variant": _variant(cfg), "dtype": facts.pop("dtype"), **_file_facts(work, n_params), **facts}
         record = parity_record("onnx", src, out.name, prof, {k: g.to_dict() for k, g in gates.items()}, facts)
         failed = {k: g.failures for k, g in gates.items() if not g.passed}
         if failed:
@@ -213,3 +257,27 @@ def export_onnx(
             raise ExportError(f"--out {out}: already exists; remove it or choose another folder")
         os.replace(work, out)  # the folder appears only when complete and gated
     return record
+
+
+def _transform_and_gate(
+    work: Path, cfg: ONNXSettings, run: Any, hf_config: dict[str, Any], n_params: int, min_positions: int
+) -> tuple[dict[str, ParityReport], dict[str, Any]]:
+    """Gate the exported graph, then optimize and quantize it as `cfg` says, gating each step. Returns the
+    gates by name (`fp32`, `fp32_optimized`, `int8`/`int4`) and the facts for the record."""
+    first = "fp16" if cfg.dtype == "fp16" else "fp32"
+    first_gate = cfg.fp16_gate if first == "fp16" else cfg.fp32_gate
+    gates = {first: run(first_gate, check_greedy=True)}
+    facts: dict[str, Any] = {"dtype": first}
+    if cfg.optimize and gates[first].passed:
+        facts["optimization"] = optimize_decoder(work, hf_config, _is_big(work), min_positions)
+        gates[f"{first}_optimized"] = run(first_gate, check_greedy=True)
+    if (cfg.int8 or cfg.int4) and all(g.passed for g in gates.values()):
+        name = "int4" if cfg.int4 else "int8"
+        q_gate, source = cfg.int8_gate, "profile"
+        if cfg.int4:
+            q_gate, source = (cfg.int4_gate, "profile") if cfg.int4_gate else default_gate("q4_0", n_params)
+        facts.update(_quantize(work, cfg))
+        gates[name] = run(q_gate, check_greedy=False)
+        gates[name].gate_source = source
+        facts["dtype"] = f"{name} ({'weight_only' if cfg.int4 else cfg.int8_method})"
+    return gates, facts

@@ -1,4 +1,4 @@
-"""int8 weights for an exported ONNX decoder, the tied head and the embedding included.
+"""int8 or int4 weights for an exported ONNX decoder, the tied head and the embedding (int8) included.
 
 optimum exports a tied `lm_head` as `MatMul(hidden, Transpose(embed_tokens))`: its weight is not an
 initializer, so onnxruntime's weight-only quantizer skips it, and the embedding `Gather` is never
@@ -7,6 +7,16 @@ embedding as int8 blocks of 32 behind onnxruntime's `GatherBlockQuantized` (com.
 bits=8, symmetric around the default zero point 128) in MatMulNBits' layout, and `tie_heads` makes the
 head a MatMulNBits on those same bytes, so the weights exist once, as in a GGUF. A head transposing some
 other initializer is untied instead (`untie_head`: its own copy, quantized like every MatMul).
+
+With `bits=4` the MatMuls are 4-bit (MatMulNBits, symmetric blocks of `block_size`) while the embedding
+and a head tied to it stay int8, as llama.cpp keeps a small model's token embedding at Q8_0.
+
+`accuracy_level` is MatMulNBits' compute type. onnxruntime's CPU kernel for 8-bit weights exists only
+for level 4 (activations quantized to int8 per block, int32 accumulation): at level 0 every 8-bit
+MatMulNBits falls back to "unpacked compute", de-quantizing its whole weight to fp32 on every call
+(onnxruntime logs "Falling back to using unpacked compute mode" at INFO) - for a 49k x 576 tied head
+that is 28M weights per decoded token, which is why the int8 export decoded 5x slower than fp32.
+4-bit weights have an fp32-compute kernel too (level 0 or 1); level 4 is the faster one on x86/ARM.
 """
 
 from __future__ import annotations
@@ -100,7 +110,7 @@ def quantize_gathers(model: Any) -> dict[str, tuple[str, str, int]]:
     return done
 
 
-def tie_heads(model: Any, embeddings: dict[str, tuple[str, str, int]]) -> int:
+def tie_heads(model: Any, embeddings: dict[str, tuple[str, str, int]], accuracy_level: int = 0) -> int:
     """Turn every `MatMul(x, Transpose(E))` whose E was quantized by `quantize_gathers` into a MatMulNBits
     reading E's int8 blocks (the head stays tied: one copy of the weights); returns how many."""
     from onnx import helper
@@ -114,9 +124,10 @@ def tie_heads(model: Any, embeddings: dict[str, tuple[str, str, int]]) -> int:
             continue
         qname, scales, k = embeddings[tr.input[0]]
         n = next(t for t in graph.initializer if t.name == qname).dims[0]
+        extra: dict[str, Any] = {"accuracy_level": accuracy_level} if accuracy_level else {}
         new = helper.make_node(
             "MatMulNBits", [node.input[0], qname, scales], list(node.output), name=f"{node.name}_int8",
-            domain="com.microsoft", K=k, N=n, bits=8, block_size=BLOCK,
+            domain="com.microsoft", K=k, N=n, bits=8, block_size=BLOCK, **extra,
         )  # fmt: skip
         idx = list(graph.node).index(node)
         graph.node.remove(node)
@@ -133,9 +144,12 @@ def _drop_unused(model: Any) -> None:
         model.graph.initializer.remove(t)  # the fp32 embedding, now that neither Gather nor head reads it
 
 
-def weight_only_int8(src: Path, dst: Path, big: bool) -> dict[str, int]:
-    """MatMul weights to MatMulNBits int8 (blocks of 32), embedding Gathers to int8, a tied head to a
-    MatMulNBits on the embedding's int8 blocks; write `dst` (external data when `big`). Returns counts."""
+def weight_only(
+    src: Path, dst: Path, big: bool, bits: int = 8, block_size: int = BLOCK, accuracy_level: int = 4
+) -> dict[str, int]:
+    """MatMul weights to MatMulNBits (`bits`, symmetric blocks of `block_size`), embedding Gathers to
+    int8, a tied head to an int8 MatMulNBits on the embedding's blocks; write `dst` (external data when
+    `big`). Returns counts."""
     import onnx
 
     try:
@@ -144,14 +158,16 @@ def weight_only_int8(src: Path, dst: Path, big: bool) -> dict[str, int]:
             MatMulNBitsQuantizer,
         )
     except ImportError as exc:
-        raise ExportError(f"weight-only int8 needs onnx-ir: pip install onnx-ir ({exc})") from exc
+        raise ExportError(f"weight-only quantization needs onnx-ir: pip install onnx-ir ({exc})") from exc
     model = onnx.load(str(src))
-    cfg = DefaultWeightOnlyQuantConfig(block_size=BLOCK, is_symmetric=True, bits=8)
+    cfg = DefaultWeightOnlyQuantConfig(
+        block_size=block_size, is_symmetric=True, bits=bits, accuracy_level=accuracy_level or None
+    )
     quantizer = MatMulNBitsQuantizer(model, algo_config=cfg)
     quantizer.process()
     qmodel = quantizer.model.model
     embeddings = quantize_gathers(qmodel)
-    tied = tie_heads(qmodel, embeddings)
+    tied = tie_heads(qmodel, embeddings, accuracy_level)
     untied = untie_head(qmodel)  # a head tied to something else than a quantized Gather: its own copy
     if untied:  # quantize the untied copies like the other MatMuls
         quantizer = MatMulNBitsQuantizer(qmodel, algo_config=cfg)
@@ -162,4 +178,10 @@ def weight_only_int8(src: Path, dst: Path, big: bool) -> dict[str, int]:
         onnx.save_model(qmodel, str(dst), save_as_external_data=True, location=f"{dst.name}_data")
     else:
         onnx.save_model(qmodel, str(dst))
-    return {"tied_int8_heads": tied, "untied_heads": untied, "int8_gathers": len(embeddings)}
+    nbits = sum(n.op_type == "MatMulNBits" for n in qmodel.graph.node)
+    return {"tied_int8_heads": tied, "untied_heads": untied, "int8_gathers": len(embeddings), "matmulnbits": nbits}
+
+
+def weight_only_int8(src: Path, dst: Path, big: bool, accuracy_level: int = 4) -> dict[str, int]:
+    """`weight_only` with 8-bit MatMuls (blocks of 32)."""
+    return weight_only(src, dst, big, bits=8, accuracy_level=accuracy_level)

@@ -106,11 +106,28 @@ class ONNXSettings(BaseModel):
         "weight_only",
         description="weight_only: MatMulNBits int8 blocks; dynamic: quantize_dynamic (see onnx.py)",
     )
+    int4: bool = Field(
+        False, description="4-bit MatMul weights (MatMulNBits, symmetric blocks), the embedding and a head tied "
+        "to it int8; excludes int8",
+    )
+    int4_block_size: Literal[16, 32, 64, 128, 256] = Field(32, description="int4 quantization block size")
+    accuracy_level: Literal[0, 1, 2, 3, 4] = Field(
+        4,
+        description="MatMulNBits accuracy_level of int8/int4 weight-only models; 4 (int8 activations per "
+        "block) is the only level with an 8-bit CPU kernel: below it every int8 MatMul de-quantizes its "
+        "weight on each call (see onnx_int8.py)",
+    )
+    optimize: bool = Field(
+        False, description="fuse the graph with onnxruntime's transformer optimizer (RMSNorm, rotary; onnx_optimize.py)"
+    )
     provider: str = "CPUExecutionProvider"
     fp32_gate: Gate = Gate(max_rel_logit=1e-4)
     fp16_gate: Gate = Gate(max_kld=2e-3, min_same_top=0.95)
     # measured, weight-only int8: 8-layer SmolLM2 student 0.015 / 93%
     int8_gate: Gate = Gate(max_kld=0.05, min_same_top=0.85)
+    int4_gate: Gate | None = Field(
+        None, description="None: the GGUF q4_0 gate of the model's size class (tiny: KLD 0.9, same top 0.45)"
+    )
     greedy_tokens: int = Field(16, ge=0, description="tokens generated greedily by both runtimes; must agree")
 
 
