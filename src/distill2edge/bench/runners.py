@@ -14,10 +14,11 @@ is the same either way. `stop_at_answer=True` stops at EOS or a newline, as a de
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import distill2edge.bench.llamacpp  # noqa: F401  (registers `gguf`)
 from distill2edge.bench.roofline import ModelFacts
@@ -124,7 +125,16 @@ class TorchRunner(_HFGenerateRunner):
 
 @register_runner("onnx")
 class OnnxRunner(_HFGenerateRunner):
-    """An optimum ONNX folder (`distill2edge export onnx`) in onnxruntime's CPU provider."""
+    """An optimum ONNX folder (`distill2edge export onnx`) in onnxruntime's CPU provider.
+
+    With `io_binding` (the default) optimum binds the inputs, the KV cache included, and preallocated torch
+    output buffers to the session (`run_with_iobinding`) instead of converting them to and from numpy on
+    every step. optimum turns it on by itself only for the CUDA provider (`use_io_binding=None` means
+    False on CPU), so it is asked for explicitly; `runtime` says whether it is on. The environment variable
+    `DISTILL2EDGE_ONNX_IO_BINDING=0` turns it off (spawned benchmark processes inherit it), to compare.
+    """
+
+    io_binding: ClassVar[bool] = os.environ.get("DISTILL2EDGE_ONNX_IO_BINDING", "1") != "0"
 
     def __init__(self, path: Path, threads: int, context: int = 1024) -> None:
         super().__init__(path, threads, context)
@@ -140,9 +150,11 @@ class OnnxRunner(_HFGenerateRunner):
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
         self.model = ORTModelForCausalLM.from_pretrained(
-            self.path, provider="CPUExecutionProvider", session_options=opts, use_cache=True
-        )
-        self.runtime = f"onnxruntime {onnxruntime.__version__}"
+            self.path, provider="CPUExecutionProvider", session_options=opts, use_cache=True,
+            use_io_binding=self.io_binding,
+        )  # fmt: skip
+        binding = " (io binding)" if self.model.use_io_binding else ""
+        self.runtime = f"onnxruntime {onnxruntime.__version__}{binding}"
         self._load_tokenizer()
 
     def facts(self) -> ModelFacts:
