@@ -4,8 +4,9 @@
 
 The folder loads with `optimum.onnxruntime.ORTModelForCausalLM.from_pretrained(DIR)`. It appears only
 when the gates pass: fp32 (or fp16) logits against torch relative to the logit scale plus identical
-greedy generations, and for `int8` a mean-KLD / same-top-token gate on the int8 model (weight-only by
-default, onnxruntime's dynamic quantization on request: see `_quantize_int8`).
+greedy generations; with `optimize` the same gate again on the graph onnxruntime's transformer optimizer
+fused (onnx_optimize.py); for `int8` / `int4` a mean-KLD / same-top-token gate on the quantized model
+(weight-only MatMulNBits by default, onnxruntime's dynamic int8 quantization on request: see `_quantize`).
 optimum only warns on a mismatch; here a mismatch raises ParityError and nothing is left behind.
 Models over 2 GB are written with external data (`model.onnx_data`) by the exporter itself.
 """
