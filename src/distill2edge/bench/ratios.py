@@ -24,7 +24,8 @@ def gguf_file_type(path: Path) -> str:
 
     reader = gguf.GGUFReader(path)
     ftype = gguf_field(reader, "general.file_type", None)
-    if ftype is not None:
+    known = {int(t) for t in gguf.LlamaFileType}
+    if ftype is not None and int(ftype) in known:
         name = gguf.LlamaFileType(int(ftype)).name
         return name.removeprefix("MOSTLY_").removeprefix("ALL_").lower()
     sizes: dict[str, int] = {}
