@@ -3,8 +3,12 @@ the machine and on whatever else it is running).
 
 A ratio is taken between the fastest rounds (`min`) of two benchmarks: on a shared machine the noise
 only ever adds time, so the minimum is the steadiest estimate of what a model costs. The median ratio
-is recorded beside it. Floors were set from runs on the project's shared 2-core machine (README,
-"Benchmarks"): each sits far below the lowest ratio seen there, leaving room for a noisy neighbour.
+is recorded beside it (`distill2edge.bench.ratios.time_ratio`).
+
+The gates are on *equal-bits* ratios: the student against the teacher in the same runtime at the same
+weight type, so only the model's size is compared. The student GGUF against the teacher in torch fp32
+(the gate before) mixes in F16/Q8_0 against fp32 and llama.cpp against torch, and flatters the
+student; it is still recorded, as are ONNX fp32 and the answer (prefill + decode) ratios.
 """
 
 from __future__ import annotations
@@ -13,26 +17,40 @@ from typing import Any
 
 import pytest
 
-GATES_SPEC: dict[str, tuple[str, str, float]] = {
-    # name: (faster benchmark, reference benchmark, floor on reference time / faster time)
-    # measured (min ratio): 5.97 and 3.00 in two full runs at load average 5-7 on 2 cores
-    "student_gguf_vs_teacher_torch_decode": ("decode/student-gguf", "decode/teacher-torch", 1.5),
-    # measured (min ratio): 2.39 and 1.69 in the same runs; 56.6M against 134.5M parameters
-    "student_torch_vs_teacher_torch_decode": ("decode/student-torch", "decode/teacher-torch", 1.15),
+from distill2edge.bench.ratios import time_ratio
+
+# Why 1.5x for the GGUF gates: decoding reads every weight once per token, and SmolLM2's tied 49k x 576
+# embedding (28M parameters, read whole as the LM head) is in both models, so bytes per token are about
+# 56.6M against 134.5M parameters at the same type: 2.4x; llama.cpp's per-layer overhead (8 layers
+# against 30) pushes the expected decode ratio to about 2.5-3x. 1.5x leaves room for a noisy neighbour
+# and still fails a student that is not really smaller (or a runner setting that slows only it).
+# Torch fp32 (1.15x, kept from before): measured 2.39x and 1.69x (min ratio) in two full runs at load
+# average 5-7 on 2 cores; torch's per-token Python overhead is a larger share for the small model.
+RATIO_SPEC: dict[str, tuple[str, str, float | None, bool]] = {
+    # name: (faster benchmark, reference benchmark, floor on reference time / faster time or None, equal bits)
+    "student_vs_teacher_gguf_q8_0_decode": ("decode/student-q8_0-gguf", "decode/teacher-q8_0-gguf", 1.5, True),
+    "student_vs_teacher_gguf_f16_decode": ("decode/student-f16-gguf", "decode/teacher-f16-gguf", 1.5, True),
+    "student_torch_vs_teacher_torch_decode": ("decode/student-torch", "decode/teacher-torch", 1.15, True),
+    "student_vs_teacher_onnx_fp32_decode": ("decode/student-onnx", "decode/teacher-onnx", None, True),
+    "student_vs_teacher_gguf_q8_0_answer": ("answer/student-q8_0-gguf", "answer/teacher-q8_0-gguf", None, True),
+    "student_vs_teacher_gguf_f16_answer": ("answer/student-f16-gguf", "answer/teacher-f16-gguf", None, True),
+    # across runtimes and types (recorded only): what the student gains over the teacher as it was trained
+    "student_gguf_f16_vs_teacher_torch_decode": ("decode/student-f16-gguf", "decode/teacher-torch", None, False),
+    "student_gguf_q8_0_vs_teacher_torch_decode": ("decode/student-q8_0-gguf", "decode/teacher-torch", None, False),
 }
 
 
-@pytest.mark.parametrize("gate", list(GATES_SPEC))
-def test_speed_ratio_floor(
-    gate: str, timings: dict[str, dict[str, float]], gates: dict[str, dict[str, Any]]
+@pytest.mark.parametrize("name", list(RATIO_SPEC))
+def test_speed_ratio(
+    name: str, timings: dict[str, dict[str, float]], ratios: dict[str, dict[str, Any]],
+    gates: dict[str, dict[str, Any]],
 ) -> None:
-    fast, ref, floor = GATES_SPEC[gate]
-    missing = [k for k in (fast, ref) if k not in timings]
-    if missing:
-        pytest.skip(f"{missing} not measured in this session (run the whole bench folder)")
-    # Same number of tokens on both sides, so the time ratio is the tokens/s ratio.
-    ratio = timings[ref]["min"] / timings[fast]["min"]
-    median_ratio = timings[ref]["median"] / timings[fast]["median"]
-    gates[gate] = {"ratio_min": ratio, "ratio_median": median_ratio, "floor": floor, "fast": fast,
-                   "reference": ref, "passed": ratio >= floor}
-    assert ratio >= floor, f"{fast} is only {ratio:.2f}x as fast as {ref} (floor {floor}x; median ratio {median_ratio:.2f}x)"
+    fast, ref, floor, equal_bits = RATIO_SPEC[name]
+    try:
+        check = time_ratio(timings, fast, ref, floor, equal_bits)
+    except KeyError as exc:
+        pytest.skip(f"{exc.args[0]} (run the whole bench folder)")
+    ratios[name] = check.to_dict()
+    if floor is not None:
+        gates[name] = ratios[name]
+    assert check.passed, check.message()

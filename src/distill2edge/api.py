@@ -230,6 +230,7 @@ def run_bench(
     stop_at_answer: bool = False,
     isolate: bool = True,
     reference: str | None = None,
+    same_bits: bool = False,
     log: Log = print,
 ) -> dict[str, Any]:
     """Benchmark models side by side on the same questions: latency, decode tokens/s against the
@@ -241,7 +242,8 @@ def run_bench(
     `split` (all, train, validation, test) of `data`, the first `limit`. `template` defaults to the
     recipe's prompt template. Writes `out` (bench.json, bench.md, plots, predictions) and returns the
     content of bench.json. Equal to `distill2edge bench MODEL... --out OUT` with the same options
-    (`isolate=False` is `--no-isolate`). Raises BenchError or DataError (the command's exit 2).
+    (`isolate=False` is `--no-isolate`, `same_bits=True` is `--same-bits`: torch teachers also exported
+    to the students' GGUF types, for equal-bits speed-ups). Raises BenchError or DataError (the command's exit 2).
     """
     from distill2edge.bench.api import run_bench_specs
     from distill2edge.bench.measure import DEFAULT_TEMPLATE
@@ -250,7 +252,8 @@ def run_bench(
         models, out, roles=roles, data=data, split=split, limit=limit,
         template=DEFAULT_TEMPLATE if template is None else template, max_length=max_length,
         max_new_tokens=max_new_tokens, threads=threads, warmup=warmup, batch_size=batch_size,
-        stop_at_answer=stop_at_answer, isolate=isolate, reference=reference, log=log,
+        stop_at_answer=stop_at_answer, isolate=isolate, reference=reference,
+        same_bits=same_bits, log=log,
     )
 
 

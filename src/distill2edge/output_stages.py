@@ -124,8 +124,9 @@ def run_bench_stage(
     recipe: Recipe, run: Run, models: dict[str, str], producers: dict[str, StageResult | None],
     export_stages: dict[str, StageResult], data: StageResult, splits: dict[str, list], log: Log,
 ) -> dict[str, Any] | None:
-    """Benchmark every teacher (SFT version when there is one, torch) against the exported student: its
-    torch folder and each export that passed its gates. Returns bench.json's per-model summary."""
+    """Benchmark every teacher (SFT version when there is one, torch; with `bench.same_bits` also exported
+    to each GGUF type the student was) against the exported student: its torch folder and each export
+    that passed its gates. Returns bench.json's per-model summary and its equal-bits ratios."""
     bcfg = recipe.bench
     if not bcfg.enabled:
         return None
@@ -156,9 +157,11 @@ def run_bench_stage(
     def bench_fn(out: Path, _work: Path) -> dict[str, Any]:
         result = run_bench(
             [BenchModel(Path(path), role, name=name) for role, path, name in entries], test, out,
-            settings=settings_for_recipe(recipe, threads=bcfg.threads, batch_size=bcfg.batch_size), log=log,
+            settings=settings_for_recipe(recipe, threads=bcfg.threads, batch_size=bcfg.batch_size),
+            same_bits=bcfg.same_bits, log=log,
         )
-        return {"models": [bench_summary(r) for r in result["models"]], "bandwidth_gb_s": result["bandwidth"]["read_gb_s"]}
+        return {"models": [bench_summary(r) for r in result["models"]], "same_bits": result["same_bits"],
+                "bandwidth_gb_s": result["bandwidth"]["read_gb_s"]}
 
     config = {"bench": bcfg.model_dump(mode="json"), "models": [(r, n) for r, _p, n in entries]}
     content = run.content(**{name: path for _r, path, name in entries if producers.get(name.split(" ")[0]) is None
@@ -168,7 +171,8 @@ def run_bench_stage(
 
 def bench_summary(rec: dict[str, Any]) -> dict[str, Any]:
     """The per-model summary kept in the bench stage's metrics: sizes, speeds, roofline fraction, accuracy."""
-    keys = ("name", "role", "format", "params", "file_bytes", "decode_tokens_per_s", "questions_per_s", "peak_rss_mb")
+    keys = ("name", "role", "format", "weight_type", "params", "file_bytes", "decode_tokens_per_s", "questions_per_s",
+            "peak_rss_mb")
     out = {k: rec.get(k) for k in keys}
     out["ms_per_answer"] = rec.get("answer_ms", {}).get("mean")
     out["roofline_fraction"] = (rec.get("roofline") or {}).get("fraction")

@@ -131,10 +131,15 @@ def test_export_stage_records_passes_gate_failures_and_skips(tmp_path, tiny_reci
     report = (out / "report.md").read_text()
     assert "## Exports" in report and "| distilled.kd | strict | gguf | gate failed |" in report
     # The benchmark: the teacher in torch against the student in torch and as the exported GGUF only
-    # (the failed and skipped exports are left out).
+    # (the failed and skipped exports are left out), plus the teacher exported to the student's GGUF type
+    # (bench.same_bits, on by default) for the equal-bits ratios.
     bench = metrics["bench"]["models"]
-    assert [(m["role"], m["format"]) for m in bench] == [("teacher", "torch"), ("student", "torch"), ("student", "gguf")]
+    assert [(m["role"], m["format"]) for m in bench] == [
+        ("teacher", "torch"), ("student", "torch"), ("student", "gguf"), ("teacher", "gguf")]
     assert all(m["ms_per_answer"] > 0 and m["decode_tokens_per_s"] > 0 for m in bench)
+    assert bench[3]["weight_type"] == bench[2]["weight_type"] == "f32"
+    same = {r["model"]: r["teacher"] for r in metrics["bench"]["same_bits"]}
+    assert same == {bench[1]["name"]: bench[0]["name"], bench[2]["name"]: bench[3]["name"]}
     assert (out / "stages/bench/bench.json").exists() and "## Benchmark" in report
     # Asking for failures to stop the run makes the failed gate an error.
     strict = load_recipe(str(tiny_recipe(

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from distill2edge.bench.measure import BenchSettings, bench_any
+from distill2edge.bench.ratios import gguf_file_type, same_bits_ratios
 from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, roofline
 from distill2edge.bench.spec import BenchError, BenchModel, check_loadable
 from distill2edge.bench.system import machine_info
@@ -51,12 +52,16 @@ def run_bench(
     settings: BenchSettings | None = None,
     reference: str | None = None,
     bandwidth: dict[str, Any] | None = None,
+    same_bits: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Benchmark `models` (torch / ONNX / GGUF, see spec.py) on `examples` and write `out_dir`.
 
     `reference` names the model speed-ups are taken against (default: the first teacher, else the
     first model). `bandwidth` reuses an earlier `measure_bandwidth` result instead of measuring.
+    `same_bits`: export each torch teacher to every GGUF type a student is benchmarked in (into
+    `out_dir/same_bits/`, see same_bits.py) and time it too. bench.json's `same_bits` lists every
+    student's speed-up over the teacher in the same runtime at the same weight type (ratios.py).
     Returns the content of bench.json.
     """
     settings = settings or BenchSettings()
@@ -74,6 +79,10 @@ def run_bench(
         (out_dir / stale).unlink(missing_ok=True)
     for model in resolved:
         check_loadable(model)  # before the bandwidth measurement: a broken model fails in a second
+    if same_bits:
+        from distill2edge.bench.same_bits import add_same_bits_teachers
+
+        resolved = add_same_bits_teachers(resolved, out_dir / "same_bits", settings.threads, log)
     log(f"[bench] measuring memory bandwidth ({settings.threads} threads)")
     bw = bandwidth or measure_bandwidth(settings.threads)
     log(f"[bench] read {bw['read_gb_s']:.1f} GB/s, copy {bw['copy_gb_s']:.1f} GB/s")
@@ -83,6 +92,7 @@ def run_bench(
     for i, model in enumerate(resolved):
         log(f"[bench] {model.role} {model.name}: {len(examples)} questions")
         rec = bench_any(model, examples, settings)
+        rec["weight_type"] = gguf_file_type(model.path) if model.format == "gguf" else rec["dtype"]
         facts = ModelFacts(**{k: rec[k] for k in _FACT_KEYS})
         ctx = rec["prompt_tokens_mean"] + rec["new_tokens_mean"] / 2
         rec["roofline"] = roofline(facts, ctx, rec["decode_tokens_per_s"], bw["read_gb_s"])
@@ -104,6 +114,7 @@ def run_bench(
         "n_questions": len(examples),
         "reference": reference,
         "models": records,
+        "same_bits": same_bits_ratios(records, prefer=reference),
     }
     (out_dir / "bench.md").write_text("# Benchmark\n\n" + markdown_tables(result), encoding="utf-8")
     write_plots(result, out_dir)
@@ -147,6 +158,7 @@ def run_bench_specs(
     stop_at_answer: bool = False,
     isolate: bool = True,
     reference: str | None = None,
+    same_bits: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """`distill2edge bench` from its arguments: `models` are `[ROLE=]PATH` specs (HF folder, ONNX folder,
@@ -170,4 +182,5 @@ def run_bench_specs(
         template=template.replace("\\n", "\n"), max_length=max_length, max_new_tokens=max_new_tokens,
         threads=threads, warmup=warmup, batch_size=batch_size, stop_at_answer=stop_at_answer, isolate=isolate,
     )
-    return run_bench(parsed, examples, Path(out_dir), settings=settings, reference=reference, log=log)
+    return run_bench(parsed, examples, Path(out_dir), settings=settings, reference=reference, same_bits=same_bits,
+                     log=log)

@@ -31,19 +31,20 @@ class LlamaTokenizer:
 
 @register_runner("gguf")
 class LlamaCppRunner(Runner):
-    """A GGUF file in llama.cpp with `threads` threads for prompt and decode."""
+    """A GGUF file in llama.cpp with `threads` threads for prompt and decode. `llama_settings` override
+    the `llama_cpp.Llama` arguments (e.g. `n_ubatch`, `n_threads_batch`; bench/llamacpp_settings.py tries
+    some); the ones used are kept in `self.settings`."""
 
-    def __init__(self, path: Path, threads: int, context: int = 1024) -> None:
+    def __init__(self, path: Path, threads: int, context: int = 1024, **llama_settings: Any) -> None:
         super().__init__(path, threads, context)
         import llama_cpp
 
         from distill2edge.models.llama_parity import quiet_stderr
 
+        self.settings = {"n_ctx": context, "n_batch": context, "n_threads": threads, "n_threads_batch": threads,
+                         **llama_settings}
         with quiet_stderr():
-            self.llm = llama_cpp.Llama(
-                model_path=str(self.path), n_ctx=context, n_batch=context, n_threads=threads,
-                n_threads_batch=threads, verbose=False,
-            )
+            self.llm = llama_cpp.Llama(model_path=str(self.path), verbose=False, **self.settings)
         self.runtime = f"llama.cpp (llama-cpp-python {llama_cpp.__version__})"
         self.tokenizer = LlamaTokenizer(self.llm)
         self.eos_ids = frozenset({self.llm.token_eos()})

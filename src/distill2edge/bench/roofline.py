@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,14 @@ def measure_bandwidth(threads: int, mib: int | None = None, repeats: int = 5) ->
         "repeats": repeats, "method": "torch float32 mv and sum (read), copy_ (read+write) over a buffer of at "
         "least 4x the last-level cache; best of repeats",
     }
+
+
+def fastest_decode_rate(rounds: Sequence[tuple[int, float, float]]) -> float | None:
+    """Decode tokens/s of the fastest of several timed generations, each `(new tokens, seconds to the
+    first new token, total seconds)`: the tokens after the first over the time after the first (the
+    prompt and the first token are prefill). None when no round decoded more than one token."""
+    rates = [(n - 1) / (total - ttft) for n, ttft, total in rounds if n > 1 and total > ttft]
+    return max(rates) if rates else None
 
 
 def roofline(facts: ModelFacts, mean_context: float, decode_tokens_per_s: float | None, read_gb_s: float) -> dict[str, Any]:

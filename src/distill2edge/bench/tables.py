@@ -2,7 +2,8 @@
 
 The first table follows the scaling-down paper's layout (role, model, accuracy, F1, inference time,
 questions per second), with ROUGE-L and the speed-up over the reference model added; the second holds
-the runtime details (first-token time, percentiles, decode speed against its roofline, memory, size).
+the runtime details (first-token time, percentiles, decode speed against its roofline, memory, size);
+a third, when a student has a teacher in the same runtime at the same weight type, its equal-bits speed-ups.
 """
 
 from __future__ import annotations
@@ -82,7 +83,24 @@ def markdown_tables(result: dict[str, Any]) -> str:
             f"{_f(m['decode_tokens_per_s'], '.1f')} | {r['ceiling_tokens_per_s']:.0f} | {_f(frac, '.0f')} | "
             f"{_f(m['questions_per_s_batched'], '.2f')} | {_f(m['peak_rss_mb'], '.0f')} |"
         )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + same_bits_table(result)) + "\n"
+
+
+def same_bits_table(result: dict[str, Any]) -> list[str]:
+    """Lines of the equal-bits table (each student against the teacher in the same runtime at the same
+    weight type, `result["same_bits"]`), or none when no student has such a teacher."""
+    rows = result.get("same_bits") or []
+    if not rows:
+        return []
+    lines = [
+        "", "Equal bits: each student against the teacher in the same runtime at the same weight type.", "",
+        "| Student | Teacher | Format (type) | Decode speed-up | Answer speed-up |", "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        dec = None if r["decode_speedup"] is None else f"{r['decode_speedup']:.2f}x"
+        lines.append(f"| {r['model']} | {r['teacher']} | {r['format']} ({r['weight_type']}) | {dec or '–'} | "
+                     f"{r['answer_speedup']:.2f}x |")
+    return lines
 
 
 def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:

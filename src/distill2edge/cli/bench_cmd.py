@@ -55,6 +55,9 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stop-at-answer", action="store_true",
                    help="stop at EOS or newline instead of always generating --max-new-tokens")
     p.add_argument("--reference", help="name of the model speed-ups are taken against (default: first teacher)")
+    p.add_argument("--same-bits", action="store_true",
+                   help="export each torch teacher to the students' GGUF types and time it too, for speed-ups "
+                        "at equal bits (same runtime, same quantization)")
     p.add_argument("--no-isolate", action="store_true",
                    help="run every model in this process (faster start; no peak RSS)")
 
@@ -72,6 +75,7 @@ def run_bench_cmd(args: argparse.Namespace) -> int:
             template=args.template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
             threads=args.threads, warmup=args.warmup, batch_size=args.batch_size,
             stop_at_answer=args.stop_at_answer, isolate=not args.no_isolate, reference=args.reference,
+            same_bits=args.same_bits,
         )
     except (BenchError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -34,12 +34,16 @@ def _bench_speed(metrics: dict[str, Any], teacher_role: str, student_role: str) 
     teacher = next((b for b in bench if b.get("name") == teacher_role), None)
     if teacher is None or not teacher.get("decode_tokens_per_s"):
         return []
+    same_bits = {r["model"]: r for r in (metrics.get("bench") or {}).get("same_bits") or []}
     lines = []
     for b in bench:
         if b.get("name", "").startswith(student_role) and b.get("decode_tokens_per_s"):
             ratio = b["decode_tokens_per_s"] / teacher["decode_tokens_per_s"]
+            eq = same_bits.get(b["name"])
+            eq_text = (f"; {eq['decode_speedup']:.1f}x {eq['teacher']} at equal bits"
+                       if eq and eq.get("decode_speedup") and eq["teacher"] != teacher_role else "")
             lines.append(f"{b['name']}: {b['decode_tokens_per_s']:.0f} tokens/s decode, {ratio:.1f}x the teacher in "
-                         f"torch ({teacher['decode_tokens_per_s']:.0f})")
+                         f"torch ({teacher['decode_tokens_per_s']:.0f}){eq_text}")
     return lines
 
 

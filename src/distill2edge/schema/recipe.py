@@ -48,6 +48,9 @@ class BenchConfig(Strict):
     threads: int = Field(2, ge=1)
     batch_size: int = Field(8, ge=0)
     """Questions per batch for batched questions/s (torch and ONNX); 0 skips the batched pass."""
+    same_bits: bool = True
+    """Export each benchmarked teacher to every GGUF type a student was exported to and time it too, so
+    the bench has a same-runtime, same-quantization row and ratio (seconds for a ~100M teacher)."""
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
