@@ -7,7 +7,7 @@ def test_recipe_list_and_show(capsys):
     assert main(["recipe", "list"]) == 0
     assert "telecom-qa" in capsys.readouterr().out
     assert main(["recipe", "show", "telecom-qa"]) == 0
-    assert "init_from: embedded:smollm2-135m-instruct" in capsys.readouterr().out
+    assert "init_from: teacher_sft.smollm2" in capsys.readouterr().out
     assert main(["recipe", "show", "telecom-qa", "--quick"]) == 0
     assert "max_steps: 2" in capsys.readouterr().out
 
