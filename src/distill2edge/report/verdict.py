@@ -109,20 +109,34 @@ def learning_curves(run_dir: Path, metrics: dict[str, Any]) -> dict[str, list[tu
     return curves
 
 
-def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> bool:
-    """Plot each stage's validation answer CE against steps to `path`; False (nothing written) without curves."""
+def _plot_stage_curves(
+    curves: dict[str, list[tuple[float, float]]], path: Path, *, xlabel: str, ylabel: str, title: str, log_y: bool,
+) -> bool:
+    """One line per stage to `path`; False (nothing written) without curves."""
     if not curves:
         return False
     with report_axes() as (fig, ax):
         for stage, points in curves.items():
             ax.plot(*zip(*points), "o-", markersize=3, label=stage)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("validation answer CE (nats / token)")
-        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        if log_y:
+            ax.set_yscale("log")
+        else:
+            ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
-        ax.set_title("Learning curves: cross-entropy of the gold answers on the validation split")
+        ax.set_title(title)
         save_figure(fig, path)
     return True
+
+
+def plot_learning_curves(curves: dict[str, list[tuple[int, float]]], path: Path) -> bool:
+    """Plot each stage's validation answer CE against steps to `path`; False (nothing written) without curves."""
+    return _plot_stage_curves(
+        {k: [(float(x), y) for x, y in v] for k, v in curves.items()}, path, xlabel="optimizer step",
+        ylabel="validation answer CE (nats / token)", log_y=True,
+        title="Learning curves: cross-entropy of the gold answers on the validation split",
+    )
 
 
 def curve_lines(curves: dict[str, list[tuple[int, float]]]) -> list[str]:
@@ -151,18 +165,10 @@ def f1_curves(run_dir: Path, metrics: dict[str, Any]) -> dict[str, list[tuple[fl
 
 def plot_f1_curves(curves: dict[str, list[tuple[float, float]]], path: Path) -> bool:
     """Plot each stage's validation token F1 against wall-clock minutes to `path`; False without curves."""
-    if not curves:
-        return False
-    with report_axes() as (fig, ax):
-        for stage, points in curves.items():
-            ax.plot(*zip(*points), "o-", markersize=3, label=stage)
-        ax.set_xlabel("minutes of training (validation included)")
-        ax.set_ylabel("validation token F1 (greedy answers)")
-        ax.set_ylim(bottom=0)
-        ax.legend(fontsize=8)
-        ax.set_title("Accuracy against training time")
-        save_figure(fig, path)
-    return True
+    return _plot_stage_curves(
+        curves, path, xlabel="minutes of training (validation included)",
+        ylabel="validation token F1 (greedy answers)", title="Accuracy against training time", log_y=False,
+    )
 
 
 def f1_curve_lines(curves: dict[str, list[tuple[float, float]]]) -> list[str]:
