@@ -75,3 +75,32 @@ def test_positions_all_is_refused_where_it_does_not_apply() -> None:
     with pytest.raises(ValueError, match="with a teacher cache"):
         DistillConfig(algorithm="vanilla", positions="all", cache={"enabled": True})
     assert "positions" not in DistillConfig().model_dump()  # old stage keys unchanged at the default
+
+
+def test_answer_kd_share_splits_the_kd_term_by_definition(pair_and_batch) -> None:
+    """kd = (1 - share)·KL(every real position) + share·KL(answer tokens), written out with plain torch."""
+    teacher, student, tok, batch = pair_and_batch
+    out = VanillaKD(teacher, KDLossConfig(alpha=0.4, temperature=1.0), len(tok), positions="all",
+                    answer_share=0.25)(student, batch)
+    ids, am, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    with torch.no_grad():
+        zs = student(input_ids=ids, attention_mask=am).logits[:, :-1]
+        zt = teacher(input_ids=ids, attention_mask=am).logits[:, :-1]
+
+    def kl(mask: torch.Tensor) -> torch.Tensor:
+        log_ps, log_pt = F.log_softmax(zs[mask], -1), F.log_softmax(zt[mask], -1)
+        return (log_pt.exp() * (log_pt - log_ps)).sum(-1).mean()
+
+    answer = labels[:, 1:] != IGNORE_INDEX
+    want = 0.75 * kl(am[:, 1:].bool()) + 0.25 * kl(answer)
+    assert float(out["kd"]) == pytest.approx(float(want), rel=1e-4)
+    assert float(kl(answer)) != pytest.approx(float(kl(am[:, 1:].bool())), rel=1e-3)  # the split matters here
+
+
+def test_answer_kd_share_needs_full_sequence_kd() -> None:
+    assert DistillConfig(positions="all", answer_kd_share=0.5).answer_kd_share == 0.5
+    with pytest.raises(ValueError, match="answer_kd_share"):
+        DistillConfig(positions="answer", answer_kd_share=0.5)
+    with pytest.raises(ValueError, match="answer_kd_share"):
+        DistillConfig(positions="all", answer_kd_share=0.5, loss={"fused_vocab_chunk": 64})
+    assert "answer_kd_share" not in DistillConfig(positions="all").model_dump()

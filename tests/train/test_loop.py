@@ -72,6 +72,30 @@ def test_loss_decreases_and_best_weights_are_restored(tmp_path):
     assert evaluate_loss(m, sft_objective, data(4, 1), 4, pad0, torch.device("cpu"), "fp32")["loss"] == pytest.approx(min(vals), abs=1e-5)
 
 
+def test_best_by_token_f1_keeps_the_weights_that_answered_best(tmp_path):
+    """best_by: token_f1 restores the step with the highest probed F1, not the lowest validation loss."""
+    f1s = iter([0.1, 0.5, 0.3, 0.2, 0.4, 0.1, 0.2, 0.3])
+    m = tiny_model()
+    r = train(m, sft_objective, data(), data(4, 1), cfg(epochs=8, grad_accum=1, eval_answers=4, best_by="token_f1"),
+              tmp_path, pad_id=0, progress=False, probe=lambda _model: {"token_f1": next(f1s)})
+    vals = {h["step"]: h["val_loss"] for h in r.history if "val_loss" in h}
+    f1_by_step = {h["step"]: h["val_token_f1"] for h in r.history if "val_token_f1" in h}
+    assert r.best_by == "token_f1" and f1_by_step[r.best_step] == 0.5
+    assert r.best_step == sorted(vals)[1] and r.best_val_loss == vals[r.best_step]
+    assert r.best_val_loss != min(vals.values())  # the loss kept falling; F1 chose an earlier step
+    from distill2edge.data.tokenize import collate
+    from distill2edge.train.loop import evaluate_loss
+
+    pad0 = lambda feats: collate(feats, 0)  # noqa: E731
+    restored = evaluate_loss(m, sft_objective, data(4, 1), 4, pad0, torch.device("cpu"), "fp32")["loss"]
+    assert restored == pytest.approx(vals[r.best_step], abs=1e-5)
+
+
+def test_best_by_token_f1_needs_answers():
+    with pytest.raises(ValueError, match="eval_answers"):
+        cfg(best_by="token_f1")
+
+
 def test_early_stopping(tmp_path):
     # Validation on different random data cannot improve by 10 nats: stop after `patience` evaluations.
     es = EarlyStoppingConfig(patience=2, min_delta=10.0)

@@ -149,7 +149,7 @@ class ShortcutConfig(Strict):
 class DistillConfig(Strict):
     """One distillation: its teacher(s), a starting student, an algorithm, its data and training."""
 
-    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data", "cache", "positions"})
+    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data", "cache", "positions", "answer_kd_share"})
 
     teacher: str | None = None
     """Name of a model in `teachers`; may be left out when the recipe has a single teacher."""
@@ -170,6 +170,10 @@ class DistillConfig(Strict):
     papers do); `all`: every position of prompt and answer (full-sequence KD), which heals a pruned student
     with ~40x the supervised positions of answer-only KD on short answers. CE stays on the answer tokens;
     `loss.alpha: 1` turns the stage into pure healing by KD."""
+    answer_kd_share: float = Field(0.0, ge=0.0, le=1.0)
+    """`positions: all` only: the share of the KD term taken on the answer tokens alone, so the KD term is
+    (1 - share)·D(all positions) + share·D(answer tokens). Answers are ~2% of the positions of a QA prompt,
+    so without it the teacher's distribution over answers barely counts next to the prompt's."""
     lora: LoraConfig | None = None
     """Empty (null) trains all student weights."""
     train: TrainConfig = TrainConfig()
@@ -194,6 +198,9 @@ class DistillConfig(Strict):
                 f"positions: all is full-sequence vanilla KD with the teacher online, not algorithm "
                 f"{self.algorithm!r}" + (" with a teacher cache" if self.cache.enabled else "")
             )
+        if self.answer_kd_share and (self.positions != "all" or self.loss.fused_vocab_chunk is not None):
+            raise ValueError("answer_kd_share: takes part of full-sequence KD (positions: all) onto the answer "
+                             "tokens; it needs positions: all and the usual (not fused) loss")
         if self.loss.fused_vocab_chunk is not None:
             if self.algorithm != "vanilla" or self.loss.name != "forward_kl" or self.cache.enabled:
                 raise ValueError(

@@ -52,9 +52,20 @@ class TrainConfig(Strict):
     eval_answers: int = Field(0, ge=0)
     """QA: at each validation also answer the first N validation questions greedily and record their token
     F1 and exact match (`val_token_f1`, `val_exact_match`), so the learning curve shows accuracy, not only
-    loss. 0: off. Costs one greedy generation of N answers per validation; early stopping still uses the loss."""
+    loss. 0: off. Costs one greedy generation of N answers per validation."""
+    best_by: Literal["loss", "token_f1"] = "loss"
+    """What picks the weights a run ends with, and what early stopping watches: the validation loss (lower is
+    better) or, with `eval_answers`, the validation token F1 of greedy answers (higher is better). The loss of a
+    KD stage mixes the answer CE with the KL to the teacher, which can keep falling after the answers stop
+    improving; `token_f1` keeps the weights that answered best (HF Trainer's `metric_for_best_model`)."""
 
-    _omit_at_default = frozenset({"checkpoint_every_samples", "eval_every_samples", "eval_answers"})
+    _omit_at_default = frozenset({"checkpoint_every_samples", "eval_every_samples", "eval_answers", "best_by"})
+
+    @model_validator(mode="after")
+    def _best_by_needs_answers(self) -> TrainConfig:
+        if self.best_by == "token_f1" and not self.eval_answers:
+            raise ValueError("best_by: token_f1 needs eval_answers > 0 (the validation questions answered each time)")
+        return self
 
     @model_validator(mode="after")
     def _one_eval_period(self) -> TrainConfig:

@@ -72,7 +72,10 @@ def build_algorithm(
 @register_algorithm("vanilla")
 def _vanilla(teacher, student, t_tok, s_tok, cfg: DistillConfig) -> DistillSetup:
     align = check_same_vocabulary(t_tok, s_tok, teacher.config, student.config)
-    objective = VanillaKD(teacher=teacher, loss=cfg.loss, vocab_size=align.shared_size, positions=cfg.positions)
+    objective = VanillaKD(
+        teacher=teacher, loss=cfg.loss, vocab_size=align.shared_size, positions=cfg.positions,
+        answer_share=cfg.answer_kd_share,
+    )
     return DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_positions": cfg.positions})
 
 

@@ -62,6 +62,10 @@ class TrainResult:
     `val_TERM` for each other term of the objective, e.g. `val_ce`, the answer cross-entropy)."""
     parallel: str | None = None
     """How several processes trained, e.g. "DDP x 2" or "FSDP2 x 4"; None for one process."""
+    best_by: str = "loss"
+    """What chose the weights the run ended with (`TrainConfig.best_by`)."""
+    best_step: int | None = None
+    """The step whose validated weights the run ended with; None when no validation ran."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -196,8 +200,9 @@ def _validate(s: Session) -> bool:
                              "time_s": state["elapsed_s"]})
     es = cfg.early_stopping
     best = state["best_val"]
-    if best is None or val < best - (es.min_delta if es else 0.0):
-        state["best_val"], state["bad_evals"] = val, 0
+    score = _selection_score(cfg.best_by, val, terms)
+    if best is None or score < best - (es.min_delta if es else 0.0):
+        state["best_val"], state["bad_evals"], state["best_step"] = score, 0, state["step"]
         weights = trainable_state(s.tracked) if s.par is None else s.par.trainable_state()
         if dist.is_main():
             atomic_save_dir(s.best_dir, lambda tmp: torch.save(weights, tmp / "trainable.pt"))
@@ -205,6 +210,14 @@ def _validate(s: Session) -> bool:
     else:
         state["bad_evals"] += 1
     return es is not None and state["bad_evals"] >= es.patience
+
+
+def _selection_score(best_by: str, val_loss: float, terms: dict[str, float]) -> float:
+    """The validation figure the best weights minimise: the loss, or minus the greedy answers' token F1 (the
+    loss where no F1 was measured, e.g. under several processes, which do not run the answer probe)."""
+    if best_by == "token_f1" and "token_f1" in terms:
+        return -terms["token_f1"]
+    return val_loss
 
 
 def _optimizer_step(
@@ -292,8 +305,12 @@ def _finish(s: Session, start: float) -> TrainResult:
     elif best is not None:
         load_trainable(s.tracked, best)
     s.tracked.eval()
+    best_step = state.get("best_step")
+    val_losses = {r["step"]: r["val_loss"] for r in state["history"] if "val_loss" in r}
     return TrainResult(
-        steps=state["step"], epochs_completed=state["epochs_completed"], best_val_loss=state["best_val"],
+        steps=state["step"], epochs_completed=state["epochs_completed"],
+        best_val_loss=val_losses.get(best_step, state["best_val"]) if best is not None else None,
         stopped_early=state["stopped_early"], wall_time_s=time.perf_counter() - start, history=state["history"],
-        parallel=None if s.par is None else s.par.mode,
+        parallel=None if s.par is None else s.par.mode, best_by=s.cfg.best_by,
+        best_step=best_step if best is not None else None,
     )

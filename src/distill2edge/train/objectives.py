@@ -71,6 +71,8 @@ class VanillaKD:
 
     positions: str = "answer"
     """`answer`: KD on the answer tokens; `all`: on every position whose next token is real (prompt too)."""
+    answer_share: float = 0.0
+    """With `positions="all"`: D = (1 - share)·D(every position) + share·D(answer tokens)."""
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         if self.loss.fused_vocab_chunk:
@@ -90,12 +92,19 @@ class VanillaKD:
         if self.positions == "all":
             student, teacher = student[:, :-1], teacher[:, :-1]  # the last position predicts nothing
         ce = masked_ce(student, targets)
-        kd = kd_loss(
-            student, teacher, kd_mask, name=self.loss.name,
-            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda, hinton_t2=self.loss.hinton_t2,
-        )
+        kd = self._divergence(student, teacher, kd_mask)
+        if self.positions == "all" and self.answer_share:
+            on_answers = self._divergence(student, teacher, targets != IGNORE_INDEX)
+            kd = (1 - self.answer_share) * kd + self.answer_share * on_answers
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
+
+    def _divergence(self, student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token mean of `loss.name` over `mask` ([B, T] bool) between [B, T, V] logits."""
+        return kd_loss(
+            student, teacher, mask, name=self.loss.name,
+            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda, hinton_t2=self.loss.hinton_t2,
+        )
 
     def _fused(self, model: nn.Module, batch: dict[str, torch.Tensor], chunk_vocab: int) -> dict[str, torch.Tensor]:
         """The same loss from the last hidden states (`losses.fused`): no [tokens, V] logits of either model."""

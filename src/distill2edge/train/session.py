@@ -114,7 +114,7 @@ def start_session(
     if aux is not None:
         aux.to(device)
     state: dict[str, Any] = {
-        "step": 0, "epoch": 0, "next_micro": 0, "best_val": None, "bad_evals": 0,
+        "step": 0, "epoch": 0, "next_micro": 0, "best_val": None, "best_step": None, "bad_evals": 0,
         "stopped_early": False, "epochs_completed": 0, "history": [], "world_size": world,
     }
     resume = (ckpt_dir / "state.json").exists()

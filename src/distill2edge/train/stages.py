@@ -51,6 +51,8 @@ class StageOutput:
             "steps": self.result.steps,
             "epochs_completed": self.result.epochs_completed,
             "best_val_loss": self.result.best_val_loss,
+            "best_step": self.result.best_step,
+            "best_by": self.result.best_by,
             "stopped_early": self.result.stopped_early,
             "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None,
