@@ -15,9 +15,11 @@ Models (built once per session in a temporary folder, only when a selected bench
 Every export goes through `distill2edge.export` and so passes a parity gate: the shipped ones, except the
 untrained student's Q8_0, which is gated with `UNTRAINED_Q8_0_GATE` (see there).
 
-Per session the suite also measures the memory read bandwidth once (`bandwidth` fixture,
+Per session the suite also measures the DRAM read bandwidth once (`bandwidth` fixture,
 `distill2edge.bench.roofline.measure_bandwidth`) and records every decode benchmark's roofline (bytes per
-decoded token, ceiling tokens/s, fraction reached) under `distill2edge.roofline` in the JSON.
+decoded token, ceiling tokens/s, fraction reached) under `distill2edge.roofline` in the JSON: the ceiling
+from the read bandwidth on a buffer of the model's bytes per token (`model_roofline`, measured once per
+size), the DRAM one as `dram_*`.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ RATIOS: dict[str, dict[str, Any]] = {}
 GATES: dict[str, dict[str, Any]] = {}
 """The gated ratios among RATIOS; written into the benchmark JSON by `pytest_benchmark_update_json`."""
 ROOFLINE: dict[str, dict[str, Any]] = {}
-"""Per model: bytes read per decoded token, the bandwidth ceiling and the fraction of it `test_decode` reached."""
+"""Per model: bytes read per decoded token, the working-set and DRAM ceilings and the fractions of them
+`test_decode` reached."""
 BANDWIDTH: dict[str, Any] = {}
-"""The session's memory bandwidth measurement (`bandwidth` fixture)."""
+"""The session's DRAM bandwidth measurement (`bandwidth` fixture)."""
 ROOFLINE_GOAL = 0.7
-"""What the student GGUFs should reach of their roofline (reported, not gated: it depends on the machine)."""
+"""What the student GGUFs should reach of their (working-set) roofline (reported, not gated: it depends on the
+machine)."""
 UNTRAINED_Q8_0_GATE = {"max_kld": 0.3, "min_same_top": 0.6}
 """The export gate of the untrained student's Q8_0 GGUF. Its logits are nearly flat, so Q8_0 rounding moves
 them more than a trained model's: mean KLD 0.070 and 82% same top token against the shipped 135M-class
@@ -162,7 +166,7 @@ def runner_for(zoo: Zoo) -> Iterator[Callable[[str], Any]]:
 
 @pytest.fixture(scope="session")
 def bandwidth() -> dict[str, Any]:
-    """Memory read bandwidth with THREADS threads, measured once per session (first decode benchmark)."""
+    """DRAM read bandwidth with THREADS threads, measured once per session (first decode benchmark)."""
     if not BANDWIDTH:
         from distill2edge.bench.roofline import measure_bandwidth
 

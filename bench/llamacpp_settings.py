@@ -8,7 +8,8 @@ By default it builds the suite's student and teacher GGUFs (F16 and Q8_0, as ben
 `--work` (kept, so a second run starts at once); `--gguf FILE` (repeatable) times other files instead.
 For every file and setting: decode tokens/s of the fastest of `--rounds` rounds (32 new tokens after a
 4-token prompt, the tokens after the first over the time after the first) and its fraction of the
-roofline (bandwidth measured with the same threads / bytes read per token, distill2edge.bench.roofline),
+roofline (bandwidth / bytes read per token, the bandwidth measured with the same threads on a buffer of
+that many bytes: `model_roofline` in distill2edge.bench.roofline; the DRAM roofline is kept beside it),
 and the time to the first token of a ~200-token telecom-qa prompt (prefill: where n_batch/n_ubatch act).
 Prints a Markdown table and the best setting per file; writes everything to `--out`.
 Decoding is one token per step, so n_batch / n_ubatch should only move the prefill; threads move both.
@@ -41,10 +42,12 @@ def _suite_ggufs(work: Path, threads: int) -> list[Path]:
     return [zoo.get(n)[1] for n in names]
 
 
-def time_setting(path: Path, threads: int, n_batch: int, n_ubatch: int, rounds: int, read_gb_s: float) -> dict[str, Any]:
-    """Decode and prefill timings of one file at one setting (one warm-up round, then `rounds`)."""
+def time_setting(path: Path, threads: int, n_batch: int, n_ubatch: int, rounds: int,
+                 dram: dict[str, Any]) -> dict[str, Any]:
+    """Decode and prefill timings of one file at one setting (one warm-up round, then `rounds`); `dram`
+    is the `measure_bandwidth` result for `threads`."""
     from distill2edge.bench.llamacpp import LlamaCppRunner
-    from distill2edge.bench.roofline import fastest_decode_rate, roofline
+    from distill2edge.bench.roofline import fastest_decode_rate, model_roofline
     from distill2edge.data.qa import load_embedded
     from distill2edge.data.tokenize import encode_for_generation
 
@@ -53,7 +56,7 @@ def time_setting(path: Path, threads: int, n_batch: int, n_ubatch: int, rounds: 
         ids = runner.tokenizer("The base station sends", add_special_tokens=True)["input_ids"]
         gens = [runner.generate(ids, DECODE_TOKENS) for _ in range(rounds + 1)][1:]
         rate = fastest_decode_rate([(len(g.tokens), g.ttft_s, g.total_s) for g in gens])
-        roof = roofline(runner.facts(), len(ids) + DECODE_TOKENS / 2, rate, read_gb_s)
+        roof = model_roofline(runner.facts(), len(ids) + DECODE_TOKENS / 2, rate, dram, threads)
         qa = encode_for_generation(runner.tokenizer, load_embedded()[0],
                                   "Context: {context}\nQuestion: {question}\nAnswer:", 256, 4)
         ttft = min(runner.generate(qa, 2).ttft_s for _ in range(rounds + 1))
@@ -61,7 +64,9 @@ def time_setting(path: Path, threads: int, n_batch: int, n_ubatch: int, rounds: 
         runner.close()
     return {"file": path.name, "threads": threads, "n_batch": n_batch, "n_ubatch": n_ubatch,
             "decode_tokens_per_s": rate, "roofline_fraction": roof["fraction"],
-            "ceiling_tokens_per_s": roof["ceiling_tokens_per_s"], "bytes_per_token": roof["bytes_per_token"],
+            "ceiling_tokens_per_s": roof["ceiling_tokens_per_s"], "read_gb_s": roof["read_gb_s"],
+            "working_set_mib": roof["working_set_mib"], "dram_roofline_fraction": roof["dram_fraction"],
+            "dram_ceiling_tokens_per_s": roof["dram_ceiling_tokens_per_s"], "bytes_per_token": roof["bytes_per_token"],
             "prefill_tokens": len(qa), "ttft_ms": 1000 * ttft}
 
 
@@ -81,9 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     files = args.gguf or _suite_ggufs(args.work, max(args.threads))
     bandwidth = {t: measure_bandwidth(t) for t in args.threads}
     rows = []
-    print("| File | Threads | n_batch / n_ubatch | Decode tok/s | % of roofline | TTFT ms (prefill) |\n|---|---|---|---|---|---|")
+    print("| File | Threads | n_batch / n_ubatch | Decode tok/s | % of roofline (working set) | TTFT ms (prefill) |\n|---|---|---|---|---|---|")
     for path, threads, (n_batch, n_ubatch) in itertools.product(files, args.threads, BATCHES):
-        row = time_setting(path, threads, n_batch, n_ubatch, args.rounds, bandwidth[threads]["read_gb_s"])
+        row = time_setting(path, threads, n_batch, n_ubatch, args.rounds, bandwidth[threads])
         rows.append(row)
         print(f"| {row['file']} | {threads} | {n_batch} / {n_ubatch} | {row['decode_tokens_per_s']:.1f} | "
               f"{100 * (row['roofline_fraction'] or 0):.0f}% | {row['ttft_ms']:.0f} |", flush=True)

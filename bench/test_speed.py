@@ -2,7 +2,8 @@
 
 Fixed rounds (`benchmark.pedantic`), one warm-up round each, THREADS threads everywhere:
 - `test_decode`: 32 new tokens after a 4-token prompt, so the time is almost all decoding; each model's
-  roofline (decode tokens/s of its fastest round against bandwidth / bytes read per token) is recorded;
+  roofline (decode tokens/s of its fastest round against bandwidth / bytes read per token, the bandwidth
+  measured on a buffer of that many bytes; the DRAM figure beside it) is recorded;
 - `test_answer`: a real telecom-qa question (prompt of ~200 tokens) and 16 new tokens, as in `bench`.
 Each student runs right after the teacher in the same runtime at the same weight type, so an equal-bits
 pair is measured under the same machine load. The timings (min and median per model) feed the ratios
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from distill2edge.bench.measure import DEFAULT_TEMPLATE
-from distill2edge.bench.roofline import fastest_decode_rate, roofline
+from distill2edge.bench.roofline import fastest_decode_rate, model_roofline
 from distill2edge.bench.runner_base import Generation
 from distill2edge.data.qa import load_embedded
 from distill2edge.data.tokenize import encode_for_generation
@@ -59,8 +60,8 @@ def test_decode(name: str, benchmark: Any, runner_for: Callable[[str], Any], tim
     _record(benchmark, timings, f"decode/{name}", runner, DECODE_TOKENS)
     facts = runner.facts()
     rate = fastest_decode_rate([(len(g.tokens), g.ttft_s, g.total_s) for g in rounds])
-    roof = roofline(facts, len(ids) + DECODE_TOKENS / 2, rate, bandwidth["read_gb_s"])
-    rooflines[name] = {"decode_tokens_per_s": rate, "dtype": facts.dtype, "read_gb_s": bandwidth["read_gb_s"], **roof}
+    roof = model_roofline(facts, len(ids) + DECODE_TOKENS / 2, rate, bandwidth, runner.threads)
+    rooflines[name] = {"decode_tokens_per_s": rate, "dtype": facts.dtype, **roof}
     benchmark.extra_info.update(roofline=rooflines[name])
 
 

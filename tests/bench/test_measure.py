@@ -71,6 +71,8 @@ def test_runtimes_give_the_same_answers(
         assert m["threads"] == 2 and m["runtime"]
         assert set(m["accuracy"]) == {"exact_match", "token_f1", "rouge_l"}
         assert m["roofline"]["ceiling_tokens_per_s"] > 0 and m["roofline"]["fraction"] > 0
+        assert m["roofline"]["ceiling"] == "working_set" and m["roofline"]["working_set_mib"] >= 1
+        assert m["roofline"]["dram_read_gb_s"] == result["bandwidth"]["read_gb_s"]
         assert m["peak_rss_mb"] is None
     assert recs[1]["questions_per_s_batched"] is None  # llama.cpp: sequential only
     assert recs[0]["questions_per_s_batched"] > 0 and recs[0]["batched_same_answer"] == 1.0
@@ -82,6 +84,7 @@ def test_runtimes_give_the_same_answers(
     table = markdown_tables(saved)
     assert "| Role | Model | Accuracy (EM) | F1 | ROUGE-L | ms / inference | Questions/s | Speed-up |" in table
     assert "| teacher | tiny-llama" in table and "1.00x" in table
+    assert "| Roofline tok/s (working set) | % of roofline (working set) |" in table
 
 
 def test_isolated_run_reports_peak_rss(tmp_path: Path, tiny_gguf: Path, questions: list[QAExample]) -> None:

@@ -8,11 +8,12 @@ Entry point for the pipeline and scripts: `run_bench(models, examples, out_dir, 
 
 from distill2edge.bench.api import run_bench, settings_for_recipe
 from distill2edge.bench.measure import BenchSettings, latency_stats
-from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, roofline
+from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, model_roofline, roofline
 from distill2edge.bench.spec import FORMATS, BenchError, BenchModel, detect_format, parse_model_spec
 from distill2edge.bench.tables import markdown_tables
 
 __all__ = [
     "FORMATS", "BenchError", "BenchModel", "BenchSettings", "ModelFacts", "detect_format", "latency_stats",
-    "markdown_tables", "measure_bandwidth", "parse_model_spec", "roofline", "run_bench", "settings_for_recipe",
+    "markdown_tables", "measure_bandwidth", "model_roofline", "parse_model_spec", "roofline", "run_bench",
+    "settings_for_recipe",
 ]

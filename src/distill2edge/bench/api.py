@@ -7,7 +7,9 @@
 Writes into `out_dir`: `bench.md` (tables), `accuracy_latency.png`, `speedup.png`,
 `predictions/<n>-<name>.jsonl` (per question: prediction, timings, scores) and, last, `bench.json`
 (machine, settings, bandwidth, one record per model). A failed model raises; `bench.json` then does not
-appear, so a folder with `bench.json` is complete.
+appear, so a folder with `bench.json` is complete. Each record's `roofline` holds the ceiling from the
+read bandwidth on a buffer of the model's bytes per token (measured once per size) and, as `dram_*`,
+the one from the DRAM bandwidth of `bandwidth` (see roofline.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from distill2edge.bench.measure import BenchSettings, bench_any
 from distill2edge.bench.ratios import gguf_file_type, same_bits_ratios
-from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, roofline
+from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, model_roofline
 from distill2edge.bench.spec import BenchError, BenchModel, check_loadable
 from distill2edge.bench.system import machine_info
 from distill2edge.bench.tables import markdown_tables, write_plots
@@ -58,7 +60,8 @@ def run_bench(
     """Benchmark `models` (torch / ONNX / GGUF, see spec.py) on `examples` and write `out_dir`.
 
     `reference` names the model speed-ups are taken against (default: the first teacher, else the
-    first model). `bandwidth` reuses an earlier `measure_bandwidth` result instead of measuring.
+    first model). `bandwidth` reuses an earlier `measure_bandwidth` result (the DRAM figure) instead of
+    measuring; the working-set bandwidth of each model's size is measured all the same (once per size).
     `same_bits`: export each torch teacher to every GGUF type a student is benchmarked in (into
     `out_dir/same_bits/`, see same_bits.py) and time it too. bench.json's `same_bits` lists every
     student's speed-up over the teacher in the same runtime at the same weight type (ratios.py).
@@ -83,9 +86,9 @@ def run_bench(
         from distill2edge.bench.same_bits import add_same_bits_teachers
 
         resolved = add_same_bits_teachers(resolved, out_dir / "same_bits", settings.threads, log)
-    log(f"[bench] measuring memory bandwidth ({settings.threads} threads)")
+    log(f"[bench] measuring DRAM bandwidth ({settings.threads} threads)")
     bw = bandwidth or measure_bandwidth(settings.threads)
-    log(f"[bench] read {bw['read_gb_s']:.1f} GB/s, copy {bw['copy_gb_s']:.1f} GB/s")
+    log(f"[bench] DRAM read {bw['read_gb_s']:.1f} GB/s, copy {bw['copy_gb_s']:.1f} GB/s")
     pred_dir = out_dir / "predictions"
     pred_dir.mkdir(exist_ok=True)
     records = []
@@ -95,16 +98,17 @@ def run_bench(
         rec["weight_type"] = gguf_file_type(model.path) if model.format == "gguf" else rec["dtype"]
         facts = ModelFacts(**{k: rec[k] for k in _FACT_KEYS})
         ctx = rec["prompt_tokens_mean"] + rec["new_tokens_mean"] / 2
-        rec["roofline"] = roofline(facts, ctx, rec["decode_tokens_per_s"], bw["read_gb_s"])
+        rec["roofline"] = model_roofline(facts, ctx, rec["decode_tokens_per_s"], bw, settings.threads)
         preds = rec.pop("predictions")
         path = pred_dir / f"{i}-{_slug(model.name)}.jsonl"
         with path.open("w", encoding="utf-8") as fh:
             for p in preds:
                 fh.write(json.dumps(p, ensure_ascii=False) + "\n")
         rec["predictions_file"] = str(path.relative_to(out_dir))
-        dec = rec["decode_tokens_per_s"]
+        dec, roof = rec["decode_tokens_per_s"], rec["roofline"]
         log(f"[bench]   {rec['answer_ms']['mean']:.0f} ms/answer, decode {dec or 0:.1f} tok/s "
-            f"({100 * (rec['roofline']['fraction'] or 0):.0f}% of roofline), F1 {rec['accuracy'].get('token_f1', 0):.3f}")
+            f"({100 * (roof['fraction'] or 0):.0f}% of the roofline at {roof['read_gb_s']:.1f} GB/s on its "
+            f"{roof['working_set_mib']} MiB working set), F1 {rec['accuracy'].get('token_f1', 0):.3f}")
         records.append(rec)
     result = {
         "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -11,16 +11,25 @@ Bytes read per decoded token (one sequence, batch 1):
 
 The KV cache element is the runtime's: the model dtype for torch and ONNX, F16 for llama.cpp (its
 default). Sliding-window layers are counted as full attention (an upper bound for Gemma-3).
-ceiling tokens/s = measured read bandwidth / bytes per token; fraction = decode tokens/s / ceiling.
-A model whose weights fit in the CPU's last-level cache can exceed 1 (the bandwidth is measured on a
-buffer of at least 4x that cache, i.e. from DRAM).
+
+Two read bandwidths, two ceilings (ceiling tokens/s = bandwidth / bytes per token):
+- DRAM: measured once per run on a buffer of 1 GiB or 4x the last-level cache, whichever is larger, so
+  it cannot be served from a cache (`measure_bandwidth`). Kept as `dram_*` for reference.
+- Working set (the ceiling that counts, `ceiling_tokens_per_s` and `fraction`): decoding streams the
+  same bytes/token again for every token, so the bound for a model is how fast this machine re-reads a
+  buffer of exactly that size. A model much smaller than the last-level cache is re-read from the
+  cache, faster than from DRAM, and against the DRAM ceiling it would reach more than 100%. The
+  working-set bandwidth is measured the same way on a buffer of bytes/token rounded to the MiB, once
+  per (threads, size) in a process (`working_set_bandwidth`); from the DRAM buffer's size up, the DRAM
+  figure is used as is. The fraction is not clamped: above 1 means the runtime streamed its bytes
+  faster than these float32 torch kernels did, or noise in either measurement.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -159,19 +168,25 @@ def last_level_cache_bytes() -> int | None:
     return max(sizes) if sizes else None
 
 
+def dram_buffer_mib() -> int:
+    """MiB of the DRAM measurement's buffer: 1 GiB, or 4x the last-level cache if that is larger (some
+    server CPUs have L3 caches of hundreds of MiB)."""
+    return max(1024, 4 * (last_level_cache_bytes() or 0) // 2**20)
+
+
 def measure_bandwidth(threads: int, mib: int | None = None, repeats: int = 5) -> dict[str, Any]:
     """Sustained memory read bandwidth with `threads` torch threads, best of `repeats`.
 
-    The buffer is `mib` MiB, by default 1 GiB or 4x the last-level cache if that is larger (some
-    server CPUs have L3 caches of hundreds of MiB). Two read kernels, the faster one counts as
-    `read_gb_s`: a float32 matrix-vector product over the buffer (what decoding does to its weights)
-    and a float32 sum. `copy_gb_s` (buffer-to-buffer, read + write) is reported beside them.
+    The buffer is `mib` MiB, by default `dram_buffer_mib()` (reads from DRAM). Two read kernels, the
+    faster one counts as `read_gb_s`: a float32 matrix-vector product over the buffer (what decoding
+    does to its weights) and a float32 sum. `copy_gb_s` (buffer-to-buffer, read + write) is reported
+    beside them.
     """
     import torch
 
     llc = last_level_cache_bytes()
     if mib is None:
-        mib = max(1024, 4 * (llc or 0) // 2**20)
+        mib = dram_buffer_mib()
     prev = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -180,12 +195,14 @@ def measure_bandwidth(threads: int, mib: int | None = None, repeats: int = 5) ->
         x = torch.ones(n // cols, cols, dtype=torch.float32)
         v = torch.ones(cols, dtype=torch.float32)
         y = torch.empty_like(x)
-        kernels = {"gemv": lambda: torch.mv(x, v), "sum": x.sum, "copy": lambda: y.copy_(x)}
+        kernels: dict[str, Callable[[], Any]] = {"gemv": lambda: torch.mv(x, v), "sum": x.sum,
+                                                 "copy": lambda: y.copy_(x)}
         best = dict.fromkeys(kernels, math.inf)
         for f in kernels.values():  # touch every buffer before timing
             f()
-        for _ in range(repeats):
-            for name, f in kernels.items():
+        for name, f in kernels.items():  # each kernel's passes back to back: the buffer stays where the
+            f()  # previous pass left it (in cache when it fits), as weights do between decoded tokens
+            for _ in range(repeats):
                 t0 = time.perf_counter()
                 f()
                 best[name] = min(best[name], time.perf_counter() - t0)
@@ -196,8 +213,9 @@ def measure_bandwidth(threads: int, mib: int | None = None, repeats: int = 5) ->
     return {
         "read_gb_s": max(gemv, total), "gemv_gb_s": gemv, "sum_gb_s": total, "copy_gb_s": 2 * nbytes / best["copy"] / 1e9,
         "buffer_mib": mib, "last_level_cache_mib": None if llc is None else llc / 2**20, "threads": threads,
-        "repeats": repeats, "method": "torch float32 mv and sum (read), copy_ (read+write) over a buffer of at "
-        "least 4x the last-level cache; best of repeats",
+        "repeats": repeats, "method": "torch float32 mv and sum (read), copy_ (read+write) over a buffer of "
+        "buffer_mib MiB (by default the larger of 1 GiB and 4x the last-level cache); per kernel one untimed pass, "
+        "then the best of repeats back to back",
     }
 
 
@@ -209,13 +227,75 @@ def fastest_decode_rate(rounds: Sequence[tuple[int, float, float]]) -> float | N
     return max(rates) if rates else None
 
 
-def roofline(facts: ModelFacts, mean_context: float, decode_tokens_per_s: float | None, read_gb_s: float) -> dict[str, Any]:
-    """Bytes per decoded token, the bandwidth ceiling on tokens/s, and the measured fraction of it."""
+WORKING_SET_STREAM_MIB = 1024
+"""MiB each kernel of a working-set measurement streams in its timed passes (repeats = this / size, 5 to 50).
+With the untimed passes and the copy's writes, a model of up to 200 MiB costs about 5 GiB of traffic (a
+fraction of a second at 10+ GB/s on an idle machine, seconds under load), one near the DRAM buffer's size
+(5 repeats) about 24 times its size; small buffers get enough repeats for a stable best."""
+
+_WORKING_SETS: dict[tuple[int, int], dict[str, Any]] = {}
+"""Working-set measurements of this process by (threads, MiB)."""
+
+
+def working_set_bandwidth(threads: int, nbytes: float, dram: Mapping[str, Any],
+                          measure: Callable[..., dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Read bandwidth on a buffer of `nbytes` rounded to the MiB (at least 1), with `threads` threads.
+
+    Measured by `measure` (default `measure_bandwidth`) once per (threads, MiB) in this process; later
+    calls return the same dict. A size of at least the DRAM buffer (`dram["buffer_mib"]`, else
+    `dram_buffer_mib()`) streams from DRAM anyway: a copy of `dram` is returned, nothing is measured (a
+    buffer of a 7B model's size would also need that much memory twice over).
+    """
+    mib = max(1, round(nbytes / 2**20))
+    if mib >= (dram.get("buffer_mib") or dram_buffer_mib()):
+        return dict(dram)
+    key = (threads, mib)
+    if key not in _WORKING_SETS:
+        repeats = max(5, min(50, WORKING_SET_STREAM_MIB // mib))
+        _WORKING_SETS[key] = (measure or measure_bandwidth)(threads, mib=mib, repeats=repeats)
+    return _WORKING_SETS[key]
+
+
+def bytes_per_token(facts: ModelFacts, mean_context: float) -> float:
+    """Bytes read per decoded token: weights + KV cache at `mean_context` positions."""
+    return facts.weight_bytes_per_token + facts.kv_bytes_per_position * mean_context
+
+
+def roofline(facts: ModelFacts, mean_context: float, decode_tokens_per_s: float | None, read_gb_s: float,
+             working_set_gb_s: float | None = None) -> dict[str, Any]:
+    """Bytes per decoded token, the bandwidth ceilings on tokens/s, and the measured fractions of them.
+
+    `read_gb_s` is the DRAM bandwidth (`dram_*` keys), `working_set_gb_s` the one measured on a buffer of
+    this model's bytes per token. `ceiling_tokens_per_s`, `fraction` and `read_gb_s` are the working-set
+    figures (`ceiling`: "working_set"), or the DRAM ones when `working_set_gb_s` is None (`ceiling`:
+    "dram", as in results written before the working-set ceiling; those have no `ceiling` key).
+    """
     kv = facts.kv_bytes_per_position * mean_context
-    per_token = facts.weight_bytes_per_token + kv
-    ceiling = read_gb_s * 1e9 / per_token
+    per_token = bytes_per_token(facts, mean_context)
+
+    def rate_and_fraction(gb_s: float) -> tuple[float, float | None]:
+        ceiling = gb_s * 1e9 / per_token
+        return ceiling, None if decode_tokens_per_s is None else decode_tokens_per_s / ceiling
+
+    dram_ceiling, dram_fraction = rate_and_fraction(read_gb_s)
+    basis = "dram" if working_set_gb_s is None else "working_set"
+    gb_s = read_gb_s if working_set_gb_s is None else working_set_gb_s
+    ceiling, fraction = rate_and_fraction(gb_s)
     return {
         "bytes_per_token": per_token, "weight_bytes_per_token": facts.weight_bytes_per_token,
-        "kv_bytes_per_token": kv, "mean_context": mean_context, "ceiling_tokens_per_s": ceiling,
-        "fraction": None if decode_tokens_per_s is None else decode_tokens_per_s / ceiling,
+        "kv_bytes_per_token": kv, "mean_context": mean_context, "ceiling": basis, "read_gb_s": gb_s,
+        "ceiling_tokens_per_s": ceiling, "fraction": fraction, "dram_read_gb_s": read_gb_s,
+        "dram_ceiling_tokens_per_s": dram_ceiling, "dram_fraction": dram_fraction,
     }
+
+
+def model_roofline(facts: ModelFacts, mean_context: float, decode_tokens_per_s: float | None,
+                   dram: Mapping[str, Any], threads: int) -> dict[str, Any]:
+    """`roofline` against both ceilings: `dram` is a `measure_bandwidth` result, the working-set
+    bandwidth is measured here with `threads` threads (`working_set_bandwidth`, once per size).
+    Adds `working_set_mib` (bytes per token rounded to the MiB) and `working_set_buffer_mib` (the buffer
+    the working-set bandwidth was measured on: the same, or the DRAM buffer for a larger model)."""
+    per_token = bytes_per_token(facts, mean_context)
+    ws = working_set_bandwidth(threads, per_token, dram)
+    roof = roofline(facts, mean_context, decode_tokens_per_s, dram["read_gb_s"], working_set_gb_s=ws["read_gb_s"])
+    return {**roof, "working_set_mib": max(1, round(per_token / 2**20)), "working_set_buffer_mib": ws.get("buffer_mib")}

@@ -4,6 +4,8 @@ The first table follows the scaling-down paper's layout (role, model, accuracy, 
 questions per second), with ROUGE-L and the speed-up over the reference model added; the second holds
 the runtime details (first-token time, percentiles, decode speed against its roofline, memory, size);
 a third, when a student has a teacher in the same runtime at the same weight type, its equal-bits speed-ups.
+The roofline columns are the working-set ceiling (read bandwidth on a buffer of the model's bytes per
+token, see roofline.py); results written before it have only the DRAM ceiling, and are labelled so.
 """
 
 from __future__ import annotations
@@ -40,6 +42,17 @@ def speedups(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def roofline_cells(result: dict[str, Any]) -> tuple[str, list[tuple[float, float, float | None]]]:
+    """Which ceiling the roofline columns show ("working set", or "DRAM" when any record predates the
+    working-set ceiling) and per model (read GB/s, ceiling tokens/s, fraction) against it."""
+    records = [m["roofline"] for m in result["models"]]
+    if all(r.get("ceiling") == "working_set" for r in records):
+        return "working set", [(r["read_gb_s"], r["ceiling_tokens_per_s"], r["fraction"]) for r in records]
+    dram = result["bandwidth"]["read_gb_s"]
+    return "DRAM", [(r.get("dram_read_gb_s", dram), r.get("dram_ceiling_tokens_per_s", r["ceiling_tokens_per_s"]),
+                     r.get("dram_fraction", r["fraction"])) for r in records]
+
+
 def markdown_tables(result: dict[str, Any]) -> str:
     """Both tables with a line saying where and how they were measured."""
     s = result["settings"]
@@ -47,13 +60,17 @@ def markdown_tables(result: dict[str, Any]) -> str:
     bw = result["bandwidth"]
     ref = reference_model(result)
     ups = speedups(result)
+    basis, roofs = roofline_cells(result)
+    ceiling_note = (" Roofline: decode tokens/s against read bandwidth / bytes per token, the bandwidth measured "
+                    "on a buffer of the model's bytes per token (its working set, in cache when it fits)."
+                    if basis == "working set" else " Roofline: against the DRAM bandwidth.")
     lines = [
         (
             f"{result['n_questions']} questions, greedy, {s['max_new_tokens']} new tokens per answer"
             f"{' (stopping at EOS or newline)' if s['stop_at_answer'] else ' (fixed length)'}, "
             f"{s['threads']} threads, {s['warmup']} warm-up answers; {mach['cpu']} "
-            f"({mach['usable_cores']} usable cores); memory read bandwidth {bw['read_gb_s']:.1f} GB/s. "
-            f"Speed-up is against {ref['name']}."
+            f"({mach['usable_cores']} usable cores); DRAM read bandwidth {bw['read_gb_s']:.1f} GB/s. "
+            f"Speed-up is against {ref['name']}.{ceiling_note}"
         ),
         "",
         "| Role | Model | Accuracy (EM) | F1 | ROUGE-L | ms / inference | Questions/s | Speed-up |",
@@ -70,17 +87,17 @@ def markdown_tables(result: dict[str, Any]) -> str:
         "",
         (
             "| Model | Runtime | Params (M) | File (MB) | TTFT ms (median) | ms / answer (median / p90) | "
-            "Decode tok/s | Roofline tok/s | % of roofline | Batched q/s | Peak RSS (MB) |"
+            f"Decode tok/s | Read GB/s ({basis}) | Roofline tok/s ({basis}) | % of roofline ({basis}) | "
+            "Batched q/s | Peak RSS (MB) |"
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for m in result["models"]:
-        r = m["roofline"]
-        frac = None if r["fraction"] is None else 100 * r["fraction"]
+    for m, (gb_s, ceiling, fraction) in zip(result["models"], roofs):
+        frac = None if fraction is None else 100 * fraction
         lines.append(
             f"| {m['name']} | {m['runtime']} ({m['dtype']}) | {m['params'] / 1e6:.1f} | {m['file_bytes'] / 1e6:.1f} | "
             f"{m['ttft_ms']['median']:.0f} | {m['answer_ms']['median']:.0f} / {m['answer_ms']['p90']:.0f} | "
-            f"{_f(m['decode_tokens_per_s'], '.1f')} | {r['ceiling_tokens_per_s']:.0f} | {_f(frac, '.0f')} | "
+            f"{_f(m['decode_tokens_per_s'], '.1f')} | {gb_s:.1f} | {ceiling:.0f} | {_f(frac, '.0f')} | "
             f"{_f(m['questions_per_s_batched'], '.2f')} | {_f(m['peak_rss_mb'], '.0f')} |"
         )
     return "\n".join(lines + same_bits_table(result)) + "\n"
@@ -134,7 +151,7 @@ def write_plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     names = [m["name"] for m in models]
     fig, ax = plt.subplots(figsize=(max(6.4, 0.9 * len(names) + 2), 4.2))
     x = range(len(names))
-    ax.bar([i - 0.2 for i in x], [ups[n]["answer"] for n in names], width=0.4, label="per answer")
+    ax.bar([i - 0.2 for i in x], [ups[n]["answer"] or 0.0 for n in names], width=0.4, label="per answer")
     ax.bar([i + 0.2 for i in x], [ups[n]["decode"] or 0.0 for n in names], width=0.4, label="decode tokens/s")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(list(x), names, rotation=25, ha="right", fontsize=7)
