@@ -34,7 +34,7 @@ from distill2edge.losses.hidden import (
 )
 from distill2edge.losses.shortcut import class_logits_from_lm, label_prior, shortcut_penalty
 from distill2edge.models import VocabAlignment, VocabularyMismatchError, check_same_vocabulary
-from distill2edge.models.configs import model_config, text_config
+from distill2edge.models.hf import model_config, text_config
 from distill2edge.train.algorithms import DistillSetup, hidden_size
 from distill2edge.train.dskd import DSKDObjective
 from distill2edge.train.objectives import answer_positions, masked_ce
