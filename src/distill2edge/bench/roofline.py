@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -180,7 +180,9 @@ def measure_bandwidth(threads: int, mib: int | None = None, repeats: int = 5) ->
         x = torch.ones(n // cols, cols, dtype=torch.float32)
         v = torch.ones(cols, dtype=torch.float32)
         y = torch.empty_like(x)
-        kernels = {"gemv": lambda: torch.mv(x, v), "sum": x.sum, "copy": lambda: y.copy_(x)}
+        kernels: dict[str, Callable[[], torch.Tensor]] = {
+            "gemv": lambda: torch.mv(x, v), "sum": x.sum, "copy": lambda: y.copy_(x)
+        }
         best = dict.fromkeys(kernels, math.inf)
         for f in kernels.values():  # touch every buffer before timing
             f()
