@@ -168,7 +168,9 @@ class Run:
         if not self.collective:
             return self._stage_here(name, key, config, fn, inputs, log)
         if ranks == "main":
-            return dist.broadcast_object(self._stage_here(name, key, config, fn, inputs, log) if dist.is_main() else None)
+            result = dist.broadcast_object(self._stage_here(name, key, config, fn, inputs, log) if dist.is_main() else None)
+            assert result is not None  # the main process always sends its StageResult (or raised before)
+            return result
         reused = dist.broadcast_object(self._reusable(name, key, log) if dist.is_main() else None)
         if reused is not None:
             return reused

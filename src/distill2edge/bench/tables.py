@@ -11,7 +11,7 @@ token, see roofline.py); results written before it have only the DRAM ceiling, a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 
 def _f(x: float | None, spec: str = ".3f") -> str:
@@ -29,10 +29,19 @@ def reference_model(result: dict[str, Any]) -> dict[str, Any]:
     return next((m for m in models if m["role"] == "teacher"), models[0])
 
 
-def speedups(result: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+class Speedup(TypedDict):
+    """One model's speed-ups over the reference model."""
+
+    answer: float
+    """Reference ms/answer ÷ this model's."""
+    decode: float | None
+    """Decode tokens/s ÷ the reference's; None when either has no decode speed."""
+
+
+def speedups(result: dict[str, Any]) -> dict[str, Speedup]:
     """Per model name: `answer` (reference ms/answer ÷ this model's) and `decode` (tokens/s ratio)."""
     ref = reference_model(result)
-    out = {}
+    out: dict[str, Speedup] = {}
     for m in result["models"]:
         dec = m["decode_tokens_per_s"]
         out[m["name"]] = {

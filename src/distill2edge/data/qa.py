@@ -119,11 +119,12 @@ def read_jsonl_located(path: Path) -> list[tuple[QAExample, str]]:
             answers = rec.get("answers", [rec["answer"]] if "answer" in rec else None)
             if isinstance(answers, str):
                 answers = [answers]
-            if not answers or not all(isinstance(a, str) for a in answers):
+            texts: list[str] = list(answers) if answers and all(isinstance(a, str) for a in answers) else []
+            if not texts:
                 missing.append("answer")
             if missing:
                 raise DataError(f"{path}:{lineno}: missing or non-string field(s): {', '.join(missing)}")
-            if not all(a.strip() for a in answers):
+            if not all(a.strip() for a in texts):
                 raise DataError(f"{path}:{lineno}: empty or whitespace-only answer {answers!r}: "
                                 "every answer must have text")
             out.append((
@@ -131,7 +132,7 @@ def read_jsonl_located(path: Path) -> list[tuple[QAExample, str]]:
                     id=str(rec.get("id", f"{path.stem}-{lineno}")),
                     context_id=str(rec.get("context_id") or _context_id(rec["context"])),
                     context=rec["context"], question=rec["question"].strip(),
-                    answers=tuple(a.strip() for a in answers), title=str(rec.get("title", "")),
+                    answers=tuple(a.strip() for a in texts), title=str(rec.get("title", "")),
                 ),
                 f"{path}:{lineno}",
             ))

@@ -12,11 +12,11 @@ import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationMixin, PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.data.qa import QAExample
 from distill2edge.data.tokenize import collate, encode_for_generation
@@ -49,8 +49,10 @@ def generate_answers(
         batch = collate([{"input_ids": prompts[i]} for i in idx], tok.pad_token_id, padding_side="left")
         batch = {k: v.to(device) for k, v in batch.items()}
         t0 = time.perf_counter()
-        out = model.generate(
-            **batch, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+        # A causal LM (`AutoModelForCausalLM`) generates; `PreTrainedModel` itself no longer has `generate`.
+        out = cast(GenerationMixin, model).generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],  # collate's only keys here
+            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, stop_strings=["\n"], tokenizer=tok,
         )
         elapsed = time.perf_counter() - t0

@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from distill2edge.losses.kd import get_kd_loss
+from distill2edge.models.hf import module_weight, output_embeddings, text_config
 
 
 class DSKDConfigError(ValueError):
@@ -78,10 +79,9 @@ class LMHead:
     @classmethod
     def of(cls, model: nn.Module) -> LMHead:
         """The head of a Hugging Face causal LM (works through a peft wrapper)."""
-        head = model.get_output_embeddings()
-        config = model.config
-        text = config.get_text_config() if hasattr(config, "get_text_config") else config
-        return cls(head.weight, getattr(head, "bias", None), getattr(text, "final_logit_softcapping", None))
+        head = output_embeddings(model)
+        text = text_config(model)
+        return cls(module_weight(head), getattr(head, "bias", None), getattr(text, "final_logit_softcapping", None))
 
 
 def _projector(d_in: int, d_out: int, kind: str, init: str) -> nn.Module:

@@ -86,25 +86,30 @@ class LayerMap:
             # ValueError, not TypeError: pydantic turns only ValueError into a recipe validation error.
             msg = f"layer map: unknown value {spec!r}; use 'uniform', a list of ints, or pairs"
             raise ValueError(msg)  # noqa: TRY004
-        items = list(spec)
-        if items and all(isinstance(x, int) and not isinstance(x, bool) for x in items):
-            if len(items) != n_student:
+        items: list[int | Sequence[int]] = list(spec)
+        ints = [x for x in items if isinstance(x, int) and not isinstance(x, bool)]
+        if items and len(ints) == len(items):
+            if len(ints) != n_student:
                 raise ValueError(
                     f"layer map: a list of teacher layers needs one entry per student layer "
-                    f"({n_student}), got {len(items)}"
+                    f"({n_student}), got {len(ints)}"
                 )
-            dup = sorted({t for t in items if items.count(t) > 1})
+            dup = sorted({t for t in ints if ints.count(t) > 1})
             if dup:
                 raise ValueError(f"layer map: teacher layer(s) {dup} listed more than once")
-            return cls(tuple((i + 1, t) for i, t in enumerate(items)), n_student, n_teacher)
+            return cls(tuple((i + 1, t) for i, t in enumerate(ints)), n_student, n_teacher)
         pairs: list[tuple[int, int]] = []
         for k, item in enumerate(items):
-            is_pair = isinstance(item, (list, tuple)) and len(item) == 2
-            if not (is_pair and all(isinstance(v, int) and not isinstance(v, bool) for v in item)):
-                raise ValueError(
-                    f"layer map: entry {k} must be an int or a [student, teacher] pair, got {item!r}"
-                )
-            pairs.append((int(item[0]), int(item[1])))
+            if (
+                isinstance(item, (list, tuple))
+                and len(item) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in item)
+            ):
+                pairs.append((int(item[0]), int(item[1])))
+                continue
+            raise ValueError(
+                f"layer map: entry {k} must be an int or a [student, teacher] pair, got {item!r}"
+            )
         return cls(tuple(sorted(pairs)), n_student, n_teacher)
 
 
@@ -131,9 +136,13 @@ class HiddenProjector(nn.Module):
         self.proj = nn.ModuleDict({k: nn.Linear(d_student, d_teacher) for k in keys})
         if d_student == d_teacher:
             with torch.no_grad():
-                for lin in self.proj.values():
+                for lin in self._linears():
                     lin.weight.copy_(torch.eye(d_student))
                     lin.bias.zero_()
+
+    def _linears(self) -> list[nn.Linear]:
+        """The projection layers (the ModuleDict's values, typed)."""
+        return [lin for lin in self.proj.values() if isinstance(lin, nn.Linear)]
 
     @classmethod
     def for_map(
@@ -148,6 +157,7 @@ class HiddenProjector(nn.Module):
         if key not in self.proj:
             raise KeyError(f"no projection for student layer {student_layer}; has {self.student_layers}")
         lin = self.proj[key]
+        assert isinstance(lin, nn.Linear)
         return lin(hidden.to(lin.weight.dtype))
 
 
@@ -161,6 +171,69 @@ def _pool(h: Tensor, mask: Tensor, pooling: Pooling) -> Tensor:
     pos = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
     last = torch.where(mask.bool(), pos, torch.full_like(pos, -1)).max(dim=1).values.clamp_min(0)  # [B]
     return h[torch.arange(h.shape[0], device=h.device), last]
+
+
+def _checked_masks(
+    student_hidden_states: Sequence[Tensor],
+    teacher_hidden_states: Sequence[Tensor],
+    layer_map: LayerMap,
+    mask: Tensor | None,
+    teacher_mask: Tensor | None,
+    *,
+    pooling: Pooling,
+    reduction: str,
+) -> tuple[Tensor, Tensor]:
+    """Validate `hidden_mse`'s arguments and return its (student, teacher) masks, defaults filled in.
+
+    The student mask defaults to all positions and comes back as bool; the teacher mask defaults to
+    the student's mask and comes back as given.
+    """
+    if len(student_hidden_states) != layer_map.n_student + 1:
+        raise ValueError(
+            f"student has {len(student_hidden_states) - 1} layers, "
+            f"the layer map expects {layer_map.n_student}"
+        )
+    if len(teacher_hidden_states) != layer_map.n_teacher + 1:
+        raise ValueError(
+            f"teacher has {len(teacher_hidden_states) - 1} layers, "
+            f"the layer map expects {layer_map.n_teacher}"
+        )
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    if pooling not in ("token", "mean", "last"):
+        raise ValueError(f"pooling must be 'token', 'mean' or 'last', got {pooling!r}")
+    hs0, ht0 = student_hidden_states[0], teacher_hidden_states[0]
+    if mask is None:
+        mask = torch.ones(hs0.shape[:2], dtype=torch.bool, device=hs0.device)
+    if mask.shape != hs0.shape[:2]:
+        raise ValueError(f"mask must be [B, Ts] = {tuple(hs0.shape[:2])}, got {tuple(mask.shape)}")
+    if teacher_mask is None:
+        teacher_mask = mask
+    if pooling == "token" and hs0.shape[:2] != ht0.shape[:2]:
+        raise ValueError(
+            f"pooling='token' needs aligned positions, got student {tuple(hs0.shape[:2])} and teacher "
+            f"{tuple(ht0.shape[:2])}; use pooling='mean' or 'last' for a teacher with another tokenizer"
+        )
+    if teacher_mask.shape != ht0.shape[:2]:
+        raise ValueError(
+            f"teacher_mask must be [B, Tt] = {tuple(ht0.shape[:2])}, got {tuple(teacher_mask.shape)}"
+        )
+    return mask.bool(), teacher_mask
+
+
+def _pair_vectors(
+    hs: Tensor, ht: Tensor, mask: Tensor, teacher_mask: Tensor, pooling: Pooling
+) -> tuple[Tensor, Tensor]:
+    """The vectors one layer pair compares: [N, d_s] and [N, d_t] at the valid positions (`"token"`),
+    or one pooled vector per sequence with at least one valid position (`"mean"`/`"last"`).
+
+    `mask` is the student's bool mask [B, Ts]; `teacher_mask` [B, Tt] serves the teacher when pooling.
+    """
+    if pooling == "token":
+        idx = mask.nonzero(as_tuple=True)
+        return hs[idx], ht[idx]
+    keep = mask.any(dim=1)
+    return _pool(hs, mask, pooling)[keep], _pool(ht, teacher_mask, pooling)[keep]
 
 
 def hidden_mse(
@@ -197,53 +270,19 @@ def hidden_mse(
         Scalar float32: for each pair, the mean squared error over valid positions and the d_t
         channels; 0.0 attached to the graph when the mask selects nothing.
     """
-    if len(student_hidden_states) != layer_map.n_student + 1:
-        raise ValueError(
-            f"student has {len(student_hidden_states) - 1} layers, "
-            f"the layer map expects {layer_map.n_student}"
-        )
-    if len(teacher_hidden_states) != layer_map.n_teacher + 1:
-        raise ValueError(
-            f"teacher has {len(teacher_hidden_states) - 1} layers, "
-            f"the layer map expects {layer_map.n_teacher}"
-        )
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
-    if pooling not in ("token", "mean", "last"):
-        raise ValueError(f"pooling must be 'token', 'mean' or 'last', got {pooling!r}")
-    hs0, ht0 = student_hidden_states[0], teacher_hidden_states[0]
-    if mask is None:
-        mask = torch.ones(hs0.shape[:2], dtype=torch.bool, device=hs0.device)
-    if mask.shape != hs0.shape[:2]:
-        raise ValueError(f"mask must be [B, Ts] = {tuple(hs0.shape[:2])}, got {tuple(mask.shape)}")
-    if teacher_mask is None:
-        teacher_mask = mask
-    if pooling == "token" and hs0.shape[:2] != ht0.shape[:2]:
-        raise ValueError(
-            f"pooling='token' needs aligned positions, got student {tuple(hs0.shape[:2])} and teacher "
-            f"{tuple(ht0.shape[:2])}; use pooling='mean' or 'last' for a teacher with another tokenizer"
-        )
-    if teacher_mask.shape != ht0.shape[:2]:
-        raise ValueError(
-            f"teacher_mask must be [B, Tt] = {tuple(ht0.shape[:2])}, got {tuple(teacher_mask.shape)}"
-        )
-
-    mask = mask.bool()
+    mask, teacher_mask = _checked_masks(
+        student_hidden_states, teacher_hidden_states, layer_map, mask, teacher_mask,
+        pooling=pooling, reduction=reduction,
+    )
     if pooling == "token":
         n_valid = int(mask.sum())
-        idx = mask.nonzero(as_tuple=True)
     else:
         n_valid = int(mask.any(dim=1).sum())
     terms: list[Tensor] = []
     for ls, lt in layer_map.pairs:
-        hs = student_hidden_states[ls]
-        ht = teacher_hidden_states[lt].detach()
-        if pooling == "token":
-            s_vec, t_vec = hs[idx], ht[idx]  # [N, d_s], [N, d_t]
-        else:
-            keep = mask.any(dim=1)
-            s_vec = _pool(hs, mask, pooling)[keep]
-            t_vec = _pool(ht, teacher_mask, pooling)[keep]
+        s_vec, t_vec = _pair_vectors(
+            student_hidden_states[ls], teacher_hidden_states[lt].detach(), mask, teacher_mask, pooling
+        )
         s_vec = projector(s_vec, ls).float()
         t_vec = t_vec.float()
         if normalize:
@@ -288,9 +327,9 @@ def multi_teacher_objective(
     still logged. Returns the scalar to minimise and a dict of floats for logging: "loss", "ce",
     "kl", "mse" (the weighted sums before a/b/g), "kl/<name>", "mse/<name>", "shortcut".
     """
-    for coef, val in (("a", a), ("b", b), ("g", g), ("penalty_weight", penalty_weight)):
+    for label, val in (("a", a), ("b", b), ("g", g), ("penalty_weight", penalty_weight)):
         if val < 0:
-            raise ValueError(f"{coef} must be >= 0, got {val}")
+            raise ValueError(f"{label} must be >= 0, got {val}")
     names = [t.name for t in teachers]
     if len(set(names)) != len(names):
         raise ValueError(f"teacher names must be unique, got {names}")

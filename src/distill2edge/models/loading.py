@@ -131,7 +131,9 @@ def load_model(
     for cfg in (model.config, model.generation_config):
         if cfg is not None and cfg.pad_token_id is None:
             cfg.pad_token_id = tok.pad_token_id
-    return model.to(device).eval(), tok
+    # transformers wraps `to` in a decorator whose stub drops the bound `self`: mypy then takes `device`
+    # for the model argument.
+    return model.to(device).eval(), tok  # type: ignore[arg-type]
 
 
 def _ready_tokenizer(tok: PreTrainedTokenizerBase, ref: str) -> PreTrainedTokenizerBase:

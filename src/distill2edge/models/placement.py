@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from distill2edge.models.hf import input_embeddings, output_embeddings
+
 
 class PlacedTeacher(nn.Module):
     """Runs `model` on `device`; tensors passed in go there, the outputs come back to the inputs' device."""
@@ -34,10 +36,10 @@ class PlacedTeacher(nn.Module):
         return out
 
     def get_input_embeddings(self) -> nn.Module:
-        return self.model.get_input_embeddings()
+        return input_embeddings(self.model)
 
     def get_output_embeddings(self) -> nn.Module:
-        return self.model.get_output_embeddings()
+        return output_embeddings(self.model)
 
 
 def place_teacher(model: nn.Module, train_device: torch.device, device: str | None, offload: bool) -> nn.Module:

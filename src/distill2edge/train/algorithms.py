@@ -17,6 +17,7 @@ from transformers import PreTrainedTokenizerBase
 from distill2edge.config import DistillConfig
 from distill2edge.losses.dskd import DSKDConfigError, DSKDProjectors, LMHead
 from distill2edge.models import VocabularyMismatchError, check_same_vocabulary
+from distill2edge.models.hf import text_config
 from distill2edge.schema.algorithms import MULTI_TEACHER, algorithm_names, declare_algorithm
 from distill2edge.train.loop import Objective
 from distill2edge.train.objectives import VanillaKD
@@ -81,9 +82,7 @@ def _vanilla(teacher, student, t_tok, s_tok, cfg: DistillConfig) -> DistillSetup
 
 def hidden_size(model: nn.Module, who: str) -> int:
     """The width of the model's last hidden state, checked against its LM head."""
-    config = model.config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    size = int(text.hidden_size)
+    size = int(text_config(model).hidden_size)
     head = LMHead.of(model).hidden_size
     if head != size:
         raise DSKDConfigError(f"{who}: config.hidden_size is {size} but its LM head takes inputs of size {head}")

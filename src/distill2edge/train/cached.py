@@ -9,25 +9,31 @@ cached last hidden states and keeps only the teacher's embeddings and LM head (`
 from __future__ import annotations
 
 import gc
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoConfig, PreTrainedTokenizerBase
+from transformers import AutoConfig, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
-from distill2edge.config import DataConfig, DistillConfig, KDLossConfig
+from distill2edge.config import DataConfig, DistillConfig, KDLossConfig, LoraConfig
+from distill2edge.data.classify import ClassExample
+from distill2edge.data.qa import QAExample
 from distill2edge.data.tokenize import IGNORE_INDEX, TEACHER_PREFIX, collate, collate_pair
 from distill2edge.losses.sparse import sparse_kd_loss
-from distill2edge.models import DTYPES, VocabularyMismatchError, check_same_vocabulary, load_model
+from distill2edge.models import DTYPES, VocabAlignment, VocabularyMismatchError, check_same_vocabulary, load_model
+from distill2edge.models.hf import module_weight
 from distill2edge.models.loading import load_tokenizer, local_model_dir
 from distill2edge.models.placement import place_teacher, teacher_load_device
 from distill2edge.train.algorithms import DistillSetup, build_algorithm
+from distill2edge.train.dskd import DSKDObjective
 from distill2edge.train.objectives import answer_positions, masked_ce
 from distill2edge.train.teacher_cache import (
     EXAMPLE_KEY,
+    CacheStats,
+    Features,
     HiddenCache,
     TeacherEnds,
     TopKCache,
@@ -80,7 +86,7 @@ class CachedSetup:
     setup: DistillSetup
     train_data: list[dict[str, list[int]]]
     val_data: list[dict[str, list[int]]]
-    collate_fn: Any
+    collate_fn: Callable[[Features], dict[str, torch.Tensor]]
 
 
 def _free() -> None:
@@ -90,10 +96,129 @@ def _free() -> None:
         torch.cuda.empty_cache()
 
 
+Rows = list[dict[str, list[int]]]
+Examples = Sequence[QAExample | ClassExample]
+Encoder = Callable[[PreTrainedTokenizerBase, Examples, DataConfig], Rows]
+"""`encode(tok, examples, data)`: the stage's tokenization of a split."""
+LoraApplier = Callable[[PreTrainedModel, LoraConfig | None], nn.Module]
+"""`apply_lora(model, lora_cfg)`: the stage's adapter (or full fine-tuning) setup."""
+
+
+@dataclass
+class _Models:
+    """How the stage loads its models, for the cache builders: references, dtypes and placement."""
+
+    teacher_ref: str
+    student_ref: str
+    device: torch.device
+    teacher_dtype: str
+    student_dtype: str
+    teacher_device: str | None
+    teacher_offload: bool
+    built: list[nn.Module] = field(default_factory=list)
+    """The teacher, when a missing entry made `load_teacher` load it."""
+
+    def load_teacher(self) -> nn.Module:
+        """Load and place the teacher (called by a cache builder only on a miss)."""
+        where = teacher_load_device(self.device, self.teacher_device, self.teacher_offload)
+        teacher = load_model(self.teacher_ref, dtype=DTYPES[self.teacher_dtype], device=where)[0]
+        teacher = teacher.requires_grad_(False).eval()
+        self.built.append(teacher)
+        return place_teacher(teacher, self.device, self.teacher_device, self.teacher_offload)
+
+    def load_student(self, cfg: DistillConfig, apply_lora: LoraApplier) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+        """Load the student on the training device and adapt it as the stage does."""
+        student, s_tok = load_model(self.student_ref, dtype=DTYPES[self.student_dtype], device=self.device)
+        return apply_lora(student, cfg.lora), s_tok
+
+
+def _encode_splits(
+    splits: Mapping[str, Examples], data: DataConfig, encode: Encoder, t_tok: PreTrainedTokenizerBase,
+    s_tok: PreTrainedTokenizerBase, cma: bool,
+) -> tuple[Rows, Rows]:
+    """Training and validation rows in the student's tokenization, with the teacher's own (keys under
+    `TEACHER_PREFIX`) alongside when cross-model attention needs it."""
+    train_rows = encode(s_tok, splits["train"], data)
+    val_rows = encode(s_tok, splits.get("validation", []), data)
+    if cma:
+        t_train, t_val = encode(t_tok, splits["train"], data), encode(t_tok, splits.get("validation", []), data)
+        train_rows = [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(train_rows, t_train)]
+        val_rows = [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(val_rows, t_val)]
+    return train_rows, val_rows
+
+
+def _topk_setup(
+    models: _Models, cfg: DistillConfig, cache_root: Path, fingerprint: str, everything: Rows,
+    align: VocabAlignment, s_pad: int, apply_lora: LoraApplier, progress: bool,
+) -> tuple[nn.Module, PreTrainedTokenizerBase, DistillSetup, CacheStats]:
+    """Vanilla KD: open (or build) the top-k entry, free the teacher, load the student, build `CachedKD`."""
+    c = cfg.cache
+    key = cache_key(fingerprint, everything, vocab=align.shared_size)
+    entry, stats = topk_cache(
+        cache_root, key, models.load_teacher, everything, pad_id=s_pad, vocab_size=align.shared_size,
+        k=c.top_k, temperature=cfg.loss.temperature, batch_size=c.batch_size, device=models.device, progress=progress,
+    )
+    models.built.clear()
+    _free()
+    model, s_tok = models.load_student(cfg, apply_lora)
+    objective = CachedKD(entry, cfg.loss, align.shared_size, min(c.top_k, align.shared_size), c.tail)
+    targets = f"cached top-{objective.top_k}, " + ("uniform tail" if c.tail == "uniform" else "rest bin")
+    setup = DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_targets": targets})
+    return model, s_tok, setup, stats
+
+
+def _hidden_setup(
+    models: _Models, cfg: DistillConfig, cache_root: Path, fingerprint: str, everything: Rows, *, cma: bool,
+    pad_id: int, t_tok: PreTrainedTokenizerBase, apply_lora: LoraApplier, progress: bool,
+) -> tuple[nn.Module, PreTrainedTokenizerBase, DistillSetup, CacheStats]:
+    """DSKD: open (or build) the hidden-state entry, keep only the teacher's ends, load the student and
+    build the DSKD objective reading the teacher's hidden states and moments from the entry."""
+    c = cfg.cache
+    prefix = TEACHER_PREFIX if cma else ""
+    key = cache_key(fingerprint, everything, prefix=prefix)
+    entry, stats = hidden_cache(
+        cache_root, key, models.load_teacher, everything, prefix=prefix, pad_id=pad_id,
+        dtype=c.hidden_dtype, batch_size=c.batch_size, device=models.device, progress=progress,
+    )
+    # Reuse the teacher the build loaded (unless offloaded: its weights then live in hooks), else load it.
+    teacher = models.built[0] if models.built and not models.teacher_offload else load_model(
+        models.teacher_ref, dtype=DTYPES[models.teacher_dtype], device="cpu")[0].requires_grad_(False)
+    ends = TeacherEnds(teacher).to(models.device)
+    models.built.clear()
+    del teacher  # only its embeddings and head live on, in `ends`
+    _free()
+    model, s_tok = models.load_student(cfg, apply_lora)
+    torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights as online
+    setup = build_algorithm("dskd_cma" if cma else cfg.algorithm, ends, model, t_tok, s_tok, cfg)
+    objective = setup.objective
+    assert isinstance(objective, DSKDObjective)
+    t_dtype = module_weight(ends.get_output_embeddings()).dtype
+    objective.hidden_source = partial(_read_hidden, entry, dtype=t_dtype)
+    objective.moments_source = lambda batch: entry.moments(batch[EXAMPLE_KEY])
+    setup.teacher_tokenizer = t_tok if cma else None
+    setup.info["kd_targets"] = f"cached hidden states ({c.hidden_dtype})"
+    return model, s_tok, setup, stats
+
+
+def _uses_cma(
+    cfg: DistillConfig, t_tok: PreTrainedTokenizerBase, s_tok: PreTrainedTokenizerBase,
+    t_config: PretrainedConfig, s_config: PretrainedConfig,
+) -> bool:
+    """Whether DSKD runs with cross-model attention: always for `dskd_cma`, for `dskd` across vocabularies."""
+    if cfg.algorithm == "dskd_cma":
+        return True
+    if cfg.algorithm == "dskd":
+        try:
+            check_same_vocabulary(t_tok, s_tok, t_config, s_config)
+        except VocabularyMismatchError:
+            return True
+    return False
+
+
 def cached_distill_setup(
-    teacher_ref: str, student_ref: str, splits: dict[str, list], data: DataConfig, cfg: DistillConfig,
-    cache_root: Path, *, encode, apply_lora, device: torch.device, teacher_dtype: str, student_dtype: str,
-    progress: bool, teacher_device: str | None = None, teacher_offload: bool = False,
+    teacher_ref: str, student_ref: str, splits: Mapping[str, Examples], data: DataConfig, cfg: DistillConfig,
+    cache_root: Path, *, encode: Encoder, apply_lora: LoraApplier, device: torch.device, teacher_dtype: str,
+    student_dtype: str, progress: bool, teacher_device: str | None = None, teacher_offload: bool = False,
 ) -> CachedSetup:
     """Open (building if needed) the teacher's cache entry, then load the student and build the objective.
 
@@ -103,69 +228,24 @@ def cached_distill_setup(
     t_tok, s_tok = load_tokenizer(teacher_ref), load_tokenizer(student_ref)
     t_dir = local_model_dir(teacher_ref)
     t_config, s_config = AutoConfig.from_pretrained(t_dir), AutoConfig.from_pretrained(local_model_dir(student_ref))
-    train_rows = encode(s_tok, splits["train"], data)
-    val_rows = encode(s_tok, splits.get("validation", []), data)
-    cma = cfg.algorithm == "dskd_cma"
-    if cfg.algorithm == "dskd" and not cma:
-        try:
-            check_same_vocabulary(t_tok, s_tok, t_config, s_config)
-        except VocabularyMismatchError:
-            cma = True
-    if cma:
-        t_train, t_val = encode(t_tok, splits["train"], data), encode(t_tok, splits.get("validation", []), data)
-        train_rows = [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(train_rows, t_train)]
-        val_rows = [{**s, **{TEACHER_PREFIX + k: v for k, v in t.items()}} for s, t in zip(val_rows, t_val)]
+    cma = _uses_cma(cfg, t_tok, s_tok, t_config, s_config)
+    train_rows, val_rows = _encode_splits(splits, data, encode, t_tok, s_tok, cma)
     everything = train_rows + val_rows  # one entry covers both splits; validation rows follow training's
-    prefix = TEACHER_PREFIX if cma else ""
     fingerprint = fingerprint_model_dir(t_dir, memo=cache_root / "fingerprints.json")
-    c = cfg.cache
     t_pad = t_tok.pad_token_id if t_tok.pad_token_id is not None else 0
-
-    built: list[nn.Module] = []  # the teacher, when a missing entry made us load it
-
-    def load_teacher() -> nn.Module:
-        where = teacher_load_device(device, teacher_device, teacher_offload)
-        teacher = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=where)[0].requires_grad_(False).eval()
-        built.append(teacher)
-        return place_teacher(teacher, device, teacher_device, teacher_offload)
-
+    models = _Models(teacher_ref, student_ref, device, teacher_dtype, student_dtype, teacher_device, teacher_offload)
     if cfg.algorithm == "vanilla":
         align = check_same_vocabulary(t_tok, s_tok, t_config, s_config)
-        key = cache_key(fingerprint, everything, vocab=align.shared_size)
-        entry, stats = topk_cache(
-            cache_root, key, load_teacher, everything, pad_id=s_tok.pad_token_id, vocab_size=align.shared_size,
-            k=c.top_k, temperature=cfg.loss.temperature, batch_size=c.batch_size, device=device, progress=progress,
+        model, s_tok, setup, stats = _topk_setup(
+            models, cfg, cache_root, fingerprint, everything, align, s_tok.pad_token_id, apply_lora, progress
         )
-        built.clear()
-        _free()
-        student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
-        model = apply_lora(student, cfg.lora)
-        objective = CachedKD(entry, cfg.loss, align.shared_size, min(c.top_k, align.shared_size), c.tail)
-        targets = f"cached top-{objective.top_k}, " + ("uniform tail" if c.tail == "uniform" else "rest bin")
-        setup = DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_targets": targets})
     else:
-        key = cache_key(fingerprint, everything, prefix=prefix)
-        entry, stats = hidden_cache(
-            cache_root, key, load_teacher, everything, prefix=prefix, pad_id=t_pad if cma else s_tok.pad_token_id,
-            dtype=c.hidden_dtype, batch_size=c.batch_size, device=device, progress=progress,
+        model, s_tok, setup, stats = _hidden_setup(
+            models, cfg, cache_root, fingerprint, everything, cma=cma, pad_id=t_pad if cma else s_tok.pad_token_id,
+            t_tok=t_tok, apply_lora=apply_lora, progress=progress,
         )
-        # Reuse the teacher the build loaded (unless offloaded: its weights then live in hooks), else load it.
-        teacher = built[0] if built and not teacher_offload else load_model(
-            teacher_ref, dtype=DTYPES[teacher_dtype], device="cpu")[0].requires_grad_(False)
-        ends = TeacherEnds(teacher).to(device)
-        built.clear()
-        del teacher  # only its embeddings and head live on, in `ends`
-        _free()
-        student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
-        model = apply_lora(student, cfg.lora)
-        torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights as online
-        setup = build_algorithm("dskd_cma" if cma else cfg.algorithm, ends, model, t_tok, s_tok, cfg)
-        t_dtype = ends.get_output_embeddings().weight.dtype
-        setup.objective.hidden_source = partial(_read_hidden, entry, dtype=t_dtype)
-        setup.objective.moments_source = lambda batch: entry.moments(batch[EXAMPLE_KEY])
-        setup.teacher_tokenizer = t_tok if cma else None
-        setup.info["kd_targets"] = f"cached hidden states ({c.hidden_dtype})"
     setup.info.update(stats.as_info())
+    base: Callable[[Features], dict[str, torch.Tensor]]
     if cma:
         base = partial(collate_pair, pad_id=s_tok.pad_token_id, teacher_pad_id=t_pad)
     else:

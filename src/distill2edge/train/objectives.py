@@ -79,7 +79,7 @@ class VanillaKD:
             return self._fused(model, batch, self.loss.fused_vocab_chunk)
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if self.positions == "all":
-            keep = 0  # every position: transformers' logits_to_keep=0 keeps all
+            keep: int | torch.Tensor = 0  # every position: transformers' logits_to_keep=0 keeps all
             targets = batch["labels"][:, 1:]  # [B, T-1]
             kd_mask = batch["attention_mask"][:, 1:].bool()  # positions t whose token t+1 is real
         else:

@@ -144,11 +144,12 @@ def make_optimizer(
     params = [p for p in (s.model if par is None else par.model).parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    groups = [{"params": params, "lr": cfg.lr}]
+    groups: list[dict[str, Any]] = [{"params": params, "lr": cfg.lr}]
     if aux is not None:
         for part, lr in _aux_groups(aux, aux_lr, cfg.lr):
-            groups.append({"params": [p for p in part.parameters() if p.requires_grad], "lr": lr})
-            params = params + groups[-1]["params"]
+            part_params = [p for p in part.parameters() if p.requires_grad]
+            groups.append({"params": part_params, "lr": lr})
+            params = params + part_params
     s.params = params
     s.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     micro_per_epoch = math.ceil(len(s.train_data) / cfg.batch_size)

@@ -38,6 +38,7 @@ from distill2edge.data.tokenize import IGNORE_INDEX, collate
 from distill2edge.losses.cma import moments
 from distill2edge.losses.sparse import sparse_teacher_targets
 from distill2edge.models._fs import file_lock, remove_stale_temps, write_dir_atomically
+from distill2edge.models.hf import input_embeddings, module_weight, output_embeddings
 
 FORMAT_VERSION = 1
 EXAMPLE_KEY = "example_index"
@@ -276,7 +277,7 @@ def _fill_hidden(
 ) -> dict[str, Any]:
     offsets = _offsets(features, prefix)
     n_rows = int(offsets[-1])
-    d = int(teacher.get_output_embeddings().weight.shape[1])
+    d = int(module_weight(output_embeddings(teacher)).shape[1])
     np.save(out / "offsets.npy", offsets)
     hidden = np.lib.format.open_memmap(out / "hidden.npy", mode="w+", dtype=np.dtype(dtype), shape=(n_rows, d))
     row = 0
@@ -386,8 +387,8 @@ class TeacherEnds(nn.Module):
 
     def __init__(self, teacher: nn.Module) -> None:
         super().__init__()
-        self.embed = teacher.get_input_embeddings()
-        self.head = teacher.get_output_embeddings()
+        self.embed = input_embeddings(teacher)
+        self.head = output_embeddings(teacher)
         self.config = teacher.config
 
     def get_input_embeddings(self) -> nn.Module:
