@@ -172,10 +172,45 @@ def test_stage_feeds_the_distillation_and_is_reused(tmp_path: Path, tiny_recipe:
     assert rerun == {"teacher_data.tiny", "distill.kd"}
 
 
+def test_student_sft_can_train_on_the_teacher_data(tmp_path: Path, tiny_recipe: Any, monkeypatch) -> None:
+    """`sft.student.extra_data`: the labels-only student sees the teacher's examples too; the teacher's own
+    SFT and a distillation that does not name them train on the recipe's split alone."""
+    import distill2edge.pipeline as pipeline
+
+    monkeypatch.setattr(td, "question_reason", lambda *a: None)
+    monkeypatch.setattr(td, "answer_reason", lambda *a: None)
+    seen: dict[str, list[str]] = {}
+    real_sft, real_distill = pipeline.run_sft, pipeline.run_distill
+
+    def sft(ref: str, splits: dict, *a: Any, **k: Any) -> Any:
+        seen[k["desc"]] = [ex.id for ex in splits["train"]]
+        return real_sft(ref, splits, *a, **k)
+
+    def distill(t: str, s: str, splits: dict, *a: Any, **k: Any) -> Any:
+        seen[k["desc"]] = [ex.id for ex in splits["train"]]
+        return real_distill(t, s, splits, *a, **k)
+
+    monkeypatch.setattr(pipeline, "run_sft", sft)
+    monkeypatch.setattr(pipeline, "run_distill", distill)
+    train = {"epochs": 1, "batch_size": 4, "max_steps": 1, "checkpoint_every": 1}
+    recipe = load_recipe(str(tiny_recipe(
+        teacher_data={"tiny": {"questions_per_context": 1, "max_question_tokens": 4, "max_answer_tokens": 2}},
+        sft={"teacher": {"lora": {"r": 4, "alpha": 8}, "train": train},
+             "student": {"lora": None, "train": train, "extra_data": ["teacher_data.tiny"]}},
+        distill={"kd": {"train": train}},
+    )))
+    out = tmp_path / "run"
+    run_recipe(recipe, out, progress=False, log=lambda _m: None, until="distill")
+    data = [ex.id for ex in read_split(out / "stages" / "data" / "train.jsonl")]
+    extra = [ex.id for ex in read_split(out / "stages" / "teacher_data.tiny" / "train.jsonl")]
+    assert extra and seen == {"sft teacher_sft.tiny": data, "sft student_sft": data + extra, "distill kd": data}
+
+
 def test_absent_section_keeps_old_keys_and_runs_no_stage(tiny_recipe: Any) -> None:
     recipe = load_recipe(str(tiny_recipe()))
     assert "teacher_data" not in recipe.model_dump(mode="json")
     assert "extra_data" not in DistillConfig().model_dump(mode="json")
+    assert "extra_data" not in recipe.sft.student.model_dump(mode="json")
     assert "extra_data" in DistillConfig(extra_data=["teacher_data.x"]).model_dump(mode="json")
 
 
@@ -190,6 +225,10 @@ def test_absent_section_keeps_old_keys_and_runs_no_stage(tiny_recipe: Any) -> No
      r"distill.kd.extra_data: teacher_data.tiny is not enabled: the recipe's teacher_data has no entries"),
     ({"teacher_data": {"tiny": {}}, "distill": {"kd": {"extra_data": ["teacher_data.other"]}}},
      r"distill.kd.extra_data: teacher_data.other is not enabled: .*no entry 'other' \(it has: tiny\)"),
+    ({"teacher_data": {"tiny": {}}, "sft": {"teacher": {"extra_data": ["teacher_data.tiny"]}}},
+     "sft.teacher.extra_data: teachers write their data after their SFT"),
+    ({"sft": {"student": {"extra_data": ["teacher_data.tiny"]}}},
+     "sft.student.extra_data: teacher_data.tiny is not enabled"),
     ({"teacher_data": {"tiny": {}}, "distill": {"kd": {"extra_data": ["tiny"]}}},
      "distill.kd.extra_data: 'tiny' must be teacher_data.TEACHER"),
     ({"teacher_data": {"tiny": {}}, "distill": {"kd": {"extra_data": ["teacher_data.tiny"], "data": {"source": "o.jsonl"}}}},

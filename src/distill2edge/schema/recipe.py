@@ -97,10 +97,14 @@ class Recipe(Strict):
                 if not _NAME.match(n):
                     raise ValueError(f"{what}: name {n!r} must be letters, digits, '-' or '_'")
         self._check_teacher_data()
+        if self.sft.teacher.extra_data:
+            raise ValueError("sft.teacher.extra_data: teachers write their data after their SFT; only sft.student "
+                             "and distillations can add it")
+        self._check_extra_data("sft.student", self.sft.student.extra_data, None)
         earlier: list[str] = []
         for name, d in self.distill.items():
             self._check_teachers(name, d)
-            self._check_extra_data(name, d)
+            self._check_extra_data(f"distill.{name}", d.extra_data, d.data)
             self._check_multi(name, d)
             if d.student not in ("base", "sft", *earlier):
                 raise ValueError(
@@ -166,20 +170,20 @@ class Recipe(Strict):
                 raise ValueError(f"teacher_data.{t}: the teacher continues data.prompt_template cut before "
                                  "{question}, so the template needs {context} before {question}")
 
-    def _check_extra_data(self, name: str, d: DistillConfig) -> None:
-        """`distill.NAME.extra_data` names enabled `teacher_data` stages, and the stage trains on the recipe's data."""
-        for ref in d.extra_data:
+    def _check_extra_data(self, field: str, refs: list[str], own_data: DataConfig | None) -> None:
+        """`FIELD.extra_data` names enabled `teacher_data` stages, and the stage trains on the recipe's data."""
+        for ref in refs:
             what, _, teacher = ref.partition(".")
             if what != "teacher_data" or not teacher:
-                raise ValueError(f"distill.{name}.extra_data: {ref!r} must be teacher_data.TEACHER")
+                raise ValueError(f"{field}.extra_data: {ref!r} must be teacher_data.TEACHER")
             if teacher not in self.teacher_data:
                 raise ValueError(
-                    f"distill.{name}.extra_data: {ref} is not enabled: the recipe's teacher_data has "
+                    f"{field}.extra_data: {ref} is not enabled: the recipe's teacher_data has "
                     + (f"no entry {teacher!r} (it has: {', '.join(self.teacher_data)})" if self.teacher_data
                        else f"no entries (add teacher_data: {{{teacher}: {{}}}})")
                 )
-        if d.extra_data and d.data is not None and d.data != self.data:
-            raise ValueError(f"distill.{name}.extra_data: the teacher's questions are about the recipe's training "
+        if refs and own_data is not None and own_data != self.data:
+            raise ValueError(f"{field}.extra_data: the teacher's questions are about the recipe's training "
                              "contexts; a distillation with its own data cannot add them")
 
     def _check_multi(self, name: str, d: DistillConfig) -> None:
