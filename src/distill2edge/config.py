@@ -34,6 +34,7 @@ from distill2edge.schema.distill import (
 )
 from distill2edge.schema.models import ModelConfig, StudentConfig
 from distill2edge.schema.recipe import CLASSIFY_METRICS, BenchConfig, EvaluateConfig, ExportConfig, Recipe
+from distill2edge.schema.teacher_data import TeacherDataConfig
 from distill2edge.schema.training import (
     EarlyStoppingConfig,
     LoraConfig,
@@ -68,6 +69,7 @@ __all__ = [
     "Strict",
     "StudentConfig",
     "TeacherCacheConfig",
+    "TeacherDataConfig",
     "TeacherWeightConfig",
     "TrainConfig",
     "config_hash",

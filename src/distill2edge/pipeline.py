@@ -23,6 +23,7 @@ from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, ending_status, write_json_atomic
 from distill2edge.stage_keys import distill_stage_key, teacher_stage_config
 from distill2edge.student_init import init_student, log_student_init
+from distill2edge.teacher_data import teacher_data_stages
 from distill2edge.train import distributed as dist
 from distill2edge.train.stages import ProbeFactory, run_distill, run_multi_distill, run_sft
 
@@ -104,13 +105,22 @@ def _answer_probe(
     )
 
 
+def _with_extra(splits: dict[str, list], refs: list[str], extra: dict[str, tuple[StageResult, list]]) -> dict[str, list]:
+    """`splits` with the examples of the `teacher_data` stages `refs` added to the training split (only)."""
+    if not refs:
+        return splits
+    return {**splits, "train": [*splits["train"], *(ex for ref in refs for ex in extra[ref][1])]}
+
+
 def _sft_stage(
     recipe: Recipe, run: Run, role: str, sft_cfg: SFTStageConfig, base_ref: str, dtype: str,
     upstream: StageResult | None, splits: dict[str, list], data: StageResult, device: torch.device, progress: bool,
-    log: Log,
+    log: Log, extra: dict[str, tuple[StageResult, list]],
 ) -> StageResult:
     """The SFT stage of `role` (`teacher_sft.NAME` or `student_sft`) from `base_ref`, produced by `upstream`
-    (the student_init stage) or, when None, a model outside the run folder."""
+    (the student_init stage) or, when None, a model outside the run folder; `sft.student.extra_data` adds
+    examples of the `teacher_data` stages in `extra` to its training split."""
+    splits = _with_extra(splits, sft_cfg.extra_data, extra)
     def sft_fn(out: Path, work: Path) -> dict[str, Any]:
         result = run_sft(
             base_ref, splits, recipe.data, sft_cfg, out / "model", work, device=device, dtype=dtype,
@@ -118,7 +128,8 @@ def _sft_stage(
         )
         return result.metrics()
 
-    inputs = {"data": data, **({"student_init": upstream} if upstream else {})}
+    inputs = {"data": data, **({"student_init": upstream} if upstream else {}),
+              **{ref: extra[ref][0] for ref in sft_cfg.extra_data}}
     config = {"model": base_ref if upstream is None else "student_init", "sft": sft_cfg.model_dump(mode="json")}
     return run.stage(_sft_stage_name(role), config, sft_fn, inputs=inputs, log=log, ranks="all",
                      content=run.content(model=base_ref if upstream is None else None))
@@ -156,9 +167,11 @@ def _student_init_stage(
 def _distill_stage(
     recipe: Recipe, run: Run, name: str, dcfg: DistillConfig, stage_data: tuple[StageResult, dict[str, list]],
     models: dict[str, str], producers: dict[str, StageResult | None], device: torch.device, progress: bool, log: Log,
+    extra: dict[str, tuple[StageResult, list]],
 ) -> tuple[StageResult, str]:
     """The stage `distill.NAME`: its teachers (base or SFT) and student role resolved against the models made
-    so far; returns the stage and the role of the student it started from."""
+    so far; returns the stage and the role of the student it started from. `extra`: the `teacher_data.TEACHER`
+    stages run, whose examples join the training split of the distillations that name them (`extra_data`)."""
     teacher_roles = {
         t: f"teacher_sft.{t}" if dcfg.teacher_state == "sft" else f"teacher.{t}" for t in dcfg.teacher_names()
     }
@@ -167,6 +180,7 @@ def _distill_stage(
         if role not in models:
             raise ValueError(f"distill.{name}.{what} needs {role}, but sft.{role.split('_')[0]}.enabled is false")
     d_data, d_splits = stage_data
+    d_splits = _with_extra(d_splits, dcfg.extra_data, extra)
     d_data_cfg = dcfg.data or recipe.data
     teachers = {t: (models[r], recipe.teachers[t].dtype) for t, r in teacher_roles.items()}
     student_ref = models[student_role]
@@ -189,7 +203,7 @@ def _distill_stage(
             )
         return result.metrics()
 
-    inputs = {d_data.name: d_data}
+    inputs = {d_data.name: d_data, **{ref: extra[ref][0] for ref in dcfg.extra_data}}
     for role in (*teacher_roles.values(), student_role):
         if (producer := producers[role]) is not None:
             inputs[producer.name] = producer
@@ -217,9 +231,11 @@ def _run_stages(
     producers: dict[str, StageResult | None] = {role: None for role in models}
     stages: dict[str, StageResult] = {}
     starts: dict[str, str] = {}  # training stage -> the role of the model it starts from
+    extra: dict[str, tuple[StageResult, list]] = {}  # teacher_data.TEACHER -> (stage, its examples)
 
     def add_sft(role: str, sft_cfg: SFTStageConfig, base_ref: str, dtype: str, upstream: StageResult | None) -> None:
-        stage = _sft_stage(recipe, run, role, sft_cfg, base_ref, dtype, upstream, splits, data, device, progress, log)
+        stage = _sft_stage(recipe, run, role, sft_cfg, base_ref, dtype, upstream, splits, data, device, progress, log,
+                           extra)
         stages[stage.name] = stage
         starts[stage.name] = "student_base" if role == "student_sft" else role.replace("teacher_sft.", "teacher.")
         models[role], producers[role] = str(stage.out_dir / "model"), stage
@@ -236,21 +252,25 @@ def _run_stages(
     student_init = None if student_cfg.source_teacher() else cut_student()
     # SFT of every teacher that a distillation, the student's initialisation or the evaluation asks for.
     wanted = set() if train_only else set(recipe.roles()) if "all" in recipe.evaluate.models else set(recipe.evaluate.models)
+    student_sft = recipe.sft.student.enabled and ("student_sft" in wanted or any(d.student == "sft" for d in distills.values()))
+    extra_data = {ref for d in distills.values() for ref in d.extra_data} | set(recipe.sft.student.extra_data if student_sft else [])
     for t, cfg in recipe.teachers.items():
-        used = t == student_cfg.source_teacher() or any(
+        used = t == student_cfg.source_teacher() or f"teacher_data.{t}" in extra_data or any(
             t in d.teacher_names() and d.teacher_state == "sft" for d in distills.values())
         if recipe.sft.teacher.enabled and (used or f"teacher_sft.{t}" in wanted):
             add_sft(f"teacher_sft.{t}", recipe.sft.teacher, cfg.path, cfg.dtype, None)
+    # Extra training examples the SFT teachers write about the training contexts (`teacher_data`).
+    extra |= teacher_data_stages(recipe, run, extra_data, models, producers, data, splits, device, progress, log)
     if student_cfg.source_teacher():
         student_init = cut_student()
     student_base_ref = models["student_base"]
-    if recipe.sft.student.enabled and ("student_sft" in wanted or any(d.student == "sft" for d in distills.values())):
+    if student_sft:
         add_sft("student_sft", recipe.sft.student, student_base_ref, student_cfg.dtype, student_init)
 
     # Distillations, in recipe order (a later one may start from an earlier one's student).
     for name, dcfg in distills.items():
         stage, student_role = _distill_stage(
-            recipe, run, name, dcfg, stage_data[name], models, producers, device, progress, log)
+            recipe, run, name, dcfg, stage_data[name], models, producers, device, progress, log, extra)
         stages[stage.name] = stage
         starts[stage.name] = student_role
         models[f"distilled.{name}"], producers[f"distilled.{name}"] = str(stage.out_dir / "model"), stage

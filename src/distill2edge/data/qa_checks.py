@@ -18,7 +18,8 @@ SHOWN = 5
 """Locations listed in the message (the count covers all)."""
 
 
-def _norm(text: str) -> str:
+def normalize_text(text: str) -> str:
+    """Lower case, runs of white space as one space: how an answer is looked for in its context."""
     return " ".join(text.lower().split())
 
 
@@ -30,7 +31,7 @@ def warn_stderr(message: str) -> None:
 def answers_not_in_context(located: Sequence[tuple[QAExample, str]]) -> list[str]:
     """Locations of the examples none of whose answers occurs in the context (case and spacing ignored)."""
     return [where for ex, where in located
-            if not any(_norm(a) in _norm(ex.context) for a in ex.answers)]
+            if not any(normalize_text(a) in normalize_text(ex.context) for a in ex.answers)]
 
 
 def check_answers_in_context(

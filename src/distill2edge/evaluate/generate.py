@@ -66,6 +66,33 @@ def generate_answers(
     return [results[i] for i in range(len(examples))]
 
 
+@torch.no_grad()
+def sample_lines(
+    model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt_ids: list[int], *, n: int, temperature: float,
+    top_p: float, max_new_tokens: int, seed: int, device: torch.device | str = "cpu",
+) -> list[tuple[str, bool]]:
+    """`n` sampled continuations of one prompt, each cut to its first line, with whether it ended (a new
+    line or EOS) within `max_new_tokens`. For a teacher writing new questions (`teacher_data`); answers
+    stay greedy (`generate_answers`). Draws from `seed` inside a forked RNG, so the result depends on the
+    seed alone and the caller's random state is left as it was."""
+    model.eval()
+    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+    cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(seed)
+        out = model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=temperature, top_p=top_p,
+            top_k=0, num_return_sequences=n, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, stop_strings=["\n"], tokenizer=tok,
+        )
+    results = []
+    for row in out[:, ids.shape[1] :].tolist():
+        text = tok.decode(row, skip_special_tokens=True)
+        ended = "\n" in text or (tok.eos_token_id is not None and tok.eos_token_id in row)
+        results.append((clean_answer(text), ended))
+    return results
+
+
 def write_scores_csv(path: Path, ids: Sequence[str], scores: dict[str, list[float]]) -> None:
     """`scores.csv`: one row per question (id first), one column per metric, 6 decimals."""
     names = list(scores)

@@ -149,7 +149,8 @@ class ShortcutConfig(Strict):
 class DistillConfig(Strict):
     """One distillation: its teacher(s), a starting student, an algorithm, its data and training."""
 
-    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data", "cache", "positions", "answer_kd_share"})
+    _omit_at_default = frozenset({"teachers", "hidden", "shortcut", "data", "cache", "positions", "answer_kd_share",
+                                     "extra_data"})
 
     teacher: str | None = None
     """Name of a model in `teachers`; may be left out when the recipe has a single teacher."""
@@ -186,6 +187,10 @@ class DistillConfig(Strict):
     """This stage's own data (e.g. a general first stage); empty: the recipe's `data`."""
     cache: TeacherCacheConfig = TeacherCacheConfig()
     """Compute the teacher's outputs once and train from disk (`vanilla`, `dskd`, `dskd_cma`)."""
+    extra_data: list[str] = []
+    """Training examples added to the recipe's training split: `teacher_data.TEACHER`, the questions and
+    answers that SFT teacher wrote about the training contexts (recipe section `teacher_data`). Validation
+    and test are unchanged."""
 
     @model_validator(mode="after")
     def _cache_algorithm(self) -> DistillConfig:

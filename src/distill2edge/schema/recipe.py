@@ -12,6 +12,7 @@ from distill2edge.schema.base import Strict, config_hash
 from distill2edge.schema.data import DataConfig
 from distill2edge.schema.distill import DistillConfig
 from distill2edge.schema.models import ModelConfig, StudentConfig
+from distill2edge.schema.teacher_data import TeacherDataConfig
 from distill2edge.schema.training import SFTConfig
 
 CLASSIFY_METRICS = ("accuracy", "macro_f1")
@@ -67,6 +68,9 @@ class Recipe(Strict):
     student: StudentConfig
     sft: SFTConfig = SFTConfig()
     """`sft.teacher` applies to every teacher that is distilled from (or evaluated) in its SFT state."""
+    teacher_data: dict[str, TeacherDataConfig] = {}
+    """Extra training examples written by SFT teachers (by teacher name), each in a stage
+    `teacher_data.TEACHER` that runs when a distillation names it in `extra_data`. Empty: none."""
     distill: dict[str, DistillConfig] = Field(default_factory=lambda: {"distilled": DistillConfig()})
     """Distillations by name, run in order; each yields the model `distilled.NAME`."""
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -75,6 +79,8 @@ class Recipe(Strict):
     """Benchmarks the teachers (torch) against the exported student's formats and the student in torch."""
     quick: dict[str, Any] = {}
     """Overrides (dotted key -> value, `*` matches every key of a section) applied by `--quick`."""
+
+    _omit_at_default = frozenset({"teacher_data"})
 
     @model_validator(mode="after")
     def _references(self) -> Recipe:
@@ -90,9 +96,15 @@ class Recipe(Strict):
             for n in names:
                 if not _NAME.match(n):
                     raise ValueError(f"{what}: name {n!r} must be letters, digits, '-' or '_'")
+        self._check_teacher_data()
+        if self.sft.teacher.extra_data:
+            raise ValueError("sft.teacher.extra_data: teachers write their data after their SFT; only sft.student "
+                             "and distillations can add it")
+        self._check_extra_data("sft.student", self.sft.student.extra_data, None)
         earlier: list[str] = []
         for name, d in self.distill.items():
             self._check_teachers(name, d)
+            self._check_extra_data(f"distill.{name}", d.extra_data, d.data)
             self._check_multi(name, d)
             if d.student not in ("base", "sft", *earlier):
                 raise ValueError(
@@ -143,6 +155,36 @@ class Recipe(Strict):
             d.teacher = next(iter(self.teachers))
         elif d.teacher not in self.teachers:
             raise ValueError(f"distill.{name}.teacher: {d.teacher!r} is not among teachers ({known})")
+
+    def _check_teacher_data(self) -> None:
+        """Each `teacher_data` entry names a teacher, which is fine-tuned first, on QA data."""
+        for t in self.teacher_data:
+            if t not in self.teachers:
+                raise ValueError(f"teacher_data.{t}: {t!r} is not among teachers ({', '.join(self.teachers)})")
+            if not self.sft.teacher.enabled:
+                raise ValueError(f"teacher_data.{t}: the SFT teacher writes the data, but sft.teacher.enabled is false")
+            if self.data.task != "qa":
+                raise ValueError(f"teacher_data.{t}: the teacher writes questions and answers; data.task is "
+                                 f"{self.data.task}, not qa")
+            if "{context}" not in self.data.prompt_template.partition("{question}")[0]:
+                raise ValueError(f"teacher_data.{t}: the teacher continues data.prompt_template cut before "
+                                 "{question}, so the template needs {context} before {question}")
+
+    def _check_extra_data(self, field: str, refs: list[str], own_data: DataConfig | None) -> None:
+        """`FIELD.extra_data` names enabled `teacher_data` stages, and the stage trains on the recipe's data."""
+        for ref in refs:
+            what, _, teacher = ref.partition(".")
+            if what != "teacher_data" or not teacher:
+                raise ValueError(f"{field}.extra_data: {ref!r} must be teacher_data.TEACHER")
+            if teacher not in self.teacher_data:
+                raise ValueError(
+                    f"{field}.extra_data: {ref} is not enabled: the recipe's teacher_data has "
+                    + (f"no entry {teacher!r} (it has: {', '.join(self.teacher_data)})" if self.teacher_data
+                       else f"no entries (add teacher_data: {{{teacher}: {{}}}})")
+                )
+        if refs and own_data is not None and own_data != self.data:
+            raise ValueError(f"{field}.extra_data: the teacher's questions are about the recipe's training "
+                             "contexts; a distillation with its own data cannot add them")
 
     def _check_multi(self, name: str, d: DistillConfig) -> None:
         data = d.data or self.data

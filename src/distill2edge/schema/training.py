@@ -95,6 +95,11 @@ class SFTStageConfig(Strict):
     lora: LoraConfig | None = LoraConfig()
     """Empty (null) trains all weights."""
     train: TrainConfig = TrainConfig()
+    extra_data: list[str] = []
+    """`sft.student` only: training examples added to the recipe's training split, `teacher_data.TEACHER`
+    (as `distill.NAME.extra_data`), so the labels-only student can see the same data as a distillation."""
+
+    _omit_at_default = frozenset({"extra_data"})
 
 
 class SFTConfig(Strict):
