@@ -80,7 +80,7 @@ def sample_lines(
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
-        out = model.generate(
+        out = cast(GenerationMixin, model).generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=temperature, top_p=top_p,
             top_k=0, num_return_sequences=n, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
             eos_token_id=tok.eos_token_id, stop_strings=["\n"], tokenizer=tok,
