@@ -21,6 +21,8 @@ import json
 import os
 from pathlib import Path
 
+from distill2edge.atomic import write_json_atomic
+
 SMALL_FILE_BYTES = 64 << 20
 """Non-weight files of a model folder up to this size enter its digest (tokenizers, configs, indexes)."""
 _WEIGHT_SUFFIXES = {".safetensors", ".bin"}
@@ -49,9 +51,7 @@ def _memo_put(memo: Path | None, key: str, stamp: list[list[object]], digest: st
         known = {}
     known[key] = {"files": stamp, "sha256": digest}
     memo.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo.with_name(f".{memo.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(known, indent=1))
-    os.replace(tmp, memo)  # concurrent writers: the last one wins, no file is ever half-written
+    write_json_atomic(memo, known, indent=1)  # concurrent writers: the last one wins, none half-written
 
 
 def file_digest(path: Path, memo: Path | None = None) -> str:

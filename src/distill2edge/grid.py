@@ -33,9 +33,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from distill2edge.atomic import write_json_atomic, write_text_atomic
 from distill2edge.config import CACHEABLE_ALGORITHMS, DistillConfig, Recipe, RecipeError
 from distill2edge.report.grid import grid_report
-from distill2edge.runs import write_json_atomic, write_text_atomic
 from distill2edge.stats.hypotheses import grid_cells
 
 Log = Callable[[str], None]

@@ -14,13 +14,14 @@ from typing import Any, Literal
 
 import torch
 
+from distill2edge.atomic import write_json_atomic
 from distill2edge.config import DataConfig, DistillConfig, Recipe, SFTStageConfig, TrainConfig
 from distill2edge.data.splits import prepare_data, read_data
 from distill2edge.evaluate.probe import probe_factory
 from distill2edge.output_stages import evaluate_stages, run_bench_stage, run_export_stages
 from distill2edge.preflight import name_layer_error, preflight_recipe
 from distill2edge.report.markdown import write_report
-from distill2edge.runs import Run, StageResult, ending_status, write_json_atomic
+from distill2edge.runs import Run, StageResult, ending_status
 from distill2edge.stage_keys import distill_stage_key, teacher_stage_config
 from distill2edge.student_init import init_student, log_student_init
 from distill2edge.teacher_data import teacher_data_stages

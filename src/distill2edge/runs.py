@@ -32,6 +32,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from distill2edge.atomic import publish_dir
+from distill2edge.atomic import write_json_atomic as write_json_atomic  # re-exported: the old home
+from distill2edge.atomic import write_text_atomic as write_text_atomic  # re-exported: the old home
 from distill2edge.config import config_hash
 from distill2edge.content_keys import content_of
 from distill2edge.run_folder import RunFolderError, RunLock, open_run_folder
@@ -42,18 +45,6 @@ _LIBRARIES = ("distill2edge", "torch", "transformers", "peft", "accelerate", "da
 
 StageFn = Callable[[Path, Path], dict[str, Any]]
 """(out_dir, work_dir) -> metrics. Writes its outputs into out_dir."""
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def library_versions() -> dict[str, str]:
@@ -259,7 +250,7 @@ class Run:
     def _complete(self, name: str, metrics: dict[str, Any], seconds: float, log: Callable[[str], None]) -> StageResult:
         """Rename the temporary folder into place, drop the work folder, record the stage complete."""
         out_dir, work_dir = self.stages_dir / name, self.stages_dir / f"{name}.work"
-        (self.stages_dir / f"{name}.tmp").rename(out_dir)
+        publish_dir(self.stages_dir / f"{name}.tmp", out_dir)  # `.tmp`: the name `_begin` made
         shutil.rmtree(work_dir, ignore_errors=True)
         self.manifest["stages"][name].update(
             status="complete", seconds=round(seconds, 2), metrics=metrics,

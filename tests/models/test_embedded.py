@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from distill2edge.atomic import file_lock
 from distill2edge.models import (
     EMBEDDED_MODELS,
     EmbeddedModel,
@@ -17,7 +18,6 @@ from distill2edge.models import (
     register_embedded_model,
 )
 from distill2edge.models import embedded as emb
-from distill2edge.models._fs import file_lock
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from distill2edge.atomic import write_text_atomic
 from distill2edge.bench.measure import BenchSettings, bench_any
 from distill2edge.bench.ratios import gguf_file_type, same_bits_ratios
 from distill2edge.bench.roofline import ModelFacts, measure_bandwidth, model_roofline
@@ -122,9 +123,7 @@ def run_bench(
     }
     (out_dir / "bench.md").write_text("# Benchmark\n\n" + markdown_tables(result), encoding="utf-8")
     write_plots(result, out_dir)
-    tmp = out_dir / "bench.json.tmp"
-    tmp.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, out_dir / "bench.json")
+    write_text_atomic(out_dir / "bench.json", json.dumps(result, indent=1) + "\n")
     return result
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 
+from distill2edge.atomic import write_file_atomic
 from distill2edge.config import DataConfig, SplitConfig
 from distill2edge.data.examples import DataError, QAExample
 from distill2edge.data.qa_checks import check_answers_in_context, warn_stderr
@@ -176,12 +177,10 @@ def _fetch_url(url: str) -> Path:
     target = cache_dir() / "data" / (hashlib.sha1(url.encode()).hexdigest()[:16] + "-" + Path(url).name)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(target.suffix + ".part")
         try:
-            urllib.request.urlretrieve(url, tmp)
+            write_file_atomic(target, lambda tmp: urllib.request.urlretrieve(url, tmp))
         except OSError as e:
             raise DataError(f"could not download {url}: {e}") from None
-        tmp.replace(target)
     return target
 
 

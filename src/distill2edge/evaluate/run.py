@@ -79,8 +79,8 @@ def evaluate_models(
     (`DataConfig`). Writes `out` (which must be missing or empty) atomically and returns the content of
     its summary.json. Raises OutputExistsError, JudgeError, MetricUnavailableError, DataError,
     ModelLoadError or ValueError (unknown metric); nothing is written then."""
+    from distill2edge.atomic import write_dir_atomic
     from distill2edge.config import DataConfig
-    from distill2edge.models._fs import write_dir_atomically
 
     defaults = DataConfig()
     data = defaults.source if data is None else data
@@ -106,7 +106,7 @@ def evaluate_models(
 
     if out.exists():
         out.rmdir()  # empty: replaced by the complete folder
-    write_dir_atomically(out, write)
+    write_dir_atomic(out, write)
     return holder["record"]
 
 

@@ -71,8 +71,8 @@ def _source_dir() -> Path:
 
 def _nltk_root(source: Path) -> Path:
     """`<cache>/nltk_data` holding corpora/wordnet built from `source` (built once, atomically)."""
+    from distill2edge.atomic import file_lock, write_dir_atomic
     from distill2edge.models import cache_dir
-    from distill2edge.models._fs import file_lock, write_dir_atomically
 
     root = cache_dir() / "nltk_data"
     final = root / "corpora" / "wordnet"
@@ -87,7 +87,7 @@ def _nltk_root(source: Path) -> Path:
 
     with file_lock(root / ".wordnet.lock"):
         if not (final / "lexnames").is_file():
-            write_dir_atomically(final, write)
+            write_dir_atomic(final, write)
     return root
 
 

@@ -1,4 +1,7 @@
-"""Pieces shared by the exporters: errors, atomic outputs, loading the torch reference, parity metrics."""
+"""Pieces shared by the exporters: errors, work folders, loading the torch reference, parity reports and gates.
+
+The logits themselves are compared by `distill2edge.logit_compare` (the gates' KLD, same top token, max |dlogit|).
+"""
 
 from __future__ import annotations
 
@@ -95,29 +98,6 @@ class ParityReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "passed": self.passed}
-
-
-def compare_logits(ref: Sequence[np.ndarray], got: Sequence[np.ndarray]) -> dict[str, float]:
-    """Compare per-prompt logits, each `[seq, vocab]` (the runtime's vocab may carry padding rows).
-
-    Returns max |Δlogit|, the logit scale, mean KL(p_ref || p_got) and the same-top-token rate.
-    """
-    max_diff, scale, klds, same = 0.0, 0.0, [], []
-    for r, g in zip(ref, got):
-        r = r.astype(np.float64)
-        g = g[:, : r.shape[1]].astype(np.float64)
-        max_diff = max(max_diff, float(np.abs(r - g).max()))
-        scale = max(scale, float(np.abs(r).max()))
-        lr = r - np.logaddexp.reduce(r, axis=-1, keepdims=True)
-        lg = g - np.logaddexp.reduce(g, axis=-1, keepdims=True)
-        klds.extend((np.exp(lr) * (lr - lg)).sum(-1).tolist())
-        same.extend((r.argmax(-1) == g.argmax(-1)).tolist())
-    return {
-        "max_abs_logit_diff": max_diff,
-        "logit_scale": scale,
-        "mean_kld": float(np.mean(klds)),
-        "same_top_token": float(np.mean(same)),
-    }
 
 
 def gate(

@@ -31,7 +31,6 @@ from distill2edge.export.common import (
     ParityReport,
     check_model_dir,
     check_output,
-    compare_logits,
     encode_prompts,
     export_tempdir,
     gate,
@@ -41,6 +40,7 @@ from distill2edge.export.common import (
 from distill2edge.export.onnx_int8 import weight_only
 from distill2edge.export.onnx_optimize import check_optimizable, optimize_decoder
 from distill2edge.export.profiles import Gate, ONNXSettings, Profile, default_gate, load_profile
+from distill2edge.logit_compare import compare_logits
 
 
 def _require_optimum() -> None:
@@ -97,7 +97,7 @@ def _ort_parity(
         runtime=f"onnxruntime {onnxruntime.__version__} ({provider})",
         n_prompts=len(ids),
         n_positions=sum(map(len, ids)),
-        **compare_logits(ref, got),
+        **compare_logits(ref, got).metrics(),
     )
     if check_greedy and n_new:
         report.greedy_identical = _greedy(ort, ids[: len(ref_greedy)], n_new, pad) == ref_greedy

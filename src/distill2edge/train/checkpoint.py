@@ -8,7 +8,6 @@ either the previous checkpoint or the new one.
 from __future__ import annotations
 
 import random
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from distill2edge import atomic
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -52,22 +53,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def checkpoint_temps(target: Path) -> tuple[Path, Path]:
+    """The fixed `<name>.tmp` and `<name>.old` siblings of a checkpoint folder: `ParallelTrainer` writes
+    each process's RNG state into `.tmp`, and `recover_dir` looks for `.old`."""
+    return target.with_name(target.name + ".tmp"), target.with_name(target.name + ".old")
+
+
 def atomic_save_dir(target: Path, write: Callable[[Path], None]) -> None:
     """Write a folder through `write(tmp)` and rename it into place; the old one goes only after."""
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    old = target.with_name(target.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    tmp, old = checkpoint_temps(target)
+    atomic.write_dir_atomic(target, write, tmp=tmp, old=old)
 
 
 def recover_dir(target: Path) -> None:
     """After a kill between the two renames of `atomic_save_dir`, the previous folder sits at `.old`."""
-    old = target.with_name(target.name + ".old")
-    if not target.exists() and old.exists():
-        old.rename(target)
+    atomic.recover_dir(target, checkpoint_temps(target)[1])

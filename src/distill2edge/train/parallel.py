@@ -38,7 +38,13 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from distill2edge.train import distributed as dist
-from distill2edge.train.checkpoint import atomic_save_dir, load_trainable, rng_state, set_rng_state
+from distill2edge.train.checkpoint import (
+    atomic_save_dir,
+    checkpoint_temps,
+    load_trainable,
+    rng_state,
+    set_rng_state,
+)
 
 Objective = Callable[[nn.Module, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -145,7 +151,7 @@ class ParallelTrainer:
             atomic_save_dir(ckpt_dir, write)
         else:
             dist.barrier()
-            torch.save(rng_state(), ckpt_dir.with_name(ckpt_dir.name + ".tmp") / f"rng_{dist.rank()}.pt")
+            torch.save(rng_state(), checkpoint_temps(ckpt_dir)[0] / f"rng_{dist.rank()}.pt")
             dist.barrier()
         dist.barrier()  # renamed into place before anyone goes on
 

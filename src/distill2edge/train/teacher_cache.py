@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,10 +33,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from distill2edge.atomic import file_lock, remove_stale_temps, write_dir_atomic, write_json_atomic
 from distill2edge.data.tokenize import IGNORE_INDEX, collate
 from distill2edge.losses.cma import moments
 from distill2edge.losses.sparse import sparse_teacher_targets
-from distill2edge.models._fs import file_lock, remove_stale_temps, write_dir_atomically
 from distill2edge.models.hf import input_embeddings, module_weight, output_embeddings
 
 FORMAT_VERSION = 1
@@ -69,9 +68,7 @@ def fingerprint_model_dir(path: Path, memo: Path | None = None) -> str:
     if memo is not None:
         known[str(path.resolve())] = {"files": stamp, "sha256": digest}
         memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(known, indent=1))
-        os.replace(tmp, memo)  # concurrent writers: the last one wins, no file is ever half-written
+        write_json_atomic(memo, known, indent=1)  # concurrent writers: the last one wins, none half-written
     return digest
 
 
@@ -352,7 +349,7 @@ def topk_cache(
                                   progress=progress)
                 (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, "key": key, **meta}, indent=1))
 
-            write_dir_atomically(path, write)
+            write_dir_atomic(path, write)
     entry = TopKCache.open(path)
     return entry, CacheStats(str(path), hit, 0.0 if hit else time.perf_counter() - start, entry.nbytes())
 
@@ -376,7 +373,7 @@ def hidden_cache(
                                     batch_size=batch_size, device=torch.device(device), progress=progress)
                 (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, "key": key, **meta}, indent=1))
 
-            write_dir_atomically(path, write)
+            write_dir_atomic(path, write)
     entry = HiddenCache.open(path)
     return entry, CacheStats(str(path), hit, 0.0 if hit else time.perf_counter() - start, entry.nbytes())
 

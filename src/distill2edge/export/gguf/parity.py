@@ -8,7 +8,8 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from distill2edge.export.common import ParityReport, TorchReference, compare_logits
+from distill2edge.export.common import ParityReport, TorchReference
+from distill2edge.logit_compare import compare_logits
 from distill2edge.models.llama_parity import llama_greedy, quiet_stderr
 
 
@@ -68,5 +69,5 @@ def gguf_parity(path: Path, ref: TorchReference, threads: int) -> ParityReport:
         n_prompts=len(ref.ids),
         n_positions=sum(len(s) for s in ref.ids),
         greedy_identical=None if greedy is None else greedy == ref.greedy,
-        **compare_logits(ref.logits, got),
+        **compare_logits(ref.logits, got).metrics(),
     )
