@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
+from distill2edge.atomic import write_json_atomic, write_text_atomic
 from distill2edge.config import DataConfig, Recipe, TeacherDataConfig
 from distill2edge.data.qa import QAExample, read_split
 from distill2edge.data.qa_checks import normalize_text
-from distill2edge.runs import Run, StageResult, write_json_atomic, write_text_atomic
+from distill2edge.runs import Run, StageResult
 
 REASONS = ("empty_question", "unfinished_question", "duplicate_question", "training_question",
            "empty_answer", "answer_not_in_context", "answer_in_question")
