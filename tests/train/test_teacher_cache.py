@@ -21,10 +21,9 @@ from distill2edge.train.teacher_cache import (
     cache_key,
     collate_with_index,
     fingerprint_model_dir,
-    hidden_cache,
-    topk_cache,
     with_example_index,
 )
+from distill2edge.train.teacher_cache_build import hidden_cache, topk_cache
 
 TEMPLATE = "Context: {context}\nQuestion: {question}\nAnswer:"
 

@@ -1,7 +1,8 @@
 """Distillation from a teacher cache (`distill.NAME.cache.enabled`): the setup `run_distill` trains with.
 
-Vanilla KD learns from the teacher's cached top-k targets (`losses.sparse`), so the teacher is loaded
-only when its entry must be built and is freed before the student is loaded. DSKD reads the teacher's
+Vanilla KD learns from the teacher's cached top-k targets (`losses.sparse`), at the answer tokens or,
+with `positions: all`, at every real position (full-sequence KD), so the teacher is loaded only when its
+entry must be built and is freed before the student is loaded. DSKD reads the teacher's
 cached last hidden states and keeps only the teacher's embeddings and LM head (`TeacherEnds`); with
 `hidden_dtype: float32` its losses equal the online run's.
 """
@@ -32,7 +33,6 @@ from distill2edge.train.dskd import DSKDObjective
 from distill2edge.train.objectives import answer_positions, masked_ce
 from distill2edge.train.teacher_cache import (
     EXAMPLE_KEY,
-    CacheStats,
     Features,
     HiddenCache,
     TeacherEnds,
@@ -40,17 +40,20 @@ from distill2edge.train.teacher_cache import (
     cache_key,
     collate_with_index,
     fingerprint_model_dir,
-    hidden_cache,
-    topk_cache,
+    topk_cache_key,
     with_example_index,
 )
+from distill2edge.train.teacher_cache_build import CacheStats, hidden_cache, topk_cache
 
 
 @dataclass
 class CachedKD:
     """Vanilla KD against cached sparse teacher targets: (1 - alpha)·CE + alpha·D(teacher top-k ‖ student).
 
-    No T² factor unless `loss.hinton_t2`, as the online `VanillaKD`.
+    No T² factor unless `loss.hinton_t2`, as the online `VanillaKD`. CE is always on the answer tokens; D
+    is the mean over the entry's rows: the answer tokens, or with `positions="all"` (an all-positions
+    entry) every position whose next token is real, with `answer_share` of D taken on the answer tokens
+    alone, D = (1 - share)·D(all) + share·D(answer), as `VanillaKD` with `positions="all"`.
 
     Student logits are trimmed to `vocab_size`, the shared vocabulary the cache was built over.
     """
@@ -60,21 +63,55 @@ class CachedKD:
     vocab_size: int
     top_k: int
     tail: str = "uniform"
+    positions: str = "answer"
+    """Must match the entry's (`TopKCache.positions`)."""
+    answer_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.cache.positions != self.positions:
+            raise ValueError(f"teacher cache {self.cache.path} holds {self.cache.positions} positions, "
+                             f"the objective distils {self.positions} positions")
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if self.positions == "all":
+            return self._all_positions(model, batch)
         keep, targets = answer_positions(batch["labels"])
         logits = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
         ).logits[..., : self.vocab_size]
         ce = masked_ce(logits, targets)
         idx, logp, rest = self.cache.targets(batch[EXAMPLE_KEY].cpu(), self.top_k, device=logits.device)
-        kd = sparse_kd_loss(
-            logits[targets != IGNORE_INDEX], idx, logp, rest, name=self.loss.name,
-            temperature=self.loss.temperature, skew_lambda=self.loss.skew_lambda, tail=self.tail,
-            hinton_t2=self.loss.hinton_t2,
-        )
+        kd = self._divergence(logits[targets != IGNORE_INDEX], idx, logp, rest)
         a = self.loss.alpha
         return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
+
+    def _all_positions(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Full-sequence KD: student logits at every position ([B, T-1, V] after dropping the last, which
+        predicts nothing), CE on the answer tokens, D over the real positions the entry stores."""
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=0
+        ).logits[:, :-1, : self.vocab_size]
+        targets = batch["labels"][:, 1:]  # [B, T-1]
+        ce = masked_ce(logits, targets)
+        real = batch["attention_mask"][:, 1:].bool()  # [B, T-1]: the entry's rows, sample by sample
+        rows = logits[real]  # [N, V]
+        idx, logp, rest = self.cache.targets(batch[EXAMPLE_KEY].cpu(), self.top_k, device=logits.device)
+        if idx.shape[0] != rows.shape[0]:
+            raise RuntimeError(f"teacher cache {self.cache.path}: {idx.shape[0]} cached rows for {rows.shape[0]} "
+                               "positions; the samples no longer match the ones the cache was built from")
+        kd = self._divergence(rows, idx, logp, rest)
+        if self.answer_share:
+            on = (targets != IGNORE_INDEX)[real]  # [N]: rows that predict an answer token
+            kd = (1 - self.answer_share) * kd + self.answer_share * self._divergence(rows[on], idx[on], logp[on], rest[on])
+        a = self.loss.alpha
+        return {"loss": (1 - a) * ce + a * kd, "ce": ce.detach(), "kd": kd.detach()}
+
+    def _divergence(self, rows: torch.Tensor, idx: torch.Tensor, logp: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+        """Row mean of `loss.name` between student logits [N, V] and the sparse targets ([N, k] x2, [N])."""
+        return sparse_kd_loss(
+            rows, idx, logp, rest, name=self.loss.name, temperature=self.loss.temperature,
+            skew_lambda=self.loss.skew_lambda, tail=self.tail, hinton_t2=self.loss.hinton_t2,
+        )
 
 
 @dataclass
@@ -153,17 +190,20 @@ def _topk_setup(
 ) -> tuple[nn.Module, PreTrainedTokenizerBase, DistillSetup, CacheStats]:
     """Vanilla KD: open (or build) the top-k entry, free the teacher, load the student, build `CachedKD`."""
     c = cfg.cache
-    key = cache_key(fingerprint, everything, vocab=align.shared_size)
+    key = topk_cache_key(fingerprint, everything, align.shared_size, cfg.positions)
     entry, stats = topk_cache(
         cache_root, key, models.load_teacher, everything, pad_id=s_pad, vocab_size=align.shared_size,
         k=c.top_k, temperature=cfg.loss.temperature, batch_size=c.batch_size, device=models.device, progress=progress,
+        positions=cfg.positions,
     )
     models.built.clear()
     _free()
     model, s_tok = models.load_student(cfg, apply_lora)
-    objective = CachedKD(entry, cfg.loss, align.shared_size, min(c.top_k, align.shared_size), c.tail)
+    objective = CachedKD(entry, cfg.loss, align.shared_size, min(c.top_k, align.shared_size), c.tail,
+                         positions=cfg.positions, answer_share=cfg.answer_kd_share)
     targets = f"cached top-{objective.top_k}, " + ("uniform tail" if c.tail == "uniform" else "rest bin")
-    setup = DistillSetup(objective, info={"shared_vocab": align.shared_size, "kd_targets": targets})
+    info = {"shared_vocab": align.shared_size, "kd_targets": targets, "kd_positions": cfg.positions}  # as online
+    setup = DistillSetup(objective, info=info)
     return model, s_tok, setup, stats
 
 

@@ -16,13 +16,18 @@ batches. Entries are written to a temporary folder under a file lock and renamed
 killed build leaves nothing half-written, and concurrent builders (processes of one multi-process run,
 two grid cells) build once. A top-k entry serves any k up to its own (`TopKCache.targets` folds the
 dropped entries into the remaining mass).
+
+A top-k entry holds rows for the answer positions, or with `positions="all"` (full-sequence KD) for
+every real next-token position of each sample; `all` is part of such an entry's key and meta, so the
+two kinds never stand in for each other (answer-only keys are unchanged).
+
+This module keys and reads entries; `train.teacher_cache_build` builds them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,19 +36,20 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from distill2edge.atomic import file_lock, remove_stale_temps, write_dir_atomic, write_json_atomic
-from distill2edge.data.tokenize import IGNORE_INDEX, collate
-from distill2edge.losses.cma import moments
-from distill2edge.losses.sparse import sparse_teacher_targets
-from distill2edge.models.hf import input_embeddings, module_weight, output_embeddings
+from distill2edge.atomic import write_json_atomic
+from distill2edge.data.tokenize import IGNORE_INDEX
+from distill2edge.models.hf import input_embeddings, output_embeddings
 
 FORMAT_VERSION = 1
 EXAMPLE_KEY = "example_index"
 """Feature/batch key holding each sample's row in the cache (`with_example_index`)."""
 
 Features = Sequence[dict[str, list[int]]]
+
+POSITIONS = ("answer", "all")
+"""Which positions of a sample an entry stores: `answer` (positions whose next token is an answer token)
+or `all` (every position whose next token is real: full-sequence KD, `distill.NAME.positions: all`)."""
 
 
 # ----------------------------------------------------------------------------- keys
@@ -101,6 +107,16 @@ def cache_key(teacher_fingerprint: str, features: Features, prefix: str = "", **
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
 
+def topk_cache_key(teacher_fingerprint: str, features: Features, vocab: int, positions: str = "answer") -> str:
+    """`cache_key` of a top-k entry over the shared vocabulary `vocab`: `positions="all"` enters the key
+    (an all-positions entry is never read for answer positions, nor the reverse), `answer` does not, so
+    keys of entries built before full-sequence entries existed are unchanged."""
+    if positions not in POSITIONS:
+        raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
+    extra = {} if positions == "answer" else {"positions": positions}
+    return cache_key(teacher_fingerprint, features, vocab=vocab, **extra)
+
+
 def with_example_index(features: Features, start: int = 0) -> list[dict[str, list[int]]]:
     """Each sample plus its cache row (`EXAMPLE_KEY`), counting from `start`."""
     return [{**f, EXAMPLE_KEY: [start + i]} for i, f in enumerate(features)]
@@ -120,12 +136,23 @@ def answer_rows(labels: list[int]) -> int:
     return sum(1 for y in labels[1:] if y != IGNORE_INDEX)
 
 
-# ----------------------------------------------------------------------------- reading
+def sample_rows(feature: dict[str, list[int]], positions: str = "answer", prefix: str = "") -> int:
+    """Rows an entry stores for one sample: `answer_rows`, or with `positions="all"` one per position whose
+    next token is real (all its tokens but the last; padding is added only at batch time)."""
+    if positions == "all":
+        return max(len(feature[prefix + "input_ids"]) - 1, 0)
+    if positions != "answer":
+        raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
+    return answer_rows(feature[prefix + "labels"])
 
 
-def _offsets(features: Features, prefix: str) -> np.ndarray:
-    counts = [answer_rows(f[prefix + "labels"]) for f in features]
+def row_offsets(features: Features, prefix: str = "", positions: str = "answer") -> np.ndarray:
+    """[samples + 1] int64: where each sample's rows start in an entry (rows in sample order)."""
+    counts = [sample_rows(f, positions, prefix) for f in features]
     return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+
+# ----------------------------------------------------------------------------- reading
 
 
 @dataclass
@@ -154,6 +181,11 @@ class TopKCache(_Entry):
     @property
     def k(self) -> int:
         return int(self.meta["top_k"])
+
+    @property
+    def positions(self) -> str:
+        """`answer` or `all` (`POSITIONS`); entries written before `all` existed hold answer rows."""
+        return str(self.meta.get("positions", "answer"))
 
     @classmethod
     def open(cls, path: Path) -> TopKCache:
@@ -220,162 +252,6 @@ class HiddenCache(_Entry):
         out = torch.zeros(*mask.shape, rows.shape[-1], dtype=dtype, device=mask.device)
         out[mask] = rows.to(device=mask.device, dtype=dtype)
         return out
-
-
-# ----------------------------------------------------------------------------- building
-
-
-def _batches(features: Features, batch_size: int):
-    for start in range(0, len(features), batch_size):
-        yield start, features[start : start + batch_size]
-
-
-def _strip(features: Features, prefix: str) -> list[dict[str, list[int]]]:
-    return [{k: f[prefix + k] for k in ("input_ids", "labels")} for f in features]
-
-
-@torch.no_grad()
-def _fill_topk(
-    teacher: nn.Module, features: Features, out: Path, *, pad_id: int, vocab_size: int, k: int, temperature: float,
-    batch_size: int, device: torch.device, progress: bool,
-) -> dict[str, Any]:
-    offsets = _offsets(features, "")
-    n_rows = int(offsets[-1])
-    k = min(k, vocab_size)
-    np.save(out / "offsets.npy", offsets)
-    indices = np.lib.format.open_memmap(out / "indices.npy", mode="w+", dtype=np.int32, shape=(n_rows, k))
-    log_probs = np.lib.format.open_memmap(out / "log_probs.npy", mode="w+", dtype=np.float32, shape=(n_rows, k))
-    rest = np.lib.format.open_memmap(out / "rest.npy", mode="w+", dtype=np.float32, shape=(n_rows,))
-    row = 0
-    teacher.eval()
-    for _, part in tqdm(list(_batches(features, batch_size)), desc="teacher cache (top-k)", disable=not progress):
-        batch = {key: v.to(device) for key, v in collate(part, pad_id).items()}
-        shifted = batch["labels"][:, 1:]
-        keep = (shifted != IGNORE_INDEX).any(dim=0).nonzero(as_tuple=True)[0]
-        logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
-        mask = shifted[:, keep] != IGNORE_INDEX
-        idx, logp, rst = sparse_teacher_targets(logits[..., :vocab_size][mask], k, temperature)
-        n = idx.shape[0]
-        indices[row : row + n] = idx.cpu().numpy()
-        log_probs[row : row + n] = logp.cpu().numpy()
-        rest[row : row + n] = rst.cpu().numpy()
-        row += n
-    if row != n_rows:
-        raise RuntimeError(f"teacher cache: wrote {row} rows, expected {n_rows}")
-    for arr in (indices, log_probs, rest):
-        arr.flush()
-    return {"kind": "topk", "top_k": k, "temperature": temperature, "vocab_size": vocab_size, "rows": n_rows}
-
-
-@torch.no_grad()
-def _fill_hidden(
-    teacher: nn.Module, features: Features, out: Path, *, prefix: str, pad_id: int, dtype: str, batch_size: int,
-    device: torch.device, progress: bool,
-) -> dict[str, Any]:
-    offsets = _offsets(features, prefix)
-    n_rows = int(offsets[-1])
-    d = int(module_weight(output_embeddings(teacher)).shape[1])
-    np.save(out / "offsets.npy", offsets)
-    hidden = np.lib.format.open_memmap(out / "hidden.npy", mode="w+", dtype=np.dtype(dtype), shape=(n_rows, d))
-    row = 0
-    teacher.eval()
-    plain = _strip(features, prefix)
-    grid: list[np.ndarray] = []  # per sample: moments of its last hidden state over its real grid positions
-    for _, part in tqdm(list(_batches(plain, batch_size)), desc="teacher cache (hidden)", disable=not progress):
-        batch = {key: v.to(device) for key, v in collate(part, pad_id).items()}
-        last = teacher(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True,
-            logits_to_keep=1,
-        ).hidden_states[-1]  # [B, T, d], after the final norm
-        mask = batch["labels"][:, 1:] != IGNORE_INDEX  # [B, T-1]: positions whose next token is an answer token
-        rows = last[:, :-1][mask]
-        hidden[row : row + rows.shape[0]] = rows.float().cpu().numpy().astype(dtype)
-        row += rows.shape[0]
-        for b, n in enumerate(batch["attention_mask"].sum(1).tolist()):  # the sample's real grid positions
-            grid.append(moments(last[b, : int(n) - 1]).cpu().numpy())
-    if row != n_rows:
-        raise RuntimeError(f"teacher cache: wrote {row} rows, expected {n_rows}")
-    hidden.flush()
-    np.save(out / "moments.npy", np.stack(grid) if grid else np.zeros((0, 3)))
-    return {"kind": "hidden", "dtype": dtype, "hidden_size": d, "rows": n_rows}
-
-
-@dataclass
-class CacheStats:
-    """What a stage reports about its cache use."""
-
-    path: str
-    hit: bool
-    build_seconds: float
-    bytes: int
-
-    def as_info(self) -> dict[str, Any]:
-        return {"teacher_cache": self.path, "teacher_cache_hit": self.hit,
-                "teacher_cache_build_s": round(self.build_seconds, 2), "teacher_cache_mb": round(self.bytes / 2**20, 2)}
-
-
-def _find_topk(key_dir: Path, k: int, temperature: float) -> Path | None:
-    """A complete top-k entry at `temperature` with at least `k` entries per row (the smallest such)."""
-    found = []
-    for p in key_dir.glob("topk-*"):
-        if (p / "meta.json").exists():
-            meta = json.loads((p / "meta.json").read_text())
-            if meta["temperature"] == temperature and meta["top_k"] >= min(k, meta["vocab_size"]):
-                found.append((meta["top_k"], p))
-    return min(found)[1] if found else None
-
-
-def topk_cache(
-    root: Path, key: str, build_teacher, features: Features, *, pad_id: int, vocab_size: int, k: int,
-    temperature: float, batch_size: int = 8, device: torch.device | str = "cpu", progress: bool = True,
-) -> tuple[TopKCache, CacheStats]:
-    """Open the top-k entry for `key`, building it first if needed with the model `build_teacher()` returns.
-
-    `build_teacher` is called only on a miss, so a hit never loads the teacher.
-    """
-    key_dir = root / key
-    start = time.perf_counter()
-    with file_lock(root / f".{key}.lock"):
-        path = _find_topk(key_dir, k, temperature)
-        hit = path is not None
-        if path is None:
-            path = key_dir / f"topk-k{k}-T{temperature:g}"
-            remove_stale_temps(path)
-            teacher = build_teacher()
-
-            def write(tmp: Path) -> None:
-                meta = _fill_topk(teacher, features, tmp, pad_id=pad_id, vocab_size=vocab_size, k=k,
-                                  temperature=temperature, batch_size=batch_size, device=torch.device(device),
-                                  progress=progress)
-                (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, "key": key, **meta}, indent=1))
-
-            write_dir_atomic(path, write)
-    entry = TopKCache.open(path)
-    return entry, CacheStats(str(path), hit, 0.0 if hit else time.perf_counter() - start, entry.nbytes())
-
-
-def hidden_cache(
-    root: Path, key: str, build_teacher, features: Features, *, prefix: str, pad_id: int, dtype: str = "float16",
-    batch_size: int = 8, device: torch.device | str = "cpu", progress: bool = True,
-) -> tuple[HiddenCache, CacheStats]:
-    """Open (or build, as `topk_cache`) the hidden-state entry for `key`; `prefix` selects the teacher's
-    own tokenization in `features` ("" when it reads the student's)."""
-    path = root / key / f"hidden-v2-{dtype}"  # v2: with moments.npy (entries without it are rebuilt)
-    start = time.perf_counter()
-    with file_lock(root / f".{key}.lock"):
-        hit = (path / "meta.json").exists()
-        if not hit:
-            remove_stale_temps(path)
-            teacher = build_teacher()
-
-            def write(tmp: Path) -> None:
-                meta = _fill_hidden(teacher, features, tmp, prefix=prefix, pad_id=pad_id, dtype=dtype,
-                                    batch_size=batch_size, device=torch.device(device), progress=progress)
-                (tmp / "meta.json").write_text(json.dumps({"format": FORMAT_VERSION, "key": key, **meta}, indent=1))
-
-            write_dir_atomic(path, write)
-    entry = HiddenCache.open(path)
-    return entry, CacheStats(str(path), hit, 0.0 if hit else time.perf_counter() - start, entry.nbytes())
 
 
 class TeacherEnds(nn.Module):
