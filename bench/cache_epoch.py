@@ -63,7 +63,7 @@ def one(mode: str, work: Path, top_k: int, max_train: int | None) -> dict:
     from distill2edge.config import DistillConfig
 
     # The answer-only KD settings these figures were measured with (telecom-qa's vanilla/dskd stages until
-    # the recipe moved to full-sequence KD, which the teacher cache does not serve).
+    # the recipe moved to full-sequence KD; bench/fullseq_cache_step.py times that one, cached and online).
     dcfg = DistillConfig.model_validate({
         "teacher": "smollm2", "algorithm": "dskd" if dskd else "vanilla", "lora": None,
         "loss": {"name": "forward_kl", "alpha": 0.5, "temperature": 2.0},

@@ -128,6 +128,8 @@ class _StubLM(nn.Module):
 class _StubCache:
     """A teacher cache entry holding the full-vocabulary targets (top-k with k = V) of the distilled rows."""
 
+    positions = "answer"  # rows at the answer tokens, as `TopKCache.positions`
+
     def __init__(self, teacher_rows: Tensor, temperature: float) -> None:
         self.entries = sparse_teacher_targets(teacher_rows, teacher_rows.shape[-1], temperature)
 
