@@ -69,7 +69,8 @@ def run_frontier(
     """Train, evaluate, export and time a student per size in `sizes`; returns frontier.json's content."""
     from distill2edge.bench import BenchModel
     from distill2edge.bench.api import run_bench, settings_for_recipe
-    from distill2edge.data.splits import read_data
+    from distill2edge.data.qa import QAExample
+    from distill2edge.data.splits import examples_of, read_data
     from distill2edge.export.gguf import export_gguf
     from distill2edge.pipeline import run_recipe
 
@@ -107,9 +108,10 @@ def run_frontier(
             log(f"[frontier] export {name}")
             export_gguf(model_dir, target, quant=quant, threads=threads)
     splits = read_data(base.data, out_dir / f"L{sizes[0]}" / "stages" / "data")
+    questions = examples_of(splits["test"][:max_questions], QAExample, base.data.task)  # llama.cpp answers QA
     bench = run_bench(
         [BenchModel(gguf_dir / f"{name}.gguf", role, name=name) for role, _m, name in entries],
-        splits["test"][:max_questions], out_dir / "bench", settings=settings_for_recipe(base, threads=threads,
+        questions, out_dir / "bench", settings=settings_for_recipe(base, threads=threads,
                                                                                           batch_size=0), log=log,
     )
     speed = {rec["name"]: rec for rec in bench["models"]}

@@ -100,9 +100,10 @@ _NOT_FROM_TEMPLATE = {"teacher", "teacher_state", "student", "algorithm", "posit
 
 
 def build_grid_recipe(base: Recipe, same: str, different: str, metrics: Sequence[str],
-                      references: bool = False) -> Recipe:
+                      references: bool = False, judge: str | None = None) -> Recipe:
     """The base recipe with the 16 grid cells as its distillations (and only those, plus with
-    `references` the teachers and students, evaluated)."""
+    `references` the teachers and students, evaluated); `judge` (a judge spec) replaces the base
+    recipe's `evaluate.judge` when given."""
     from distill2edge.evaluate.registry import resolve_metrics
 
     teacher_of = {"same": same, "different": different}
@@ -123,7 +124,8 @@ def build_grid_recipe(base: Recipe, same: str, different: str, metrics: Sequence
     data.update(name=f"{base.name}-grid", distill=distill,
                 teachers={n: data["teachers"][n] for n in (same, different)},
                 description=f"16-cell grid of {base.name}: same vocabulary teacher `{same}`, different `{different}`.",
-                evaluate={**data["evaluate"], "models": roles, "metrics": resolve_metrics(metrics)})
+                evaluate={**data["evaluate"], "models": roles, "metrics": resolve_metrics(metrics),
+                          **({"judge": judge} if judge else {})})
     data["sft"]["teacher"]["enabled"] = data["sft"]["student"]["enabled"] = True
     if "export" in data:  # the base recipe's named distillations are gone; `best_distilled` still applies
         data["export"]["models"] = [m for m in data["export"]["models"] if m == "best_distilled" or m in roles]
@@ -144,7 +146,10 @@ def run_grid(
     correction: str = "none", alpha: float = 0.05, references: bool = False, progress: bool = True,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Run the grid into `out_dir` (an existing one is resumed) and write its tables, figures and report."""
+    """Run the grid into `out_dir` (an existing one is resumed) and write its tables, figures and report.
+
+    `judge` (a judge spec) grades the Oracle-LLM metrics, if `metrics` has any; default the base recipe's
+    `evaluate.judge`, else the default judge. It reaches the evaluation as the grid recipe's `evaluate.judge`."""
     from distill2edge.evaluate.registry import PAPER_METRICS, metric_group, resolve_metrics
     from distill2edge.pipeline import run_recipe
     from distill2edge.stats import load_grid_scores, run_tests, write_table3
@@ -155,23 +160,16 @@ def run_grid(
     names = resolve_metrics(list(metrics or (QUICK_METRICS if quick else FULL_METRICS)))
     judge_name = None
     if any(metric_group(m) == "llm" for m in names):
-        from distill2edge.evaluate.judge import DEFAULT_JUDGE
+        from distill2edge.evaluate.judge_spec import DEFAULT_JUDGE
 
-        judge_name = judge or os.environ.get("DISTILL2EDGE_JUDGE") or DEFAULT_JUDGE
+        judge_name = judge or base.evaluate.judge or DEFAULT_JUDGE
     _check_judge(out_dir, judge_name)
-    recipe = build_grid_recipe(base, same, different, names, references)
+    # The judge reaches the evaluation stages as the recipe's `evaluate.judge` (the default one as empty,
+    # so grids judged by it keep their stage keys).
+    recipe = build_grid_recipe(base, same, different, names, references, judge=judge_name)
     log(f"grid: same vocabulary `{same}`, different `{different}`; metrics: {', '.join(names)}"
         + (f"; judge {judge_name}" if judge_name else ""))
-    saved = os.environ.get("DISTILL2EDGE_JUDGE")
-    if judge_name:
-        os.environ["DISTILL2EDGE_JUDGE"] = judge_name  # the pipeline's evaluation builds the default judge
-    try:
-        pipeline = run_recipe(recipe, out_dir, progress=progress, log=log)
-    finally:
-        if saved is None:
-            os.environ.pop("DISTILL2EDGE_JUDGE", None)
-        else:
-            os.environ["DISTILL2EDGE_JUDGE"] = saved
+    pipeline = run_recipe(recipe, out_dir, progress=progress, log=log)
     os.replace(out_dir / "report.md", out_dir / "pipeline_report.md")
 
     cells = [c.key for c in grid_cells()]
@@ -204,7 +202,9 @@ def run_grid(
 
 
 def _check_judge(out_dir: Path, judge_name: str | None) -> None:
-    """Evaluation stages are keyed by the recipe, not the judge: refuse to resume under another judge."""
+    """Refuse to resume under another judge. Evaluation stages are keyed by the recipe, which names the
+    judge only when it is not the default one, and grids made before `evaluate.judge` existed did not
+    name it at all: their stages would be reused with another judge's scores."""
     path = out_dir / "grid.json"
     if path.exists():
         before = json.loads(path.read_text()).get("judge")

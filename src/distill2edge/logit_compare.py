@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
-__all__ = ["LogitComparison", "compare_logits", "compare_rows", "kl_rows"]
+__all__ = ["GateFigures", "LogitComparison", "compare_logits", "compare_rows", "kl_rows"]
 
 CHUNK_ROWS = 64
 """Rows compared at once (about 128 MB of float64 per buffer at a 262k vocabulary)."""
@@ -46,6 +47,16 @@ def _chunks(ref: np.ndarray, other: np.ndarray, chunk: int) -> Iterator[tuple[np
 def kl_rows(p_logits: np.ndarray, q_logits: np.ndarray, chunk: int = CHUNK_ROWS) -> np.ndarray:
     """KL(p || q) per row, in nats (float64 `[T]`), from raw logits `[T, V]` (q may have more columns)."""
     return compare_rows(p_logits, q_logits, chunk).kl
+
+
+class GateFigures(TypedDict):
+    """The four figures of an export gate, keyed as `ParityReport`'s fields: a TypedDict rather than a
+    plain dict so `ParityReport(**figures)` is checked field by field."""
+
+    max_abs_logit_diff: float
+    logit_scale: float
+    mean_kld: float
+    same_top_token: float
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class LogitComparison:
         """max |dlogit| / logit scale (the scale floored at 1e-6, so all-zero logits do not divide by 0)."""
         return self.max_abs_logit_diff / max(self.logit_scale, 1e-6)
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self) -> GateFigures:
         """The four figures of an export gate (`ParityReport`'s fields of the same names)."""
         return {
             "max_abs_logit_diff": self.max_abs_logit_diff,

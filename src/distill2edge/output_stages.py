@@ -71,7 +71,7 @@ def _evaluate(
     summary = evaluate_model(
         model, tok, test, out, template=data_cfg.prompt_template, max_length=data_cfg.max_length,
         max_new_tokens=ecfg.max_new_tokens, metrics=ecfg.metrics, batch_size=ecfg.batch_size,
-        device=device, progress=progress, desc=f"evaluate {role}",
+        device=device, progress=progress, desc=f"evaluate {role}", judge=ecfg.judge,  # built if an llm metric asks
     )
     summary["params"] = sum(p.numel() for p in model.parameters())
     summary["answer_ce"] = answer_cross_entropy(

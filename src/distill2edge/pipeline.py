@@ -183,7 +183,7 @@ def _distill_stage(
     d_data, d_splits = stage_data
     d_splits = _with_extra(d_splits, dcfg.extra_data, extra)
     d_data_cfg = dcfg.data or recipe.data
-    teachers = {t: (models[r], recipe.teachers[t].dtype) for t, r in teacher_roles.items()}
+    teachers: dict[str, tuple[str, str]] = {t: (models[r], recipe.teachers[t].dtype) for t, r in teacher_roles.items()}
     student_ref = models[student_role]
 
     def distill_fn(out: Path, work: Path) -> dict[str, Any]:
@@ -276,7 +276,7 @@ def _run_stages(
         starts[stage.name] = student_role
         models[f"distilled.{name}"], producers[f"distilled.{name}"] = str(stage.out_dir / "model"), stage
     if train_only:
-        trained = {r: m for r, m in models.items() if producers[r] is not None and producers[r].name in stages}
+        trained = {r: m for r, m in models.items() if (made := producers[r]) is not None and made.name in stages}
         return {"models": trained, "training": {name: s.metrics for name, s in stages.items()}}
     if not run.main_only_from_here():
         return {}  # training is over; the main process evaluates, exports and benchmarks alone
@@ -339,8 +339,11 @@ def _stage_data(
         cfg = dcfg.data
         key = cfg.model_dump_json()
         if key not in made:
-            st = run.stage(f"data.{first[key]}", cfg.model_dump(mode="json"), lambda o, _w, _c=cfg: prepare_data(_c, o, log=log),
-                           log=log, content=run.content(source=cfg.source))
+            def prepare(out_dir: Path, _work: Path, _cfg: DataConfig = cfg) -> dict[str, Any]:
+                return prepare_data(_cfg, out_dir, log=log)  # `_cfg` binds this iteration's data config
+
+            st = run.stage(f"data.{first[key]}", cfg.model_dump(mode="json"), prepare, log=log,
+                           content=run.content(source=cfg.source))
             made[key] = (st, read_data(cfg, st.out_dir))
         out[name] = made[key]
     return out

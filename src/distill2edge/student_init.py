@@ -31,8 +31,11 @@ def init_student(
     the validation split: the starting point every training stage is judged against."""
     s_cfg, data_cfg = recipe.student, recipe.data
     strategy, explicit = ("explicit", s_cfg.layers) if isinstance(s_cfg.layers, list) else (s_cfg.layers, None)
+    cut_from = source or s_cfg.init_from
+    if cut_from is None:  # the schema allows student.path instead; the pipeline runs this stage only without it
+        raise ValueError("student_init: the student has no init_from to cut from (student.path is used as is)")
     path = init_student_from_teacher(
-        source or s_cfg.init_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
+        cut_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
         encode=lambda tok: encode_all(tok, _selection_examples(splits["train"], s_cfg.selection_samples, strategy), data_cfg),
     )
     model, tok = load_model(str(path), device=device)

@@ -150,3 +150,20 @@ def test_cross_references_are_checked_with_lines(tmp_path):
         load_recipe(str(write(tmp_path, TWO)), ["evaluate.models=[teacher.x]"])
     with pytest.raises(RecipeError, match=r"'\*' cannot be the last part"):
         load_recipe(str(write(tmp_path, TWO)), ["distill.*=1"])
+
+
+def test_evaluate_judge_is_checked_and_keyed_only_when_named(tmp_path):
+    p = write(tmp_path, BASE)
+    plain = load_recipe(str(p))
+    assert plain.evaluate.judge is None
+    # Not named (or named as the default judge): the evaluation config has the keys it had before the field
+    # existed, so existing run folders reuse their evaluation stages.
+    old_keys = {"models", "metrics", "max_new_tokens", "batch_size"}
+    assert set(plain.evaluate.model_dump(mode="json")) == old_keys
+    default = load_recipe(str(p), ["evaluate.judge=hf:embedded:gemma-3-270m"])
+    assert default.evaluate.judge is None and default.config_hash() == plain.config_hash()
+    named = load_recipe(str(p), ["evaluate.judge=gguf:embedded:gemma-3-270m"])
+    assert named.evaluate.model_dump(mode="json")["judge"] == "gguf:embedded:gemma-3-270m"
+    assert named.config_hash() != plain.config_hash()
+    with pytest.raises(RecipeError, match="evaluate.judge.*bad judge spec 'gemma'"):
+        load_recipe(str(p), ["evaluate.judge=gemma"])

@@ -65,3 +65,14 @@ def test_evaluate_errors_leave_nothing(tiny_llama_dir, qa_jsonl, tmp_path, capsy
     (out / "keep.txt").write_text("x")
     assert _run(tiny_llama_dir, qa_jsonl, out) == 2
     assert "not an empty folder" in capsys.readouterr().err
+
+
+def test_the_judge_variable_stands_in_for_judge(tiny_llama_dir, qa_jsonl, tmp_path, monkeypatch) -> None:
+    """`$DISTILL2EDGE_JUDGE` is the documented default of `--judge`; an explicit `--judge` wins."""
+    with stub_server(lambda body: (200, "4")) as (url, _seen):
+        monkeypatch.setenv("DISTILL2EDGE_JUDGE", f"openai:env-model@{url}")
+        assert _run(tiny_llama_dir, qa_jsonl, tmp_path / "env", "--metrics", "answer_correctness") == 0
+        assert _run(tiny_llama_dir, qa_jsonl, tmp_path / "flag", "--metrics", "answer_correctness",
+                    "--judge", f"openai:flag-model@{url}") == 0
+    assert json.loads((tmp_path / "env" / "summary.json").read_text())["judge"] == f"openai:env-model@{url}"
+    assert json.loads((tmp_path / "flag" / "summary.json").read_text())["judge"] == f"openai:flag-model@{url}"

@@ -151,3 +151,16 @@ def test_gguf_judge_on_embedded_model() -> None:
     scores = judge.score([build_prompt(m, rec) for m in LLM])
     assert all(1.0 <= s <= 5.0 for s in scores) and len(set(scores)) > 1
     judge.close()
+
+
+def test_a_judge_spec_is_built_on_first_use() -> None:
+    """`ScoringContext(judge=SPEC)` (a recipe's `evaluate.judge`) grades with that judge, built lazily."""
+    from distill2edge.evaluate.registry import ScoringContext, score_records
+
+    with stub_server(lambda body: (200, "5")) as (url, seen):
+        ctx = ScoringContext(judge=f"openai:spec-model@{url}")
+        recs = [EvalRecord("n71", ("n71",), "which band?", "cell 1 uses band n71.")]
+        assert score_records(recs, ["token_f1"], context=ctx)["token_f1"] == [1.0] and ctx.judge == f"openai:spec-model@{url}"
+        assert score_records(recs, ["answer_correctness"], context=ctx)["answer_correctness"] == [1.0]
+    assert isinstance(ctx.judge, OpenAIJudge) and ctx.judge.name == f"openai:spec-model@{url}"
+    assert [r["json"]["model"] for r in seen] == ["spec-model"]

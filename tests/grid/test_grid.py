@@ -4,6 +4,7 @@ findings stated from the numbers."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 from pathlib import Path
@@ -101,6 +102,35 @@ def test_grid_runs_shares_sft_and_resumes_after_a_kill(base, tmp_path: Path, mon
     calls["sft"], calls["distill"] = 0, []
     run_grid(base, out, metrics=METRICS, quick=True, progress=False, log=lambda _: None)
     assert calls == {"sft": 0, "distill": []}
+
+
+def test_the_judge_reaches_the_pipeline_through_the_recipe(base, tmp_path: Path, monkeypatch) -> None:
+    """`run_grid(judge=...)` becomes the grid recipe's `evaluate.judge`; the environment is neither read nor set."""
+    seen: list[tuple[Recipe, str | None]] = []
+
+    class Stop(Exception):
+        pass
+
+    def run_recipe(recipe: Recipe, *_a, **_k):
+        seen.append((recipe, os.environ.get("DISTILL2EDGE_JUDGE")))
+        raise Stop
+
+    monkeypatch.setattr(pipeline, "run_recipe", run_recipe)
+    monkeypatch.setenv("DISTILL2EDGE_JUDGE", "gguf:from-the-environment.gguf")
+    metrics = [*METRICS, "answer_correctness"]
+    for n, judge in enumerate(["openai:m@http://127.0.0.1:9", None]):
+        with pytest.raises(Stop):
+            run_grid(base, tmp_path / f"g{n}", metrics=metrics, judge=judge, progress=False, log=lambda _: None)
+    (named, env_named), (default, _) = seen
+    assert named.evaluate.judge == "openai:m@http://127.0.0.1:9"
+    assert env_named == "gguf:from-the-environment.gguf"  # left as it was
+    assert default.evaluate.judge is None  # the default judge: the stage keys of grids made before the field
+    assert json.loads((tmp_path / "g1" / "grid.json").read_text())["judge"] == "hf:embedded:gemma-3-270m"
+    with_judge = Recipe.model_validate({**base.model_dump(mode="json"),
+                                        "evaluate": {**base.evaluate.model_dump(mode="json"), "judge": "hf:x"}})
+    with pytest.raises(Stop):
+        run_grid(with_judge, tmp_path / "g2", metrics=metrics, progress=False, log=lambda _: None)
+    assert seen[-1][0].evaluate.judge == "hf:x"  # the base recipe's judge when none is given
 
 
 def _synthetic(effect: float, seed: int = 0) -> dict:

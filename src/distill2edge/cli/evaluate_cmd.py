@@ -68,13 +68,14 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_evaluate(args: argparse.Namespace) -> int:
     """Run the parsed `evaluate` command (`evaluate.run.evaluate_models`); returns the exit status
     (0 complete, 2 error)."""
+    from distill2edge.cli.options import judge_option
     from distill2edge.evaluate.judge import JudgeError
     from distill2edge.evaluate.registry import MetricUnavailableError
     from distill2edge.evaluate.run import OutputExistsError, evaluate_models
 
     try:
         record = evaluate_models(
-            args.models, args.out, data=args.data, metrics=args.metrics, judge=args.judge,
+            args.models, args.out, data=args.data, metrics=args.metrics, judge=judge_option(args.judge),
             judge_api_key_env=args.judge_api_key_env, split=args.split, max_questions=args.max_questions,
             template=args.template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size, dtype=args.dtype, device=args.device, progress=not args.no_progress,

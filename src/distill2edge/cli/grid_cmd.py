@@ -33,8 +33,8 @@ def add_grid_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", action="append", default=None,
                    help="metric or group names, comma-separated or repeated (default: qa,ngram,embedding with "
                         "--quick, else qa,paper: the paper's 14 including the Oracle-LLM ones)")
-    p.add_argument("--judge", help="judge of the Oracle-LLM metrics (default: $DISTILL2EDGE_JUDGE or "
-                                   "hf:embedded:gemma-3-270m)")
+    p.add_argument("--judge", help="judge of the Oracle-LLM metrics (default: $DISTILL2EDGE_JUDGE, the recipe's "
+                                   "evaluate.judge, or hf:embedded:gemma-3-270m)")
     p.add_argument("--correction", choices=["none", "holm"], default="none",
                    help="multiple-testing correction over the metrics of each Table 3 cell (paper: none)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
@@ -44,6 +44,7 @@ def add_grid_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_grid_cmd(args: argparse.Namespace) -> int:
     """Run the parsed `grid` command; 0 when the report is written (errors propagate to main's handler)."""
+    from distill2edge.cli.options import judge_option
     from distill2edge.config import load_recipe
     from distill2edge.grid import run_grid
 
@@ -53,7 +54,7 @@ def run_grid_cmd(args: argparse.Namespace) -> int:
     print(f"run folder: {out}")
     grid = run_grid(
         base, out, same_teacher=args.same_teacher, different_teacher=args.different_teacher, metrics=metrics,
-        judge=args.judge, quick=args.quick, correction=args.correction, alpha=args.alpha, references=args.references,
+        judge=judge_option(args.judge), quick=args.quick, correction=args.correction, alpha=args.alpha, references=args.references,
         progress=not args.no_progress,
     )
     print()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from distill2edge.config import DataConfig
 from distill2edge.data.classify import (
@@ -18,6 +18,8 @@ from distill2edge.data.qa import QAExample, prepare_splits, read_split, write_js
 from distill2edge.data.qa_checks import warn_stderr
 
 SPLITS = ("train", "validation", "test")
+
+Example = TypeVar("Example", QAExample, ClassExample)
 
 
 def prepare_data(cfg: DataConfig, out: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -54,3 +56,12 @@ def read_data(cfg: DataConfig, folder: Path) -> dict[str, list[QAExample] | list
     """The splits `prepare_data` wrote."""
     read = load_class_jsonl if cfg.task == "classification" else read_split
     return {name: read(folder / f"{name}.jsonl") for name in SPLITS}
+
+
+def examples_of(examples: Sequence[QAExample | ClassExample], kind: type[Example], task: str) -> list[Example]:
+    """`examples` typed as the one kind `task` (`data.task`) reads: a split holds a single kind, which the
+    type of `read_data` cannot say; TypeError if any example is of the other kind."""
+    out = [ex for ex in examples if isinstance(ex, kind)]
+    if len(out) != len(examples):
+        raise TypeError(f"expected {kind.__name__} examples (data.task {task!r}), got others too")
+    return out

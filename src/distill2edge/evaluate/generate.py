@@ -125,8 +125,9 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Generate, score, and write predictions.jsonl and scores.csv. Returns metric means (and latency).
 
-    `metrics` may name groups ("ngram", "paper", "all", ...). Oracle-LLM metrics use `judge` (the
-    default judge when None); the summary then names it under "judge".
+    `metrics` may name groups ("ngram", "paper", "all", ...). Oracle-LLM metrics use `judge` (a `Judge`,
+    or a `make_judge` spec built when first needed; the default judge when None); the summary then names
+    it under "judge".
     """
     from distill2edge.evaluate.registry import EvalRecord, ScoringContext, metric_group, score_records
 

@@ -14,9 +14,11 @@ every prompt gets a number and small models' formatting slips do not matter. The
 generates a short reply at temperature 0 and `parse_score` takes the first number on the scale; a
 reply without one is counted in `stats["unparsed"]` and gives NaN.
 
-The default judge (`default_judge`) is `$DISTILL2EDGE_JUDGE`, else the largest embedded model,
-Gemma-3-270M. A 270M model is a weak grader: its numbers show that the machinery runs, not a
-trustworthy quality signal; use a large local model or an endpoint for real studies.
+The default judge (`DEFAULT_JUDGE`) is the largest embedded model, Gemma-3-270M. A 270M model is a
+weak grader: its numbers show that the machinery runs, not a trustworthy quality signal; use a large
+local model or an endpoint for real studies. The spec always arrives explicitly (a recipe's
+`evaluate.judge`, the `judge` argument of `evaluate_models` / `run_grid`); the `$DISTILL2EDGE_JUDGE`
+override of the `evaluate` and `grid` commands is read by those commands (`cli.options.judge_option`).
 """
 
 from __future__ import annotations
@@ -35,15 +37,17 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_JUDGE = "hf:embedded:gemma-3-270m"
+from distill2edge.evaluate.judge_spec import DEFAULT_JUDGE, JudgeError, parse_judge_spec
+
+__all__ = [
+    "DEFAULT_JUDGE", "GGUFJudge", "HFJudge", "Judge", "JudgeError", "OpenAIJudge", "make_judge", "parse_judge_spec",
+    "parse_score",
+]
+
 SCALE: tuple[int, int] = (1, 5)
 ANSWER_PREFIX = "Score:"
 SYSTEM_PROMPT = "You are a strict grader. Reply with a single number on the scale you are given."
 _NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)")
-
-
-class JudgeError(RuntimeError):
-    """The judge could not be built or did not answer (bad spec, unreachable endpoint, HTTP error)."""
 
 
 def parse_score(text: str, scale: tuple[int, int] = SCALE) -> float | None:
@@ -278,10 +282,10 @@ class OpenAIJudge(Judge):
 def make_judge(spec: str, *, device: str = "cpu", api_key_env: str = "OPENAI_API_KEY", timeout: float = 60.0,
                retries: int = 3) -> Judge:
     """Build a judge from `hf:REF`, `gguf:PATH|gguf:embedded:NAME` or `openai:MODEL@URL` (see module doc)."""
-    kind, _, rest = spec.partition(":")
-    if kind == "hf" and rest:
+    kind, rest = parse_judge_spec(spec)
+    if kind == "hf":
         return HFJudge(rest, device=device)
-    if kind == "gguf" and rest:
+    if kind == "gguf":
         if rest.startswith("embedded:"):
             from distill2edge.models import embedded_gguf
 
@@ -289,13 +293,5 @@ def make_judge(spec: str, *, device: str = "cpu", api_key_env: str = "OPENAI_API
         if not os.path.isfile(rest):
             raise JudgeError(f"judge GGUF file not found: {rest}")
         return GGUFJudge(rest)
-    if kind == "openai" and "@" in rest:
-        model, _, url = rest.partition("@")
-        if model and url.startswith(("http://", "https://")):
-            return OpenAIJudge(url, model, api_key_env=api_key_env, timeout=timeout, retries=retries)
-    raise JudgeError(f"bad judge spec {spec!r}: use hf:REF, gguf:PATH, gguf:embedded:NAME or openai:MODEL@URL")
-
-
-def default_judge(device: str = "cpu") -> Judge:
-    """`$DISTILL2EDGE_JUDGE` if set, else the largest embedded model (Gemma-3-270M) through transformers."""
-    return make_judge(os.environ.get("DISTILL2EDGE_JUDGE") or DEFAULT_JUDGE, device=device)
+    model, _, url = rest.partition("@")
+    return OpenAIJudge(url, model, api_key_env=api_key_env, timeout=timeout, retries=retries)

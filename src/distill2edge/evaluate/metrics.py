@@ -53,7 +53,8 @@ def score_predictions(
     expanded in order. A reference may be one string or a sequence of acceptable answers; with several,
     a question's score is the best over them (the SQuAD convention). Metrics that need the question or
     the context (Oracle-LLM ones) take them from `questions` / `contexts`; `judge` (a
-    `distill2edge.evaluate.judge.Judge`) scores those, the default judge is built when none is given.
+    `distill2edge.evaluate.judge.Judge`, or a `make_judge` spec) scores those, the default judge is built
+    when none is given.
     Raises ValueError on a length mismatch, an unknown metric, or a question without any reference.
     """
     if len(predictions) != len(references):

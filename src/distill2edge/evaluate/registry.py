@@ -48,7 +48,9 @@ class ScoringContext:
     together (BERTScore P/R/F1 come from one pass)."""
 
     judge: Any = None
-    """A `distill2edge.evaluate.judge.Judge`; built by `get_judge()` on first use when None."""
+    """A `distill2edge.evaluate.judge.Judge`, or the `make_judge` spec of one (a recipe's `evaluate.judge`);
+    a spec, or None for `DEFAULT_JUDGE`, is built by `get_judge()` on first use, so scoring without an
+    Oracle-LLM metric never loads a judge."""
     batch_size: int = 32
     device: str = "cpu"
     progress: bool = False
@@ -57,10 +59,11 @@ class ScoringContext:
     """Seconds spent per metric (filled by `score_records`)."""
 
     def get_judge(self) -> Any:
-        if self.judge is None:
-            from distill2edge.evaluate.judge import default_judge
+        """The judge, built from its spec (or `DEFAULT_JUDGE`) on the first call."""
+        if self.judge is None or isinstance(self.judge, str):
+            from distill2edge.evaluate.judge import DEFAULT_JUDGE, make_judge
 
-            self.judge = default_judge(device=self.device)
+            self.judge = make_judge(self.judge or DEFAULT_JUDGE, device=self.device)
         return self.judge
 
 

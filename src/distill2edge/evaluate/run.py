@@ -131,10 +131,9 @@ def _evaluate_all(
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     grader = None
     if any(metric_group(n) == "llm" for n in names):
-        from distill2edge.evaluate.judge import default_judge, make_judge
+        from distill2edge.evaluate.judge import DEFAULT_JUDGE, make_judge
 
-        grader = (make_judge(judge, device=device, api_key_env=judge_api_key_env) if judge
-                  else default_judge(device=device))
+        grader = make_judge(judge or DEFAULT_JUDGE, device=device, api_key_env=judge_api_key_env)
         log(f"judge: {grader.name}")
     record: dict[str, Any] = {"data": data, "split": split, "n": len(examples), "metrics": names,
                               "judge": grader.name if grader else None, "models": {}}

@@ -38,7 +38,9 @@ class DivergenceFn(Protocol):
     """`(student_logits [N, V], teacher_logits [N, V], temperature, **options) -> divergence [N]`.
 
     Options are keyword-only floats such as `skew_lambda`; a divergence ignores the options it does not
-    use, so one config section can drive every registered loss.
+    use, so one config section can drive every registered loss. The two tensors and the temperature are
+    positional-only (`/`, in the registered divergences too) so a divergence may name them as it likes
+    and a type checker accepts it as a `DivergenceFn`.
     """
 
     def __call__(
@@ -117,19 +119,19 @@ def _check_lambda(skew_lambda: float) -> float:
 
 
 @register_kd_loss("forward_kl")
-def forward_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, **kwargs: Any) -> Tensor:
+def forward_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, /, **kwargs: Any) -> Tensor:
     """KL(p_T || p_S): mean-seeking; the student spreads mass over everything the teacher allows. -> [N]"""
     return _kl(_log_probs(teacher_logits, temperature), _log_probs(student_logits, temperature))
 
 
 @register_kd_loss("reverse_kl")
-def reverse_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, **kwargs: Any) -> Tensor:
+def reverse_kl(student_logits: Tensor, teacher_logits: Tensor, temperature: float, /, **kwargs: Any) -> Tensor:
     """KL(p_S || p_T): mode-seeking; the student concentrates on the teacher's main modes. -> [N]"""
     return _kl(_log_probs(student_logits, temperature), _log_probs(teacher_logits, temperature))
 
 
 @register_kd_loss("js")
-def js(student_logits: Tensor, teacher_logits: Tensor, temperature: float, **kwargs: Any) -> Tensor:
+def js(student_logits: Tensor, teacher_logits: Tensor, temperature: float, /, **kwargs: Any) -> Tensor:
     """Jensen-Shannon: ½ KL(p_T || m) + ½ KL(p_S || m) with m = (p_T + p_S) / 2; bounded by log 2. -> [N]"""
     log_t = _log_probs(teacher_logits, temperature)
     log_s = _log_probs(student_logits, temperature)
@@ -142,6 +144,7 @@ def skew_forward_kl(
     student_logits: Tensor,
     teacher_logits: Tensor,
     temperature: float,
+    /,
     *,
     skew_lambda: float = 0.1,
     **kwargs: Any,
@@ -163,6 +166,7 @@ def skew_reverse_kl(
     student_logits: Tensor,
     teacher_logits: Tensor,
     temperature: float,
+    /,
     *,
     skew_lambda: float = 0.1,
     **kwargs: Any,

@@ -39,7 +39,11 @@ DEFAULT_TEMPERATURE = 0.3
 
 
 class ShortcutPenaltyFn(Protocol):
-    """`(class_logits [B, C], prior [C], *, temperature, **options) -> scalar`."""
+    """`(class_logits [B, C], prior [C], *, temperature, **options) -> scalar`.
+
+    The logits and the prior are positional-only (`/`, in the registered penalties too) so a penalty may
+    name them as it likes and a type checker accepts it as a `ShortcutPenaltyFn`.
+    """
 
     def __call__(
         self, class_logits: Tensor, prior: Tensor, /, *, temperature: float = ..., **kwargs: Any
@@ -108,7 +112,7 @@ def _log_batch_mean(class_logits: Tensor, temperature: float) -> Tensor:
 
 @register_shortcut_penalty("none")
 def no_penalty(
-    class_logits: Tensor, prior: Tensor, *, temperature: float = DEFAULT_TEMPERATURE, **kwargs: Any
+    class_logits: Tensor, prior: Tensor, /, *, temperature: float = DEFAULT_TEMPERATURE, **kwargs: Any
 ) -> Tensor:
     """0.0, attached to the graph so the caller can add it unconditionally."""
     _check(class_logits, prior, temperature)
@@ -117,7 +121,7 @@ def no_penalty(
 
 @register_shortcut_penalty("label_prior_kl")
 def label_prior_kl(
-    class_logits: Tensor, prior: Tensor, *, temperature: float = DEFAULT_TEMPERATURE, **kwargs: Any
+    class_logits: Tensor, prior: Tensor, /, *, temperature: float = DEFAULT_TEMPERATURE, **kwargs: Any
 ) -> Tensor:
     """KL(prior || q̄) = Σ_c prior_c (log prior_c - log q̄_c); classes with prior 0 contribute 0."""
     prior = _check(class_logits, prior, temperature)
@@ -128,7 +132,7 @@ def label_prior_kl(
 
 @register_shortcut_penalty("label_prior_reverse_kl")
 def label_prior_reverse_kl(
-    class_logits: Tensor, prior: Tensor, *, temperature: float = DEFAULT_TEMPERATURE, **kwargs: Any
+    class_logits: Tensor, prior: Tensor, /, *, temperature: float = DEFAULT_TEMPERATURE, **kwargs: Any
 ) -> Tensor:
     """KL(q̄ || prior): bounded; weaker against majority collapse (see the module docstring)."""
     prior = _check(class_logits, prior, temperature)

@@ -37,6 +37,12 @@ def output_embeddings(model: nn.Module) -> nn.Module:
     return head
 
 
+def decoder_stack(model: nn.Module) -> nn.Module:
+    """`model.get_decoder()`: the decoder stack (embeddings, layers, final norm) without the LM head."""
+    stack: nn.Module = cast(PreTrainedModel, model).get_decoder()
+    return stack
+
+
 def module_weight(module: nn.Module) -> Tensor:
     """`module.weight` (an embedding's or a linear layer's), typed as the tensor it is."""
     return cast(Tensor, module.weight)

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from distill2edge.data.tokenize import IGNORE_INDEX, collate
+from distill2edge.models.hf import decoder_stack, model_config, output_embeddings
 
 Strategy = Literal["evenly", "block_influence", "answer_ce"]
 
@@ -51,7 +52,11 @@ def _decoder_layers(model: nn.Module) -> nn.ModuleList:
 
 
 def _first_tensor(x: object) -> torch.Tensor:
-    return x[0] if isinstance(x, (tuple, list)) else x  # older transformers return (hidden, ...) tuples
+    """The hidden state of a decoder layer's input or output: older transformers pass (hidden, ...) tuples."""
+    first = x[0] if isinstance(x, (tuple, list)) else x
+    if not isinstance(first, torch.Tensor):
+        raise TypeError(f"expected a decoder layer's hidden state (a tensor), got {type(first).__name__}")
+    return first
 
 
 @torch.no_grad()
@@ -129,12 +134,12 @@ def choose_layers(
 def _answer_ce(model: nn.Module, batches: Sequence[dict[str, torch.Tensor]]) -> float:
     """Mean cross-entropy of the answer tokens (labels != IGNORE_INDEX) over `batches`; the LM head is applied
     only at the positions that predict an answer token, which is most of the saving over full logits."""
-    head = model.get_output_embeddings()
-    cap = getattr(model.config, "final_logit_softcapping", None)
+    head, decoder = output_embeddings(model), decoder_stack(model)
+    cap = getattr(model_config(model), "final_logit_softcapping", None)
     total, count = 0.0, 0
     for batch in batches:
-        hidden = model.get_decoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                     use_cache=False).last_hidden_state  # [B, T, H]
+        hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                         use_cache=False).last_hidden_state  # [B, T, H]
         targets = batch["labels"][:, 1:]
         mask = targets != IGNORE_INDEX
         logits = head(hidden[:, :-1][mask]).float()  # [N answer tokens, V]
@@ -165,7 +170,8 @@ def greedy_answer_ce(
         raise ValueError("answer_ce selection needs at least one example with answer labels")
     batches = [{k: v.to(device) for k, v in collate(features[i : i + batch_size], pad_id).items()}
                for i in range(0, len(features), batch_size)]
-    decoder, original, count = model.get_decoder(), list(layers), model.config.num_hidden_layers
+    config = model_config(model)
+    decoder, original, count = decoder_stack(model), list(layers), config.num_hidden_layers
     kept, removals = list(range(n)), []
     was_training = model.training
     model.eval()
@@ -176,7 +182,7 @@ def greedy_answer_ce(
             for layer in kept:
                 trial = [i for i in kept if i != layer]
                 decoder.layers = nn.ModuleList(original[i] for i in trial)
-                model.config.num_hidden_layers = len(trial)
+                config.num_hidden_layers = len(trial)
                 scores[layer] = _answer_ce(model, batches)
             drop = min(kept, key=lambda i: (scores[i], i))
             kept.remove(drop)
@@ -186,7 +192,7 @@ def greedy_answer_ce(
     finally:
         bar.close()
         decoder.layers = nn.ModuleList(original)
-        model.config.num_hidden_layers = count
+        config.num_hidden_layers = count
         model.train(was_training)
     return kept, removals
 

@@ -112,7 +112,11 @@ def quiet_stderr() -> Iterator[None]:
             os.close(fd)
 
 
-def _open_llama(gguf_path: Path, n_threads: int, overrides: dict[str, int] | None = None) -> Any:
+def _open_llama(
+    gguf_path: Path, n_threads: int, overrides: dict[str, bool | int | float | str] | None = None
+) -> Any:
+    """llama.cpp on `gguf_path` with float32 KV cache and every position's logits; `overrides` are GGUF
+    metadata overrides (`kv_overrides`, the value types llama.cpp accepts)."""
     import llama_cpp
 
     with quiet_stderr():
@@ -200,8 +204,9 @@ def _compare_run(run: _LlamaRun, model: PreTrainedModel, tok: PreTrainedTokenize
 @contextlib.contextmanager
 def _window(model: PreTrainedModel, size: int) -> Iterator[None]:
     """Temporarily shrink the sliding window of `model` (config and its sliding attention modules)."""
-    modules = [m for m in model.modules()
-               if m is not model and getattr(m, "sliding_window", None) is not None]
+    # Any: `sliding_window` is a plain int attribute, which nn.Module's typing (Tensor | Module) does not know.
+    modules: list[Any] = [m for m in model.modules()
+                          if m is not model and getattr(m, "sliding_window", None) is not None]
     saved = model.config.sliding_window, [m.sliding_window for m in modules]
     model.config.sliding_window = size
     for m in modules:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from distill2edge.schema.base import Strict, config_hash
 from distill2edge.schema.data import DataConfig
@@ -26,6 +26,26 @@ class EvaluateConfig(Strict):
     """QA metrics (see `distill2edge evaluate --help`); classification recipes use accuracy and macro_f1."""
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(8, ge=1)
+    judge: str | None = None
+    """Judge of the Oracle-LLM metrics (`llm` group): `hf:REF`, `gguf:PATH`, `gguf:embedded:NAME` or
+    `openai:MODEL@URL` (as `distill2edge evaluate --judge`); empty: the default, hf:embedded:gemma-3-270m
+    (naming the default is the same as leaving it empty). Part of the evaluation stages' keys when set, so
+    another judge scores again instead of reusing the old scores."""
+
+    _omit_at_default = frozenset({"judge"})
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_spec(cls, v: str | None) -> str | None:
+        from distill2edge.evaluate.judge_spec import DEFAULT_JUDGE, JudgeError, parse_judge_spec
+
+        if v is None or v == DEFAULT_JUDGE:
+            return None  # the stage keys of recipes that do not name a judge
+        try:
+            parse_judge_spec(v)
+        except JudgeError as e:
+            raise ValueError(str(e)) from None
+        return v
 
 
 class ExportConfig(Strict):

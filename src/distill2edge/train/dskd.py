@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -17,12 +18,25 @@ from distill2edge.config import DSKDConfig, KDLossConfig
 from distill2edge.data.tokenize import IGNORE_INDEX, TEACHER_PREFIX
 from distill2edge.losses.cma import CMAScales, cma_kd, grid_embedding_moments, grid_hidden_moments
 from distill2edge.losses.dskd import DSKDProjectors, LMHead, dual_space_kd, head_cross_entropy
+from distill2edge.models.hf import input_embeddings
 from distill2edge.train.objectives import answer_positions
+
+
+class _KDOptions(TypedDict):
+    """The keyword options `cma_kd` and `dual_space_kd` both take (`skew_lambda` reaches the divergence
+    through their `**options`): typed per key so each is checked against their signatures."""
+
+    name: str
+    temperature: float
+    chunk_tokens: int
+    skew_lambda: float
+    hinton_t2: bool
+    teacher_name: str
 
 
 def _pair_embeddings(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, pad_id: int) -> torch.Tensor:
     """[E(x_t); E(y_t)] at the given positions: inputs, targets [B, M] -> [B, M, 2 d] (no gradient)."""
-    emb = model.get_input_embeddings()
+    emb = input_embeddings(model)
     with torch.no_grad():
         y = targets.masked_fill(targets == IGNORE_INDEX, pad_id)
         return torch.cat([emb(inputs), emb(y)], dim=-1)
@@ -114,7 +128,7 @@ class DSKDObjective:
         prefix = self.prefix if self.cma else ""
         t_keep, t_targets = self.teacher_positions(batch, keep, targets)
         o = self.options
-        opts = {
+        opts: _KDOptions = {
             "name": self.loss.name, "temperature": self.loss.temperature, "chunk_tokens": self.chunk_tokens,
             "skew_lambda": self.loss.skew_lambda, "hinton_t2": o.hinton_t2,
             "teacher_name": self.loss.name if o.teacher_divergence == "loss_name" else "forward_kl",
@@ -143,5 +157,5 @@ class DSKDObjective:
         if t_moments is None:
             raise ValueError("cma_std 'padded' needs the moments of the teacher's whole last hidden state")
         ids, labels = batch[self.prefix + "input_ids"], batch[self.prefix + "labels"]
-        m_index, m_target = grid_embedding_moments(self.teacher.get_input_embeddings(), ids[:, :-1], labels[:, 1:])
+        m_index, m_target = grid_embedding_moments(input_embeddings(self.teacher), ids[:, :-1], labels[:, 1:])
         return CMAScales.from_moments(t_moments, m_index, m_target)

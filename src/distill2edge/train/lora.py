@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import get_peft_model
@@ -16,7 +18,8 @@ def apply_lora(model: PreTrainedModel, cfg: LoraConfig | None) -> torch.nn.Modul
         model.requires_grad_(True)
         return model
     peft_cfg = PeftLoraConfig(
-        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type="CAUSAL_LM",
+        # peft annotates lora_alpha as int, but only divides by it (scaling = alpha / r): a float is valid.
+        r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, task_type="CAUSAL_LM",  # type: ignore[arg-type]
         target_modules=cfg.target_modules,
     )
     return get_peft_model(model, peft_cfg)
@@ -24,6 +27,6 @@ def apply_lora(model: PreTrainedModel, cfg: LoraConfig | None) -> torch.nn.Modul
 
 def merge_lora(model: torch.nn.Module) -> PreTrainedModel:
     """Fold LoRA adapters into the base weights, giving a plain transformers model to save and export."""
-    if hasattr(model, "merge_and_unload"):
-        return model.merge_and_unload()
-    return model
+    merge = getattr(model, "merge_and_unload", None)
+    merged = merge() if merge is not None else model
+    return cast(PreTrainedModel, merged)  # the transformers model `apply_lora` wrapped (or returned as is)

@@ -57,6 +57,8 @@ class ObjectiveModule(nn.Module):
     auto-wrap finds its transformer layers.
     """
 
+    _objective: Objective  # set with object.__setattr__, so nn.Module's attribute typing does not apply
+
     def __init__(self, model: nn.Module, aux: nn.Module | None, objective: Objective) -> None:
         super().__init__()
         self.model = model
@@ -100,6 +102,12 @@ class ParallelTrainer:
         self.wrapped, _ = self.accelerator.prepare(self.module, optimizer)
         self.optimizer = optimizer
 
+    def _prepared_optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer `prepare` was given; checkpoints save and load its state."""
+        if self.optimizer is None:
+            raise RuntimeError("ParallelTrainer: call prepare(optimizer) before saving or loading a checkpoint")
+        return self.optimizer
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.wrapped(batch)
 
@@ -127,7 +135,13 @@ class ParallelTrainer:
         missing = sorted(set(self.trainable) - set(full))
         if missing:
             raise RuntimeError(f"gathered state lacks trainable weights {missing[:3]}")
-        return {n: full[n].detach().cpu().clone() for n in self.trainable}
+        out: dict[str, torch.Tensor] = {}
+        for n in self.trainable:
+            value = full[n]
+            if not isinstance(value, torch.Tensor):  # full_state_dict gathers plain tensors
+                raise RuntimeError(f"gathered state holds a {type(value).__name__} for {n}, not a tensor")
+            out[n] = value.detach().cpu().clone()
+        return out
 
     def save_checkpoint(self, ckpt_dir: Path, scheduler: Any, state: dict[str, Any]) -> None:
         """Weights and optimizer gathered to the main process (collectives: every process calls this),
@@ -135,7 +149,7 @@ class ParallelTrainer:
         its RNG state into the same temporary folder between two barriers, before it is renamed."""
         weights = self.trainable_state()
         optimizer = get_optimizer_state_dict(
-            self.wrapped, self.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+            self.wrapped, self._prepared_optimizer(), options=StateDictOptions(full_state_dict=True, cpu_offload=True)
         )
 
         def write(tmp: Path) -> None:
@@ -159,7 +173,9 @@ class ParallelTrainer:
         """Optimizer, scheduler and this process's RNG state from `ckpt_dir` (the trainable weights were
         loaded into the caller's modules before this trainer was made). Every process reads the files."""
         optimizer = torch.load(ckpt_dir / "optimizer.pt", weights_only=True)
-        set_optimizer_state_dict(self.wrapped, self.optimizer, optimizer, options=StateDictOptions(full_state_dict=True))
+        set_optimizer_state_dict(
+            self.wrapped, self._prepared_optimizer(), optimizer, options=StateDictOptions(full_state_dict=True)
+        )
         scheduler.load_state_dict(torch.load(ckpt_dir / "scheduler.pt", weights_only=True))
         set_rng_state(torch.load(ckpt_dir / f"rng_{dist.rank()}.pt", weights_only=False))
 

@@ -20,6 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from distill2edge.config import DataConfig, DistillConfig, SFTStageConfig, TrainConfig
 from distill2edge.data.classify import ClassExample
 from distill2edge.data.qa import QAExample
+from distill2edge.data.splits import examples_of
 from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, encode_for_training
 from distill2edge.evaluate.classify import verbalizer_targets
 from distill2edge.models import DTYPES, load_model
@@ -70,10 +71,11 @@ def encode_all(
     """Prompt + answer ids with labels on the answer only: the QA answer, or the label's verbalizer."""
     if data.task == "classification":
         return verbalizer_targets(
-            tok, examples, labels=data.label_set(), template=data.prompt_template, verbalizers=data.verbalizers,
-            max_length=data.max_length,
+            tok, examples_of(examples, ClassExample, data.task), labels=data.label_set(),
+            template=data.prompt_template, verbalizers=data.verbalizers, max_length=data.max_length,
         )
-    return [encode_for_training(tok, ex, data.prompt_template, data.max_length) for ex in examples]
+    return [encode_for_training(tok, ex, data.prompt_template, data.max_length)
+            for ex in examples_of(examples, QAExample, data.task)]
 
 
 def _save(model: PreTrainedModel, tok: PreTrainedTokenizerBase, out_dir: Path, result: TrainResult) -> None:
@@ -108,9 +110,9 @@ def run_sft(
     desc: str = "sft", probe: ProbeFactory | None = None,
 ) -> StageOutput:
     """Supervised fine-tuning on prompt -> answer, loss on answer tokens only (`probe`: see `loop.train`)."""
-    model, tok = load_model(model_ref, dtype=DTYPES[dtype], device=device)
+    base, tok = load_model(model_ref, dtype=DTYPES[dtype], device=device)
     torch.manual_seed(cfg.train.seed)  # LoRA adapters start from the same random weights in every run
-    model = apply_lora(model, cfg.lora)
+    model = apply_lora(base, cfg.lora)
     trainable, total = _count(model)
     result = _run(model, sft_objective, tok, splits, data, cfg.train, work_dir, device, desc, progress, probe)
     merged = merge_lora(model)
@@ -159,6 +161,7 @@ def run_distill(
             device=device, progress=progress, desc=desc, probe=probe,
         )
     t_load = teacher_load_device(device, teacher_device, teacher_offload)
+    teacher: torch.nn.Module  # placement may wrap the loaded model (`models.placement`)
     teacher, t_tok = load_model(teacher_ref, dtype=DTYPES[teacher_dtype], device=t_load)
     teacher = place_teacher(teacher.requires_grad_(False).eval(), device, teacher_device, teacher_offload)
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
@@ -217,8 +220,8 @@ def run_multi_distill(
 
     loaded = {}
     for name, (ref, dtype) in teachers.items():
-        model, tok = load_model(ref, dtype=DTYPES[dtype], device=device)
-        loaded[name] = (model.requires_grad_(False).eval(), tok)
+        teacher, tok = load_model(ref, dtype=DTYPES[dtype], device=device)
+        loaded[name] = (teacher.requires_grad_(False).eval(), tok)
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
     torch.manual_seed(cfg.train.seed)  # LoRA adapters start from the same random weights in every run
     model = apply_lora(student, cfg.lora)
