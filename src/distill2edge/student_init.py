@@ -37,6 +37,7 @@ def init_student(
     path = init_student_from_teacher(
         cut_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
         encode=lambda tok: encode_all(tok, _selection_examples(splits["train"], s_cfg.selection_samples, strategy), data_cfg),
+        mlp_width=s_cfg.mlp_width,
     )
     model, tok = load_model(str(path), device=device)
     record = json.loads((path / "student_init.json").read_text(encoding="utf-8"))
@@ -44,6 +45,7 @@ def init_student(
         "params": sum(p.numel() for p in model.parameters()), "layers": model.config.num_hidden_layers,
         "selection": record["selection"], "layers_kept": record["layers_kept"],
         "teacher_parameters": record["teacher_parameters"],
+        **({"mlp_width": record["mlp_width"]} if "mlp_width" in record else {}),
     }
     if data_cfg.task == "qa" and splits.get("validation"):
         metrics["val_answer_ce"] = round(answer_cross_entropy(
@@ -64,7 +66,8 @@ def _selection_examples(train: list, count: int, strategy: str) -> list:
 
 def log_student_init(metrics: dict[str, Any], log: Log) -> None:
     share = metrics["params"] / metrics["teacher_parameters"] if metrics.get("teacher_parameters") else None
-    log(f"[student_init] {metrics.get('selection', 'evenly')} layers {metrics.get('layers_kept')}: "
+    width = f", MLPs narrowed to {metrics['mlp_width']} channels" if "mlp_width" in metrics else ""
+    log(f"[student_init] {metrics.get('selection', 'evenly')} layers {metrics.get('layers_kept')}{width}: "
         f"{metrics['params'] / 1e6:.1f}M parameters" + (f" ({share:.0%} of the teacher)" if share else "")
         + (f", validation answer CE before training {metrics['val_answer_ce']:.2f} nats"
            if "val_answer_ce" in metrics else ""))

@@ -23,6 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from distill2edge.atomic import write_dir_atomic
 from distill2edge.models.layer_select import block_influence, choose_layers, greedy_answer_ce
 from distill2edge.models.loading import load_model
+from distill2edge.models.width import mlp_channel_importance, narrow_mlps
 
 PER_LAYER_CONFIG_FIELDS: tuple[str, ...] = ("layer_types", "no_rope_layers")
 """Config fields holding one entry per decoder layer (sliced like the layers)."""
@@ -86,20 +87,22 @@ def prune_layers(model: PreTrainedModel, layers: Sequence[int]) -> PreTrainedMod
 def init_student_from_teacher(
     teacher_ref: str, out_dir: Path, *, num_layers: int | None = None, layers: Sequence[int] | None = None,
     strategy: str = "evenly", encode: Callable[[PreTrainedTokenizerBase], list[dict[str, list[int]]]] | None = None,
+    mlp_width: int | None = None,
 ) -> Path:
     """Load `teacher_ref`, keep `num_layers` layers chosen by `strategy` (or exactly `layers`), save to `out_dir`.
 
     `strategy` is `evenly`, `block_influence` or `answer_ce`; the last two measure on the examples
     `encode(tokenizer)` returns (the recipe's training examples, prompts with answer labels) each layer's
     influence, or greedily which layers' removal costs the least answer cross-entropy (`models.layer_select`),
-    and record the measurements in `student_init.json`. The folder (model.safetensors, config, tokenizer,
+    and record the measurements in `student_init.json`. `mlp_width` then narrows every kept layer's MLP to
+    its most active channels on the same examples (`models.width`). The folder (model.safetensors, config, tokenizer,
     `student_init.json` with the provenance) appears only when complete; an existing `out_dir` is
     replaced. Returns `out_dir`.
     """
     if (num_layers is None) == (layers is None):
         raise ValueError("give exactly one of num_layers or layers")
     teacher, tok = load_model(teacher_ref)
-    total = teacher.config.num_hidden_layers
+    total, teacher_params = teacher.config.num_hidden_layers, teacher.num_parameters()
     influence: list[float] | None = None
     removals: list[dict[str, float]] | None = None
     if layers is not None:
@@ -117,13 +120,15 @@ def init_student_from_teacher(
             influence = block_influence(teacher, encode(tok), pad_id=tok.pad_token_id)
         keep = choose_layers(strategy, total, num_layers, influence)  # type: ignore[arg-type]
     student = prune_layers(teacher, keep)
+    del teacher
+    width_record = _narrow(student, tok, encode, mlp_width) if mlp_width is not None else {}
     record = {
         "teacher": teacher_ref, "teacher_layers": total, "selection": strategy, "layers_kept": keep,
-        "teacher_parameters": teacher.num_parameters(), "student_parameters": student.num_parameters(),
+        "teacher_parameters": teacher_params, "student_parameters": student.num_parameters(),
         **({"block_influence": [round(b, 5) for b in influence]} if influence is not None else {}),
         **({"answer_ce_removals": removals} if removals is not None else {}),
+        **width_record,
     }
-    del teacher
 
     def write(tmp: Path) -> None:
         student.save_pretrained(tmp, safe_serialization=True)
@@ -131,3 +136,20 @@ def init_student_from_teacher(
         (tmp / "student_init.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
     return write_dir_atomic(Path(out_dir), write)
+
+
+def _narrow(
+    student: PreTrainedModel, tok: PreTrainedTokenizerBase,
+    encode: Callable[[PreTrainedTokenizerBase], list[dict[str, list[int]]]] | None, width: int,
+) -> dict[str, object]:
+    """Narrow `student`'s MLPs to `width` channels by activation on `encode(tok)`; the record's entries."""
+    if encode is None:
+        raise ValueError("mlp_width needs the examples to measure channel activations on (encode=...)")
+    full = int(student.config.intermediate_size)
+    if width > full:
+        raise ValueError(f"student.mlp_width {width} is wider than the model's MLPs ({full} channels)")
+    importance = mlp_channel_importance(student, encode(tok), pad_id=tok.pad_token_id or 0)
+    kept = narrow_mlps(student, importance, width)
+    share = [float(score[idx].sum() / score.sum()) for score, idx in zip(importance, kept)]
+    return {"mlp_width": width, "mlp_width_before": full,
+            "mlp_activation_kept": [round(s, 4) for s in share]}
