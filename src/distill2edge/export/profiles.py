@@ -36,7 +36,8 @@ class Gate(BaseModel):
 SIZE_CLASSES: tuple[tuple[str, float], ...] = (("tiny", 5e8), ("small", 3e9), ("large", float("inf")))
 
 # (max mean KLD, min same top token) per quantized type and size class, on the ~800 gate positions.
-# large: about 2x llama.cpp's published LLaMA-3-8B KLDs (Q8_0 0.0014, Q4_K_M 0.031; DESIGN.md §5).
+# large: about 2x llama.cpp's published LLaMA-3-8B KLDs (Q8_0 0.0014, Q4_K_M 0.031; the
+# LLaMA 3 8B scoreboard of `llama-perplexity --kl-divergence` in llama.cpp's perplexity README).
 # tiny: about 2x the KLD that SmolLM2-135M-Instruct and its 14-layer distilled student (78M) measure,
 # the same-top floor 5-10 points under theirs (`export gguf-table`, issue 16): Q8_0 0.006 / 93-95%,
 # Q5_0 0.08-0.11 / 81-82%, Q4_K_M (falling back at width 576) 0.07 / 80-85%, Q4_0 with a Q4_0 embedding

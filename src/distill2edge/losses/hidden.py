@@ -1,7 +1,7 @@
 """Hidden-state distillation (the scaling-down paper's MSE term) and the multi-teacher objective.
 
 The paper aligns intermediate representations of student and teachers with an MSE after a learned
-projection, and adds it to CE and a KL per teacher (DESIGN.md §3):
+projection, and adds it to CE and a KL per teacher (the scaling-down paper's objective, in our notation):
 
     loss = a·CE + b·Σ_i w_i·KL_i + g·Σ_i w_i·Σ_(ls,lt) MSE(P_i(h_student[ls]), h_teacher_i[lt])
 
@@ -120,7 +120,7 @@ class HiddenProjector(nn.Module):
     Per layer by default: the residual stream's scale and basis drift with depth (pre-norm models grow
     the norm layer after layer), so one matrix for all depths would have to compromise; the cost is
     small (d_s·d_t per mapped layer, about 0.33M for 576 -> 576, and the projectors are training-only:
-    never exported). `shared=True` gives the single projection per teacher of DESIGN.md's formula.
+    never exported). `shared=True` gives the single projection per teacher of the formula above (module docstring).
 
     When d_s == d_t the weights start as the identity (bias 0), so a student initialised from the
     teacher's own layers starts with the loss it really has rather than a random projection's.
@@ -264,7 +264,7 @@ def hidden_mse(
             compare one pooled vector per sequence (any tokenizers).
         normalize: apply a parameter-free LayerNorm over the hidden dimension to both sides first, so
             a few huge residual-stream channels cannot dominate the loss.
-        reduction: "sum" over layer pairs (DESIGN.md's formula) or "mean".
+        reduction: "sum" over layer pairs (the module docstring's formula) or "mean".
 
     Returns:
         Scalar float32: for each pair, the mean squared error over valid positions and the d_t
