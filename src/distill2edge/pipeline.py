@@ -138,7 +138,7 @@ def _sft_stage(
 
 def _student_init_stage(
     recipe: Recipe, run: Run, splits: dict[str, list], data: StageResult, models: dict[str, str],
-    producers: dict[str, StageResult | None], device: torch.device, log: Log,
+    producers: dict[str, StageResult | None], device: torch.device, log: Log, progress: bool = True,
 ) -> StageResult | None:
     """Cut the student from `student.init_from` (a model, or `teacher_sft.NAME`: that teacher's SFT stage,
     which must have run); None for a student used as is."""
@@ -151,7 +151,7 @@ def _student_init_stage(
 
     def init_fn(out: Path, _work: Path) -> dict[str, Any]:
         try:
-            return init_student(recipe, splits, out / "model", device, source=source)
+            return init_student(recipe, splits, out / "model", device, source=source, progress=progress)
         except ValueError as e:
             raise name_layer_error(e, recipe) from None
 
@@ -244,7 +244,7 @@ def _run_stages(
     def cut_student() -> StageResult | None:
         # Layers cut from a same-family model (or a fine-tuned teacher), or a model used as is; the layer maps
         # are checked against it before anything trains (or, cut from a teacher's SFT, right after that SFT).
-        init = _student_init_stage(recipe, run, splits, data, models, producers, device, log)
+        init = _student_init_stage(recipe, run, splits, data, models, producers, device, log, progress)
         models["student_base"] = str(init.out_dir / "model") if init else str(student_cfg.path)
         producers["student_base"] = init
         _preflight_layer_maps(recipe, models["student_base"])

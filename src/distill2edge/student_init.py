@@ -24,6 +24,7 @@ Log = Callable[[str], None]
 
 def init_student(
     recipe: Recipe, splits: dict[str, list], out: Path, device: torch.device, *, source: str | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Prune `source` (default `student.init_from`; the pipeline resolves `teacher_sft.NAME` to that stage's
     model) to the chosen layers (block influence measured on the first
@@ -37,7 +38,7 @@ def init_student(
     path = init_student_from_teacher(
         cut_from, out, num_layers=None if explicit else s_cfg.num_layers, layers=explicit, strategy=strategy,
         encode=lambda tok: encode_all(tok, _selection_examples(splits["train"], s_cfg.selection_samples, strategy), data_cfg),
-        mlp_width=s_cfg.mlp_width,
+        mlp_width=s_cfg.mlp_width, progress=progress,
     )
     model, tok = load_model(str(path), device=device)
     record = json.loads((path / "student_init.json").read_text(encoding="utf-8"))

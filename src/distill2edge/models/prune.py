@@ -87,7 +87,7 @@ def prune_layers(model: PreTrainedModel, layers: Sequence[int]) -> PreTrainedMod
 def init_student_from_teacher(
     teacher_ref: str, out_dir: Path, *, num_layers: int | None = None, layers: Sequence[int] | None = None,
     strategy: str = "evenly", encode: Callable[[PreTrainedTokenizerBase], list[dict[str, list[int]]]] | None = None,
-    mlp_width: int | None = None,
+    mlp_width: int | None = None, progress: bool = True,
 ) -> Path:
     """Load `teacher_ref`, keep `num_layers` layers chosen by `strategy` (or exactly `layers`), save to `out_dir`.
 
@@ -112,7 +112,7 @@ def init_student_from_teacher(
             raise ValueError("answer_ce selection needs the examples to measure it on (encode=...)")
         if not 1 <= num_layers <= total:  # type: ignore[operator]
             raise ValueError(f"cannot keep {num_layers} layers of {total}: need 1 <= keep <= {total}")
-        keep, removals = greedy_answer_ce(teacher, encode(tok), num_layers, pad_id=tok.pad_token_id)  # type: ignore[arg-type]
+        keep, removals = greedy_answer_ce(teacher, encode(tok), num_layers, pad_id=tok.pad_token_id, progress=progress)  # type: ignore[arg-type]
     else:
         if strategy == "block_influence":
             if encode is None:
@@ -121,7 +121,7 @@ def init_student_from_teacher(
         keep = choose_layers(strategy, total, num_layers, influence)  # type: ignore[arg-type]
     student = prune_layers(teacher, keep)
     del teacher
-    width_record = _narrow(student, tok, encode, mlp_width) if mlp_width is not None else {}
+    width_record = _narrow(student, tok, encode, mlp_width, progress) if mlp_width is not None else {}
     record = {
         "teacher": teacher_ref, "teacher_layers": total, "selection": strategy, "layers_kept": keep,
         "teacher_parameters": teacher_params, "student_parameters": student.num_parameters(),
@@ -140,7 +140,7 @@ def init_student_from_teacher(
 
 def _narrow(
     student: PreTrainedModel, tok: PreTrainedTokenizerBase,
-    encode: Callable[[PreTrainedTokenizerBase], list[dict[str, list[int]]]] | None, width: int,
+    encode: Callable[[PreTrainedTokenizerBase], list[dict[str, list[int]]]] | None, width: int, progress: bool,
 ) -> dict[str, object]:
     """Narrow `student`'s MLPs to `width` channels by activation on `encode(tok)`; the record's entries."""
     if encode is None:
@@ -148,7 +148,7 @@ def _narrow(
     full = int(student.config.intermediate_size)
     if width > full:
         raise ValueError(f"student.mlp_width {width} is wider than the model's MLPs ({full} channels)")
-    importance = mlp_channel_importance(student, encode(tok), pad_id=tok.pad_token_id or 0)
+    importance = mlp_channel_importance(student, encode(tok), pad_id=tok.pad_token_id or 0, progress=progress)
     kept = narrow_mlps(student, importance, width)
     share = [float(score[idx].sum() / score.sum()) for score, idx in zip(importance, kept)]
     return {"mlp_width": width, "mlp_width_before": full,

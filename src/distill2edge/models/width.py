@@ -48,6 +48,7 @@ def _mlps(model: nn.Module) -> list[tuple[nn.Linear, nn.Linear, nn.Linear]]:
 @torch.no_grad()
 def mlp_channel_importance(
     model: nn.Module, features: Sequence[dict[str, list[int]]], *, pad_id: int, batch_size: int = 8,
+    progress: bool = True,
 ) -> list[torch.Tensor]:
     """Per layer, the mean |input of down_proj| of each MLP channel over the real tokens of `features`.
 
@@ -73,7 +74,8 @@ def mlp_channel_importance(
     was_training = model.training
     model.eval()
     try:
-        for start in tqdm(range(0, len(features), batch_size), desc="MLP channel importance", leave=False):
+        for start in tqdm(range(0, len(features), batch_size), desc="MLP channel importance", leave=False,
+                           disable=not progress):
             batch = collate(list(features[start:start + batch_size]), pad_id=pad_id)
             mask = batch["attention_mask"].to(device=device, dtype=torch.float64)
             tokens += int(mask.sum())
