@@ -5,8 +5,8 @@ Not collected by the normal `pytest` run (testpaths = tests); CI runs
 `.venv/bin/python -m pytest bench --benchmark-json=.benchmarks/ci/bench.json` after the tests.
 
 Models (built once per session in a temporary folder, only when a selected benchmark needs them):
-- `tiny-{torch,onnx,gguf}`: a random 2-layer llama (hidden 64) with SmolLM2's tokenizer, in torch, as
-  an fp32 ONNX export and as an F32 GGUF export.
+- `tiny-{torch,onnx,gguf}`: a random 2-layer llama (hidden 64, `tests/factory.py`) with SmolLM2's tokenizer,
+  in torch, as an fp32 ONNX export and as an F32 GGUF export.
 - `teacher-torch`, `teacher-onnx`, `teacher-f16-gguf`, `teacher-q8_0-gguf`: SmolLM2-135M-Instruct (the
   embedded teacher) in torch fp32, as an fp32 ONNX export and as F16 and Q8_0 GGUF exports.
 - `student-torch`, `student-onnx`, `student-f16-gguf`, `student-q8_0-gguf`: the 8-layer student cut from
@@ -113,17 +113,12 @@ class Zoo:
 
     def _tiny(self) -> Path:
         def build(out: Path) -> Path:
-            import torch
-            from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+            from tests.factory import build_tiny_model  # here, not at the top: llamacpp_settings.py imports this file
 
-            tok = AutoTokenizer.from_pretrained(self._teacher())
-            cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                              tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-            torch.manual_seed(0)
-            LlamaForCausalLM(cfg).save_pretrained(out)
-            tok.save_pretrained(out)
-            return out
+            # The teacher's tokenizer (SmolLM2's 49k vocabulary), so the tiny model's embedding and head are
+            # sized like a real one's; 1024 positions for the decode benchmarks; no padding row.
+            return build_tiny_model("llama", out, self._teacher(), num_hidden_layers=2, max_position_embeddings=1024,
+                                    tie_word_embeddings=True, pad_token_id=None)
 
         return self._once("tiny", build)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM
 
 from distill2edge.bench import ModelFacts, markdown_tables, measure_bandwidth, model_roofline, roofline
 from distill2edge.bench.roofline import (
@@ -19,12 +19,14 @@ from distill2edge.bench.roofline import (
     torch_facts,
     working_set_bandwidth,
 )
+from tests.factory import tiny_config, tiny_model
 
 roofline_module = importlib.import_module("distill2edge.bench.roofline")  # `bench.roofline` is the function
 
 
 def test_kv_bytes_formula() -> None:
-    cfg = LlamaConfig(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=3)
+    cfg = tiny_config(num_hidden_layers=3)  # hidden 64, 4 heads, 2 kv heads
+    assert (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads) == (64, 4, 2)
     # 2 (K, V) * 3 layers * 2 kv heads * head_dim 16 * 4 bytes
     assert kv_bytes_per_position(cfg, 4) == 2 * 3 * 2 * 16 * 4
 
@@ -42,9 +44,7 @@ def test_torch_facts_untied_reads_one_embedding_row(tiny_llama_dir: Path) -> Non
 
 
 def test_torch_facts_tied_reads_the_table_as_lm_head(tmp_path: Path) -> None:
-    cfg = LlamaConfig(vocab_size=100, hidden_size=32, num_attention_heads=2, num_hidden_layers=1,
-                      intermediate_size=64, tie_word_embeddings=True)
-    model = AutoModelForCausalLM.from_config(cfg)
+    model = tiny_model(vocab_size=100, tie_word_embeddings=True)
     model.save_pretrained(tmp_path)
     facts = torch_facts(model, tmp_path)
     assert facts.weight_bytes_per_token == sum(p.numel() * 4 for p in model.parameters())

@@ -11,7 +11,7 @@ from distill2edge.data.qa import QAExample
 from distill2edge.evaluate.generate import generate_answers
 from distill2edge.evaluate.probe import answer_probe, probe_factory
 from distill2edge.models import load_model
-from distill2edge.train.loop import _SimulatedKill, train
+from distill2edge.train.loop import SimulatedKill, train
 from distill2edge.train.objectives import sft_objective
 
 TEMPLATE = "Context: {context}\nQuestion: {question}\nAnswer:"
@@ -59,7 +59,7 @@ def test_probe_values_and_wall_time_join_validation_rows(tmp_path: Path, tiny_ll
         return {"probe": float(len(calls))}
 
     cfg = TrainConfig(epochs=2, batch_size=2, lr=1e-3, eval_every=2, checkpoint_every=2, early_stopping=None)
-    with pytest.raises(_SimulatedKill):
+    with pytest.raises(SimulatedKill):
         train(model, sft_objective, feats, feats[:2], cfg, tmp_path, pad_id=tok.pad_token_id, progress=False,
               probe=probe, stop_after_step=3)
     before = json.loads((tmp_path / "checkpoint" / "state.json").read_text())["elapsed_s"]

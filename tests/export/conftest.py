@@ -1,4 +1,5 @@
-"""Tiny random llama/mistral HF folders for the export tests, with tokenizers trained on the fly.
+"""Tiny random llama/mistral/qwen2/gemma3 HF folders for the export tests, built with tests/factory.py
+(tokenizers trained on the fly over `mixed_corpus`, weights drawn with `initializer_range` 0.1).
 
 - `tiny_llama`: hidden 64, byte-level BPE (GPT-2 pre-tokenizer), tied embeddings, ChatML template.
 - `tiny_llama_digits`: as above but with SmolLM2's per-digit pre-tokenizer ("smollm" in llama.cpp).
@@ -16,78 +17,13 @@ from typing import Any
 
 import pytest
 
-_WORDS = [
-    "the",
-    "network",
-    "base",
-    "station",
-    "signal",
-    "antenna",
-    "handover",
-    "latency",
-    "throughput",
-    "user",
-    "equipment",
-    "core",
-    "packet",
-    "frequency",
-    "band",
-    "carrier",
-    "modulation",
-    "spectrum",
-    "power",
-    "cell",
-    "tower",
-    "router",
-    "protocol",
-    "layer",
-    "def",
-    "return",
-    "class",
-    "import",
-    "for",
-    "while",
-    "if",
-    "else",
-    "print",
-    "self",
-    "value",
-    "list",
-    "dict",
-    "string",
-    "number",
-    "café",
-    "naïve",
-    "résumé",
-    "über",
-    "straße",
-    "größe",
-    "東京",
-    "日本語",
-    "中文",
-    "русский",
-    "язык",
-    "ελληνικά",
-    "emoji",
-    "🙂",
-    "🚀",
-]
-
-
-def corpus(n: int = 3000, seed: int = 0) -> list[str]:
-    rng = random.Random(seed)
-    lines = []
-    for i in range(n):
-        words = rng.choices(_WORDS, k=rng.randint(3, 12))
-        line = " ".join(words)
-        if i % 3 == 0:
-            line += f" {rng.randint(0, 99999)} {rng.random():.3f}"
-        if i % 5 == 0:
-            line = f"def f_{i}(x):\n    return x * {i}  # {line}"
-        if i % 7 == 0:
-            line = "  " + line.replace(" ", "   ", 2) + "\t\n"
-        lines.append(line)
-    return lines
+from tests.factory import (
+    WORDS,
+    build_tiny_model,
+    mixed_corpus,
+    train_bpe_tokenizer,
+    train_sentencepiece_tokenizer,
+)
 
 
 def tokenizer_test_strings() -> list[str]:
@@ -156,138 +92,57 @@ def tokenizer_test_strings() -> list[str]:
     extra = []
     for _ in range(220 - len(base)):
         parts = rng.choices(
-            _WORDS + ["  ", "\n", "\t", "123", "4.5", "!", "(", ")", "  \n  "], k=rng.randint(1, 9)
+            WORDS + ["  ", "\n", "\t", "123", "4.5", "!", "(", ")", "  \n  "], k=rng.randint(1, 9)
         )
         sep = rng.choice([" ", "", "  ", "\n"])
         extra.append(sep.join(parts))
     return base + extra
 
 
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
 def _byte_level_tokenizer(folder: Path, digits: bool) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tk = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tk.pre_tokenizer = (
-        pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
-        if digits
-        else byte_level
-    )
-    tk.decoder = decoders.ByteLevel()
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=600,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tk.train_from_iterator(corpus(), trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tk,
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|im_end|>",
-    )
-    fast.chat_template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
-        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
-    fast.save_pretrained(folder)
+    """600-token byte-level BPE over `mixed_corpus` with ChatML specials (no BOS prepended)."""
+    specials = {"unk": "<|endoftext|>", "bos": "<|im_start|>", "eos": "<|im_end|>", "pad": "<|im_end|>"}
+    train_bpe_tokenizer(folder, mixed_corpus(), 600, specials, digits=digits, prepend_bos=False, chat_template=CHATML)
 
 
-def _sentencepiece_tokenizer(folder: Path) -> None:
-    import sentencepiece as spm
-    from transformers import LlamaTokenizerFast
-
-    folder.mkdir(parents=True, exist_ok=True)
-    text = folder / "corpus.txt"
-    text.write_text("\n".join(corpus()))
-    spm.SentencePieceTrainer.train(
-        input=str(text),
-        model_prefix=str(folder / "tokenizer"),
-        vocab_size=500,
-        model_type="bpe",
-        byte_fallback=True,
-        split_digits=True,
-        normalization_rule_name="identity",
-        remove_extra_whitespaces=False,
-        bos_id=1,
-        eos_id=2,
-        unk_id=0,
-        pad_id=-1,
-        character_coverage=1.0,
-        minloglevel=2,
-        allow_whitespace_only_pieces=True,
-    )
-    text.unlink()
-    (folder / "tokenizer.vocab").unlink()
-    tok = LlamaTokenizerFast(vocab_file=str(folder / "tokenizer.model"), legacy=True)
-    tok.save_pretrained(folder)
+EXPORT_SHAPE: dict[str, Any] = dict(
+    num_hidden_layers=2, max_position_embeddings=256, rope_theta=100000.0,
+    initializer_range=0.1,  # weights well away from zero, so the logits the parity gates compare are not flat
+    pad_token_id=None,  # no padding row (gemma3 aside): every embedding row is random, none zeroed
+)
+ARCH_OVERRIDES: dict[str, dict[str, Any]] = {
+    "llama": dict(tie_word_embeddings=True),
+    "mistral": dict(tie_word_embeddings=False, sliding_window=None),
+    "qwen2": dict(tie_word_embeddings=True, use_sliding_window=False),
+    # 7 layers in transformers' own pattern so layer 5 is global; a window of 8 tokens so the sample prompts
+    # cross it; pad id 0 (its row zeroed) as Gemma ships it.
+    "gemma3": dict(num_hidden_layers=7, layer_types=None, head_dim=16, query_pre_attn_scalar=16, sliding_window=8,
+                   rope_theta=1000000.0, tie_word_embeddings=True, pad_token_id=0),
+}
+NOISE: dict[str, dict[str, float]] = {
+    "gemma3": {"norm.weight": 0.3},  # non-trivial norm weights, so the (1 + w) convention is checked
+    # random q/k/v biases, so the bias path is really exercised
+    "qwen2": {"q_proj.bias": 0.1, "k_proj.bias": 0.1, "v_proj.bias": 0.1},
+}
 
 
-def _save_model(folder: Path, arch: str, vocab: int, hidden: int, seed: int) -> None:
-    import torch
-    from transformers import (
-        Gemma3ForCausalLM,
-        Gemma3TextConfig,
-        LlamaConfig,
-        LlamaForCausalLM,
-        MistralConfig,
-        MistralForCausalLM,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
-
-    torch.manual_seed(seed)
-    common: dict[str, Any] = dict(  # noqa: C408 - keyword form reads like a config
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        rope_theta=100000.0,
-        initializer_range=0.1,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
-    if arch == "mistral":
-        model = MistralForCausalLM(MistralConfig(**common, tie_word_embeddings=False, sliding_window=None))
-    elif arch == "gemma3":
-        # 7 layers so layer 5 is global; a window of 8 tokens so the sample prompts cross it.
-        common.update(
-            num_hidden_layers=7, head_dim=16, query_pre_attn_scalar=16, sliding_window=8, rope_theta=1000000.0
-        )
-        model = Gemma3ForCausalLM(Gemma3TextConfig(**common, tie_word_embeddings=True))
-        with torch.no_grad():  # non-trivial norm weights, so the (1 + w) convention is checked
-            for name, p in model.named_parameters():
-                if name.endswith("norm.weight"):
-                    p.normal_(0.0, 0.3)
-    elif arch == "qwen2":
-        model = Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=True, use_sliding_window=False))
-        with torch.no_grad():  # random q/k/v biases, so the bias path is really exercised
-            for layer in model.model.layers:
-                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
-                    proj.bias.normal_(0.0, 0.1)
-    else:
-        model = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=True))
-    model.save_pretrained(folder)
-
-
-def _vocab(folder: Path) -> int:
-    from transformers import AutoTokenizer
-
-    return len(AutoTokenizer.from_pretrained(folder))
+def _save_model(folder: Path, arch: str, hidden: int, seed: int) -> None:
+    """A 2-layer `arch` model (gemma3: 7) of hidden size `hidden` beside the tokenizer already in `folder`."""
+    build_tiny_model(arch, folder, folder, seed=seed, noise=NOISE.get(arch), hidden_size=hidden,
+                     intermediate_size=2 * hidden, **{**EXPORT_SHAPE, **ARCH_OVERRIDES[arch]})
 
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_llama")
     _byte_level_tokenizer(folder, digits=False)
-    _save_model(folder, "llama", _vocab(folder), 64, seed=0)
+    _save_model(folder, "llama", 64, seed=0)
     return folder
 
 
@@ -295,15 +150,15 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_llama_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_llama_digits")
     _byte_level_tokenizer(folder, digits=True)
-    _save_model(folder, "llama", _vocab(folder), 64, seed=1)
+    _save_model(folder, "llama", 64, seed=1)
     return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_mistral(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_mistral")
-    _sentencepiece_tokenizer(folder)
-    _save_model(folder, "mistral", _vocab(folder), 64, seed=2)
+    train_sentencepiece_tokenizer(folder, mixed_corpus())
+    _save_model(folder, "mistral", 64, seed=2)
     return folder
 
 
@@ -311,15 +166,15 @@ def tiny_mistral(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_qwen2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_qwen2")
     _byte_level_tokenizer(folder, digits=False)
-    _save_model(folder, "qwen2", _vocab(folder), 64, seed=4)
+    _save_model(folder, "qwen2", 64, seed=4)
     return folder
 
 
 @pytest.fixture(scope="session")
 def tiny_gemma3(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_gemma3")
-    _sentencepiece_tokenizer(folder)
-    _save_model(folder, "gemma3", _vocab(folder), 64, seed=5)
+    train_sentencepiece_tokenizer(folder, mixed_corpus())
+    _save_model(folder, "gemma3", 64, seed=5)
     return folder
 
 
@@ -327,7 +182,7 @@ def tiny_gemma3(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_llama_256(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_llama_256")
     _byte_level_tokenizer(folder, digits=False)
-    _save_model(folder, "llama", _vocab(folder), 256, seed=3)
+    _save_model(folder, "llama", 256, seed=3)
     return folder
 
 

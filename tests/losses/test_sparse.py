@@ -86,13 +86,13 @@ def test_mismatched_targets_and_out_of_range_ids_are_refused() -> None:
 
 
 def test_uniform_tail_spreads_the_rest_evenly_and_is_exact_for_a_flat_tail() -> None:
-    from distill2edge.losses.sparse import _uniform_tail
+    from distill2edge.losses.sparse import uniform_tail
 
     s, _ = _logits(n=5, v=30)
     t = torch.randn(5, 30)
     t[:, 6:] = -3.0  # a flat tail: the uniform assumption holds exactly
     targets = sparse_teacher_targets(t, 6, 2.0)
-    full = _uniform_tail(*targets, 30)
+    full = uniform_tail(*targets, 30)
     torch.testing.assert_close(full.exp().sum(-1), torch.ones(5))
     torch.testing.assert_close(full, torch.log_softmax(t / 2.0, -1), rtol=1e-5, atol=1e-5)
     for name in ("forward_kl", "reverse_kl", "js"):

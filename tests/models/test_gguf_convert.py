@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 from gguf import GGUFReader, GGUFWriter, TokenType
 from tokenizers import pre_tokenizers
-from transformers import Gemma3TextConfig, LlamaConfig
 
 from distill2edge.models.gguf_convert import fix_config
 from distill2edge.models.gguf_tokenizer import tokenizer_from_gguf
+from tests.factory import tiny_config
 
 CONTROL, NORMAL, BYTE, USER, UNKNOWN = (TokenType.CONTROL, TokenType.NORMAL, TokenType.BYTE,
                                         TokenType.USER_DEFINED, TokenType.UNKNOWN)
@@ -112,7 +112,8 @@ def test_sentencepiece_merges_follow_scores(tmp_path, score_ab, score_bc, pieces
 
 def test_llama_config_is_fixed_from_metadata(tmp_path):
     reader = write_gguf(tmp_path / "t.gguf", "llama", byte_level("smollm"))
-    cfg = LlamaConfig(vocab_size=261, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
+    # The shape `write_gguf` writes, every field but rope_theta agreeing with it.
+    cfg = tiny_config("llama", vocab_size=261, hidden_size=8, intermediate_size=16, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
                       rms_norm_eps=1e-5, tie_word_embeddings=True, rope_theta=10000.0)
     fixes = fix_config(cfg, reader)
@@ -126,10 +127,10 @@ def test_llama_config_is_fixed_from_metadata(tmp_path):
 def test_gemma3_config_gets_llama_cpp_layer_pattern_and_local_rope(tmp_path):
     reader = write_gguf(tmp_path / "t.gguf", "gemma3", sentencepiece(-1.0, -2.0), block_count=7,
                         rope_freq_base=1e6, key_length=4, sliding_window=8)
-    cfg = Gemma3TextConfig(vocab_size=267, hidden_size=8, intermediate_size=16, num_hidden_layers=7,
-                           num_attention_heads=2, num_key_value_heads=1, head_dim=4, query_pre_attn_scalar=4,
-                           max_position_embeddings=64, rms_norm_eps=1e-5, sliding_window=8,
-                           layer_types=["full_attention"] * 7, rope_local_base_freq=1e6)
+    cfg = tiny_config("gemma3", vocab_size=267, hidden_size=8, intermediate_size=16, num_hidden_layers=7,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=4, query_pre_attn_scalar=4,
+                      max_position_embeddings=64, rms_norm_eps=1e-5, sliding_window=8,
+                      layer_types=["full_attention"] * 7, rope_local_base_freq=1e6)
     fixed = {f["field"]: f for f in fix_config(cfg, reader)}
     assert set(fixed) == {"layer_types", "rope_local_base_freq"}
     assert cfg.layer_types == ["sliding_attention"] * 5 + ["full_attention", "sliding_attention"]
@@ -139,4 +140,4 @@ def test_gemma3_config_gets_llama_cpp_layer_pattern_and_local_rope(tmp_path):
 def test_unsupported_architecture_names_the_field(tmp_path):
     reader = write_gguf(tmp_path / "t.gguf", "phi3", byte_level("smollm"))
     with pytest.raises(ValueError, match="general.architecture = 'phi3'"):
-        fix_config(LlamaConfig(), reader)
+        fix_config(tiny_config("llama"), reader)

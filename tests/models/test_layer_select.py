@@ -105,14 +105,11 @@ def _full_logits_answer_ce(model: nn.Module, feats: list[dict[str, list[int]]], 
 def test_greedy_answer_ce_removes_the_cheapest_layer_each_round():
     """Against brute force with `prune_layers` and full logits: each round drops the layer whose removal
     leaves the lowest answer CE (recorded), and the model comes back whole."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from distill2edge.models.layer_select import greedy_answer_ce
     from distill2edge.models.prune import prune_layers
+    from tests.factory import tiny_model
 
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=5,
-                                         num_attention_heads=4, num_key_value_heads=2)).eval()
+    model = tiny_model(vocab_size=64, num_hidden_layers=5).eval()  # 5 layers: three rounds down to 2
     g = torch.Generator().manual_seed(1)
     feats = []
     for n in (9, 12, 7):

@@ -1,8 +1,9 @@
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig
+from transformers import AutoTokenizer, PretrainedConfig
 
 from distill2edge.models import VocabAlignment, VocabularyMismatchError, check_same_vocabulary, trim_logits
+from tests.factory import tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -15,9 +16,9 @@ def tok_b(tiny_tokenizer_b_dir):
     return AutoTokenizer.from_pretrained(tiny_tokenizer_b_dir)
 
 
-def cfg(rows: int) -> LlamaConfig:
-    return LlamaConfig(vocab_size=rows, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=16)
+def cfg(rows: int) -> PretrainedConfig:
+    """A tiny llama config with `rows` embedding rows (only the vocabulary size matters here)."""
+    return tiny_config(vocab_size=rows)
 
 
 def test_identical_vocabularies(tok):

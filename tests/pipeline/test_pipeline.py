@@ -3,7 +3,6 @@
 import json
 
 import pytest
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from distill2edge.cli.main import main
 from distill2edge.config import load_recipe
@@ -45,13 +44,10 @@ def test_tiny_pipeline_end_to_end_and_reuse(tmp_path, tiny_recipe):
     assert ran == {"distill.kd", "evaluate_distilled.kd"}
 
 
-def test_vanilla_kd_refuses_a_teacher_with_another_vocabulary(tmp_path, tiny_recipe, tiny_tokenizer_b_dir, capsys):
-    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_b_dir)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256)
-    teacher_dir = tmp_path / "other-vocab"
-    LlamaForCausalLM(cfg).save_pretrained(teacher_dir)
-    tok.save_pretrained(teacher_dir)
+def test_vanilla_kd_refuses_a_teacher_with_another_vocabulary(
+    tmp_path, tiny_recipe, make_tiny_model, tiny_tokenizer_b_dir, capsys
+):
+    teacher_dir = make_tiny_model(tokenizer_dir=tiny_tokenizer_b_dir)  # a llama like the student, vocabulary B
     recipe = tiny_recipe(teachers={"tiny": {"path": str(teacher_dir)}})
     out = tmp_path / "run"
     assert main(["recipe", str(recipe), "--out", str(out), "--no-progress"]) == 2

@@ -4,20 +4,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import PreTrainedModel
 
 from distill2edge.config import EarlyStoppingConfig, LoraConfig, TrainConfig
 from distill2edge.data.tokenize import IGNORE_INDEX
-from distill2edge.train.loop import NonFiniteLossError, _SimulatedKill, train
+from distill2edge.train.loop import NonFiniteLossError, SimulatedKill, train
 from distill2edge.train.lora import apply_lora
 from distill2edge.train.objectives import answer_positions, sft_objective
+from tests.factory import tiny_model
+
+VOCAB = 64
+"""The token ids of `data` are drawn below it."""
 
 
-def tiny_model(seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    return LlamaForCausalLM(cfg)
+def llama() -> PreTrainedModel:
+    """The factory's tiny llama (seed 0) over the `VOCAB` token ids of `data`."""
+    return tiny_model(vocab_size=VOCAB)
 
 
 def data(n: int = 12, seed: int = 0) -> list[dict[str, list[int]]]:
@@ -25,7 +27,7 @@ def data(n: int = 12, seed: int = 0) -> list[dict[str, list[int]]]:
     out = []
     for i in range(n):
         plen, alen = 4 + i % 5, 2 + i % 3
-        ids = torch.randint(3, 64, (plen + alen,), generator=g).tolist()
+        ids = torch.randint(3, VOCAB, (plen + alen,), generator=g).tolist()
         out.append({"input_ids": ids, "labels": [IGNORE_INDEX] * plen + ids[plen:]})
     return out
 
@@ -44,12 +46,12 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path: Path, use_lora: bool)
     """Kill after step 3 (last checkpoint at step 2), resume: every loss equals the uninterrupted run."""
 
     def model():
-        m = tiny_model()
+        m = llama()
         return apply_lora(m, LoraConfig(r=4, alpha=8, dropout=0.1)) if use_lora else m
 
     ref = train(model(), sft_objective, data(), data(4, 1), cfg(), tmp_path / "a", pad_id=0, progress=False)
     m = model()
-    with pytest.raises(_SimulatedKill):
+    with pytest.raises(SimulatedKill):
         train(m, sft_objective, data(), data(4, 1), cfg(), tmp_path / "b", pad_id=0, progress=False, stop_after_step=3)
     resumed = train(model(), sft_objective, data(), data(4, 1), cfg(), tmp_path / "b", pad_id=0, progress=False)
     assert ref.steps == resumed.steps == 6  # 12 examples / (4 x 2) -> 2 steps per epoch, 3 epochs
@@ -59,7 +61,7 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path: Path, use_lora: bool)
 
 
 def test_loss_decreases_and_best_weights_are_restored(tmp_path):
-    m = tiny_model()
+    m = llama()
     r = train(m, sft_objective, data(), data(4, 1), cfg(epochs=8, grad_accum=1), tmp_path, pad_id=0, progress=False)
     train_losses = losses(r)
     assert train_losses[-1] < train_losses[0] * 0.8
@@ -75,7 +77,7 @@ def test_loss_decreases_and_best_weights_are_restored(tmp_path):
 def test_best_by_token_f1_keeps_the_weights_that_answered_best(tmp_path):
     """best_by: token_f1 restores the step with the highest probed F1, not the lowest validation loss."""
     f1s = iter([0.1, 0.5, 0.3, 0.2, 0.4, 0.1, 0.2, 0.3])
-    m = tiny_model()
+    m = llama()
     r = train(m, sft_objective, data(), data(4, 1), cfg(epochs=8, grad_accum=1, eval_answers=4, best_by="token_f1"),
               tmp_path, pad_id=0, progress=False, probe=lambda _model: {"token_f1": next(f1s)})
     vals = {h["step"]: h["val_loss"] for h in r.history if "val_loss" in h}
@@ -99,13 +101,13 @@ def test_best_by_token_f1_needs_answers():
 def test_early_stopping(tmp_path):
     # Validation on different random data cannot improve by 10 nats: stop after `patience` evaluations.
     es = EarlyStoppingConfig(patience=2, min_delta=10.0)
-    r = train(tiny_model(), sft_objective, data(), data(4, 1), cfg(epochs=10, early_stopping=es), tmp_path,
+    r = train(llama(), sft_objective, data(), data(4, 1), cfg(epochs=10, early_stopping=es), tmp_path,
               pad_id=0, progress=False)
     assert r.stopped_early and r.epochs_completed == 3  # first validation sets the best, two more fail
 
 
 def test_max_steps_and_grad_accum(tmp_path):
-    r = train(tiny_model(), sft_objective, data(), None, cfg(max_steps=5, grad_accum=1), tmp_path, pad_id=0,
+    r = train(llama(), sft_objective, data(), None, cfg(max_steps=5, grad_accum=1), tmp_path, pad_id=0,
               progress=False)
     assert r.steps == 5 and r.best_val_loss is None
 
@@ -119,12 +121,12 @@ def test_non_finite_loss_names_the_step(tmp_path):
         return {"loss": out["loss"] * (float("nan") if calls["n"] == 3 else 1.0)}
 
     with pytest.raises(NonFiniteLossError, match="step 2"):
-        train(tiny_model(), bad, data(), None, cfg(), tmp_path, pad_id=0, progress=False)
+        train(llama(), bad, data(), None, cfg(), tmp_path, pad_id=0, progress=False)
 
 
 def test_checkpoint_written_atomically(tmp_path):
-    with pytest.raises(_SimulatedKill):
-        train(tiny_model(), sft_objective, data(), None, cfg(), tmp_path, pad_id=0, progress=False, stop_after_step=3)
+    with pytest.raises(SimulatedKill):
+        train(llama(), sft_objective, data(), None, cfg(), tmp_path, pad_id=0, progress=False, stop_after_step=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
     assert {p.name for p in (tmp_path / "checkpoint").iterdir()} == {
         "trainable.pt", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json"}
@@ -138,7 +140,7 @@ def test_answer_positions_shift():
 
 
 def test_sft_objective_equals_full_shifted_ce():
-    m = tiny_model()
+    m = llama()
     batch = {k: torch.tensor([d[k] for d in data(3)[:1]]) for k in ("input_ids", "labels")}
     batch["attention_mask"] = torch.ones_like(batch["input_ids"])
     logits = m(input_ids=batch["input_ids"]).logits
@@ -148,8 +150,8 @@ def test_sft_objective_equals_full_shifted_ce():
 
 def test_resume_says_from_which_step(tmp_path, capsys):
     """Issue 17: a resumed stage prints the step its checkpoint holds."""
-    with pytest.raises(_SimulatedKill):
-        train(tiny_model(), sft_objective, data(), None, cfg(), tmp_path, pad_id=0, progress=False, stop_after_step=3)
+    with pytest.raises(SimulatedKill):
+        train(llama(), sft_objective, data(), None, cfg(), tmp_path, pad_id=0, progress=False, stop_after_step=3)
     assert "resumed" not in capsys.readouterr().out
-    train(tiny_model(), sft_objective, data(), None, cfg(max_steps=4), tmp_path, pad_id=0, progress=False, desc="sft x")
+    train(llama(), sft_objective, data(), None, cfg(max_steps=4), tmp_path, pad_id=0, progress=False, desc="sft x")
     assert "[sft x] resumed from step 2 (epoch 1)" in capsys.readouterr().out

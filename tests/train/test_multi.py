@@ -16,7 +16,7 @@ from distill2edge.config import DataConfig, DistillConfig, TrainConfig
 from distill2edge.data.classify import ClassExample
 from distill2edge.data.tokenize import IGNORE_INDEX, collate_multi, teacher_prefix
 from distill2edge.models import load_model
-from distill2edge.train.loop import _SimulatedKill, train
+from distill2edge.train.loop import SimulatedKill, train
 from distill2edge.train.multi import MultiTeacherConfigError, build_multi_teacher
 from distill2edge.train.stages import encode_all
 
@@ -220,7 +220,7 @@ def test_resume_after_kill_reproduces_losses(trio, tmp_path: Path) -> None:
         )
 
     whole = run(tmp_path / "whole", None)
-    with pytest.raises(_SimulatedKill):
+    with pytest.raises(SimulatedKill):
         run(tmp_path / "killed", 2)
     resumed = run(tmp_path / "killed", None)
     a = [h["loss"] for h in whole.history if "loss" in h]

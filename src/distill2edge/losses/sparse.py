@@ -83,7 +83,7 @@ def _binned(
     return s_bins, t_bins
 
 
-def _uniform_tail(indices: Tensor, t_log_probs: Tensor, t_rest: Tensor, vocab: int) -> Tensor:
+def uniform_tail(indices: Tensor, t_log_probs: Tensor, t_rest: Tensor, vocab: int) -> Tensor:
     """The teacher over the whole vocabulary with its remaining mass spread evenly over the other V - k
     tokens: [N, k] ids and log-probs, [N] rest -> [N, V] log-probs."""
     tail = vocab - indices.shape[1]
@@ -97,7 +97,7 @@ def _rows(
     temperature: float, options: dict[str, Any], tail: str = "rest_bin",
 ) -> Tensor:
     if tail == "uniform":
-        t_full = _uniform_tail(indices, t_log_probs, t_rest, student_logits.shape[-1])
+        t_full = uniform_tail(indices, t_log_probs, t_rest, student_logits.shape[-1])
         # The divergence divides both sides by T; the teacher side is already at T, so multiply it back.
         return get_kd_loss(name)(student_logits, t_full * temperature, temperature, **options)
     s_bins, t_bins = _binned(student_logits, indices, t_log_probs, t_rest, temperature)

@@ -46,7 +46,7 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stops rather than corrupting the weights."""
 
 
-class _SimulatedKill(RuntimeError):
+class SimulatedKill(RuntimeError):
     """Raised by `stop_after_step` to stand in for a killed process in tests."""
 
 
@@ -174,7 +174,7 @@ def train(
             done = _after_step(s, micro, micro_per_epoch, total_steps, eval_every, checkpoint_every)
             if stop_after_step is not None and s.state["step"] >= stop_after_step and not done:
                 bar.close()
-                raise _SimulatedKill(f"stopped after step {s.state['step']}")
+                raise SimulatedKill(f"stopped after step {s.state['step']}")
             if done or micro >= micro_per_epoch:
                 break
     bar.close()
