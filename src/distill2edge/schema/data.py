@@ -27,7 +27,6 @@ class SplitConfig(Strict):
         return self
 
 
-
 class DataConfig(Strict):
     _omit_at_default = frozenset({"task", "labels", "verbalizers", "answers_in_context"})
 
