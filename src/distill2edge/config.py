@@ -20,7 +20,7 @@ from distill2edge.config_overrides import (
     recipes_dir,
 )
 from distill2edge.schema.base import RecipeError, Strict, config_hash
-from distill2edge.schema.data import CLASSIFY_TEMPLATE, QA_TEMPLATE, DataConfig, SplitConfig
+from distill2edge.schema.data import DataConfig, SplitConfig
 from distill2edge.schema.distill import (
     CACHEABLE_ALGORITHMS,
     DistillConfig,
@@ -33,7 +33,7 @@ from distill2edge.schema.distill import (
     TeacherWeightConfig,
 )
 from distill2edge.schema.models import ModelConfig, StudentConfig
-from distill2edge.schema.recipe import CLASSIFY_METRICS, BenchConfig, EvaluateConfig, ExportConfig, Recipe
+from distill2edge.schema.recipe import BenchConfig, EvaluateConfig, ExportConfig, Recipe
 from distill2edge.schema.teacher_data import TeacherDataConfig
 from distill2edge.schema.training import (
     EarlyStoppingConfig,
@@ -42,10 +42,10 @@ from distill2edge.schema.training import (
     SFTStageConfig,
     TrainConfig,
 )
+from distill2edge.tasks.spec import CLASSIFY_TEMPLATE, QA_TEMPLATE
 
 __all__ = [
     "CACHEABLE_ALGORITHMS",
-    "CLASSIFY_METRICS",
     "CLASSIFY_TEMPLATE",
     "QA_TEMPLATE",
     "BenchConfig",

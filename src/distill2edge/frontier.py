@@ -69,8 +69,8 @@ def run_frontier(
     """Train, evaluate, export and time a student per size in `sizes`; returns frontier.json's content."""
     from distill2edge.bench import BenchModel
     from distill2edge.bench.api import run_bench, settings_for_recipe
-    from distill2edge.data.qa import QAExample
-    from distill2edge.data.splits import examples_of, read_data
+    from distill2edge.data.examples import QAExample, examples_of
+    from distill2edge.data.splits import read_data
     from distill2edge.export.gguf import export_gguf
     from distill2edge.pipeline import run_recipe
 

@@ -13,13 +13,11 @@ from typing import Any
 import torch
 
 from distill2edge.config import Recipe
-from distill2edge.evaluate.classify import evaluate_classifier
-from distill2edge.evaluate.generate import evaluate_model
-from distill2edge.evaluate.likelihood import answer_cross_entropy
 from distill2edge.export.profiles import load_profile
 from distill2edge.export.stage import export_for_profile
 from distill2edge.models import DTYPES, load_model
 from distill2edge.runs import Run, StageResult
+from distill2edge.tasks import get_task
 
 Log = Callable[[str], None]
 
@@ -57,28 +55,12 @@ def evaluate_stages(
 def _evaluate(
     recipe: Recipe, ref: str, role: str, dtype: str, test: list, out: Path, device: torch.device, progress: bool,
 ) -> dict[str, Any]:
-    """One model's evaluation: classification accuracy, or generated answers plus the answer cross-entropy."""
-    data_cfg, ecfg = recipe.data, recipe.evaluate
+    """One model's evaluation, as `data.task` scores it (`tasks.Task.evaluate`): classification accuracy, or
+    generated answers plus the answer cross-entropy."""
     model, tok = load_model(ref, dtype=DTYPES[dtype], device=device)
-    if data_cfg.task == "classification":
-        summary = evaluate_classifier(
-            model, tok, test, out, labels=data_cfg.label_set(), template=data_cfg.prompt_template,
-            verbalizers=data_cfg.verbalizers, max_length=data_cfg.max_length, batch_size=ecfg.batch_size,
-            device=device, progress=progress,
-        )
-        summary["params"] = sum(p.numel() for p in model.parameters())
-        return summary
-    summary = evaluate_model(
-        model, tok, test, out, template=data_cfg.prompt_template, max_length=data_cfg.max_length,
-        max_new_tokens=ecfg.max_new_tokens, metrics=ecfg.metrics, batch_size=ecfg.batch_size,
-        device=device, progress=progress, desc=f"evaluate {role}", judge=ecfg.judge,  # built if an llm metric asks
+    return get_task(recipe.data.task).evaluate(
+        model, tok, test, out, recipe.data, recipe.evaluate, device=device, progress=progress, desc=f"evaluate {role}",
     )
-    summary["params"] = sum(p.numel() for p in model.parameters())
-    summary["answer_ce"] = answer_cross_entropy(
-        model, tok, test, template=data_cfg.prompt_template, max_length=data_cfg.max_length,
-        batch_size=ecfg.batch_size, device=device,
-    )
-    return summary
 
 
 def best_distilled(recipe: Recipe, results: dict[str, dict[str, Any]]) -> str:

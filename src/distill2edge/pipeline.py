@@ -17,13 +17,13 @@ import torch
 from distill2edge.atomic import write_json_atomic
 from distill2edge.config import DataConfig, DistillConfig, Recipe, SFTStageConfig, TrainConfig
 from distill2edge.data.splits import prepare_data, read_data
-from distill2edge.evaluate.probe import probe_factory
 from distill2edge.output_stages import evaluate_stages, run_bench_stage, run_export_stages
 from distill2edge.preflight import name_layer_error, preflight_recipe
 from distill2edge.report.markdown import write_report
 from distill2edge.runs import Run, StageResult, ending_status
 from distill2edge.stage_keys import distill_stage_key, teacher_stage_config
 from distill2edge.student_init import init_student, log_student_init
+from distill2edge.tasks import get_task
 from distill2edge.teacher_data import teacher_data_stages
 from distill2edge.train import distributed as dist
 from distill2edge.train.stages import ProbeFactory, run_distill, run_multi_distill, run_sft
@@ -95,14 +95,10 @@ def _with_upstream(recipe: Recipe, names: Collection[str] | None) -> dict[str, D
 def _answer_probe(
     recipe: Recipe, train_cfg: TrainConfig, splits: dict[str, list], data_cfg: DataConfig, device: torch.device,
 ) -> ProbeFactory | None:
-    """`train.eval_answers` > 0 on a QA task: greedy answers to that many validation questions at each
-    validation, generated as the evaluate stage does (its `max_new_tokens` and batch size)."""
-    if train_cfg.eval_answers == 0 or data_cfg.task != "qa" or not splits.get("validation"):
-        return None
-    return probe_factory(
-        splits["validation"], train_cfg.eval_answers, template=data_cfg.prompt_template,
-        max_length=data_cfg.max_length, max_new_tokens=recipe.evaluate.max_new_tokens,
-        batch_size=recipe.evaluate.batch_size, device=device,
+    """`train.eval_answers` > 0 on a task that generates answers (QA): greedy answers to that many validation
+    questions at each validation, generated as the evaluate stage does (its `max_new_tokens` and batch size)."""
+    return get_task(data_cfg.task).answer_probe(
+        splits.get("validation") or [], train_cfg.eval_answers, data_cfg, recipe.evaluate, device,
     )
 
 

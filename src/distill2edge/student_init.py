@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from distill2edge.config import Recipe
-from distill2edge.evaluate.likelihood import answer_cross_entropy
 from distill2edge.models import init_student_from_teacher, load_model
+from distill2edge.tasks import get_task
 from distill2edge.train.stages import encode_all
 
 Log = Callable[[str], None]
@@ -48,11 +48,12 @@ def init_student(
         "teacher_parameters": record["teacher_parameters"],
         **({"mlp_width": record["mlp_width"]} if "mlp_width" in record else {}),
     }
-    if data_cfg.task == "qa" and splits.get("validation"):
-        metrics["val_answer_ce"] = round(answer_cross_entropy(
-            model, tok, splits["validation"], template=data_cfg.prompt_template, max_length=data_cfg.max_length,
-            batch_size=recipe.evaluate.batch_size, device=device,
-        ), 4)
+    if splits.get("validation"):
+        ce = get_task(data_cfg.task).answer_ce(
+            model, tok, splits["validation"], data_cfg, batch_size=recipe.evaluate.batch_size, device=device,
+        )
+        if ce is not None:  # a task without answer cross-entropy (classification) starts from no such point
+            metrics["val_answer_ce"] = round(ce, 4)
     return metrics
 
 

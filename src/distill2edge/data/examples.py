@@ -1,10 +1,14 @@
 """The QA record (`QAExample`) and the data error (`DataError`), in a module of their own: the loaders
-(`qa.py`) and the checks over whole sets (`qa_checks.py`) both import them; `qa.py` re-exports both."""
+(`qa.py`) and the checks over whole sets (`qa_checks.py`) both import them; `qa.py` re-exports both.
+`examples_of` types a split as the one kind of example its task reads (the task modules use it)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+Example = TypeVar("Example")
 
 
 class DataError(ValueError):
@@ -36,3 +40,12 @@ class QAExample:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> QAExample:
         return cls(**{**d, "answers": tuple(d["answers"])})
+
+
+def examples_of(examples: Sequence[object], kind: type[Example], task: str) -> list[Example]:
+    """`examples` typed as the one kind `task` (`data.task`) reads: a split holds a single kind, which the
+    type of `data.splits.read_data` cannot say; TypeError if any example is of another kind."""
+    out = [ex for ex in examples if isinstance(ex, kind)]
+    if len(out) != len(examples):
+        raise TypeError(f"expected {kind.__name__} examples (data.task {task!r}), got others too")
+    return out

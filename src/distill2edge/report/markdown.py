@@ -18,6 +18,8 @@ from distill2edge.report.verdict import (
     plot_learning_curves,
     verdict_lines,
 )
+from distill2edge.tasks import get_task
+from distill2edge.tasks.spec import TaskSpec
 
 _METRIC_LABELS = {
     "exact_match": "EM", "token_f1": "F1", "rouge_l": "ROUGE-L", "answer_ce": "answer CE (nats)",
@@ -33,17 +35,20 @@ def _fmt(v: Any, digits: int = 3) -> str:
     return str(v)
 
 
-def results_table(models: dict[str, dict[str, Any]], metric_names: list[str], labels: list[str] | None = None) -> str:
-    """One row per evaluated model. With `labels` (classification) the latency is per sentence and a
-    column shows the share of test sentences predicted as each label (a collapsed model predicts one)."""
+def results_table(
+    models: dict[str, dict[str, Any]], metric_names: list[str], spec: TaskSpec, labels: list[str] | None = None,
+) -> str:
+    """One row per evaluated model; the latency column as the task (`spec`) times it. With `labels`
+    (classification) a column shows the share of test sentences predicted as each label (a collapsed
+    model predicts one)."""
     if any("answer_ce" in r for r in models.values()) and "answer_ce" not in metric_names:
         metric_names = [*metric_names, "answer_ce"]
-    head = ["Role", "Params (M)", *(_METRIC_LABELS.get(m, m) for m in metric_names)]
-    head += ["ms / inference", f"predicted ({' / '.join(labels)})"] if labels else ["ms / answer"]
+    head = ["Role", "Params (M)", *(_METRIC_LABELS.get(m, m) for m in metric_names), spec.latency_column]
+    head += [f"predicted ({' / '.join(labels)})"] if labels else []
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in models.values():
         cells = [r["role"], f"{r.get('params', 0) / 1e6:.1f}", *(_fmt(r.get(m)) for m in metric_names)]
-        cells.append(_fmt(r.get("latency_ms"), 1 if labels else 0))
+        cells.append(_fmt(r.get("latency_ms"), spec.latency_digits))
         if labels:
             cells.append(" / ".join(_fmt(r.get(f"predicted/{c}"), 2) for c in labels))
         rows.append("| " + " | ".join(cells) + " |")
@@ -114,17 +119,6 @@ def _setup_lines(recipe: Recipe) -> list[str]:
     return lines
 
 
-def _data_line(recipe: Recipe, d: dict[str, Any]) -> str:
-    if recipe.data.task == "classification":
-        counts = d.get("train_labels", {})
-        return (f"Data: `{recipe.data.source}` — {d.get('train_examples')} training / {d.get('validation_examples')} "
-                f"validation / {d.get('test_examples')} test sentences, split per label; training labels "
-                + ", ".join(f"{c} {n}" for c, n in counts.items()) + ". Labels are scored as verbalizers by log-likelihood.")
-    return (f"Data: `{recipe.data.source}` — {d.get('train_questions')} training / {d.get('validation_questions')} "
-            f"validation / {d.get('test_questions')} test questions, split by context "
-            f"({d.get('train_contexts')}/{d.get('validation_contexts')}/{d.get('test_contexts')} contexts).")
-
-
 def plot_results(models: dict[str, dict[str, Any]], metric_names: list[str], path: Path) -> None:
     """Bar chart of each model's test scores, one bar per metric, to `path`."""
     roles = [r["role"] for r in models.values()]
@@ -170,6 +164,7 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
     """Write report.md (and its PNG plots) into run_dir; returns the report path."""
     models = metrics["models"]
     names = list(recipe.evaluate.metrics)
+    task = get_task(recipe.data.task)
     plot_results(models, names, run_dir / "accuracy.png")
     has_losses = plot_losses(run_dir, metrics["training"], run_dir / "losses.png")
     d = metrics["data"]
@@ -179,12 +174,12 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
         recipe.description.strip(),
         "",
         *verdict_lines(recipe, metrics),
-        _data_line(recipe, d),
+        task.data_line(recipe.data, d),
         *_setup_lines(recipe),
         "",
         "## Results on the test split",
         "",
-        results_table(models, names, recipe.data.label_set() if recipe.data.task == "classification" else None),
+        results_table(models, names, task.spec, task.report_labels(recipe.data)),
         "",
     ]
     metric = next((m for m in ("token_f1", "macro_f1", "rouge_l", *names) if m in names), None)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from distill2edge.schema.base import Strict
+from distill2edge.tasks.spec import QA_TEMPLATE, TASK_SPECS, TaskName, task_spec
 
 
 class SplitConfig(Strict):
@@ -26,16 +27,10 @@ class SplitConfig(Strict):
         return self
 
 
-QA_TEMPLATE = "Context: {context}\nQuestion: {question}\nAnswer:"
-CLASSIFY_TEMPLATE = "Sentence: {text}\nIs the sentiment of this financial news sentence {labels}?\nAnswer:"
-_QA_FORMATS = ("auto", "telequad", "jsonl", "squad", "hf")
-_CLASSIFY_FORMATS = ("auto", "jsonl", "csv", "phrasebank")
-
-
 class DataConfig(Strict):
     _omit_at_default = frozenset({"task", "labels", "verbalizers", "answers_in_context"})
 
-    task: Literal["qa", "classification"] = "qa"
+    task: TaskName = "qa"
     """`qa`: extractive QA (answers generated, scored by EM/F1/...); `classification`: each label is a
     verbalizer word scored by log-likelihood after the prompt (accuracy, macro-F1)."""
     source: str = "embedded:telecom-qa"
@@ -67,25 +62,26 @@ class DataConfig(Strict):
     @model_validator(mode="before")
     @classmethod
     def _task_defaults(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("task") == "classification" and "prompt_template" not in data:
-            data = {**data, "prompt_template": CLASSIFY_TEMPLATE}
+        """The task's own prompt template when the recipe gives none (the field default is QA's)."""
+        if isinstance(data, dict) and data.get("task") in TASK_SPECS and "prompt_template" not in data:
+            data = {**data, "prompt_template": TASK_SPECS[data["task"]].default_template}
         return data
 
     @model_validator(mode="after")
     def _task_fields(self) -> DataConfig:
-        if self.task == "qa":
-            for key in ("{context}", "{question}"):
-                if key not in self.prompt_template:
-                    raise ValueError(f"prompt_template: a QA template must contain {key}")
-            if self.format not in _QA_FORMATS:
-                raise ValueError(f"format: {self.format!r} is for classification data; QA reads {', '.join(_QA_FORMATS)}")
+        spec = task_spec(self.task)
+        for key in spec.template_keys:
+            if key not in self.prompt_template:
+                raise ValueError(f"prompt_template: a {spec.title} template must contain {key}")
+        if self.format not in spec.formats:
+            readers = [s.title for s in TASK_SPECS.values() if self.format in s.formats]
+            raise ValueError(f"format: {self.format!r} is for {' or '.join(readers)} data; {spec.title} reads "
+                             f"{', '.join(spec.formats)}")
+        if not spec.labelled:
             if self.labels is not None or self.verbalizers is not None:
-                raise ValueError("labels: labels and verbalizers belong to task: classification")
+                labelled = [s.name for s in TASK_SPECS.values() if s.labelled]
+                raise ValueError(f"labels: labels and verbalizers belong to task: {' or '.join(labelled)}")
             return self
-        if "{text}" not in self.prompt_template:
-            raise ValueError("prompt_template: a classification template must contain {text}")
-        if self.format not in _CLASSIFY_FORMATS:
-            raise ValueError(f"format: classification reads {', '.join(_CLASSIFY_FORMATS)}, not {self.format!r}")
         if self.labels is not None and (len(set(self.labels)) != len(self.labels) or len(self.labels) < 2):
             raise ValueError(f"labels: need at least 2 distinct labels, got {self.labels}")
         labels = self.label_set()

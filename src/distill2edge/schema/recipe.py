@@ -14,8 +14,7 @@ from distill2edge.schema.distill import DistillConfig
 from distill2edge.schema.models import ModelConfig, StudentConfig
 from distill2edge.schema.teacher_data import TeacherDataConfig
 from distill2edge.schema.training import SFTConfig
-
-CLASSIFY_METRICS = ("accuracy", "macro_f1")
+from distill2edge.tasks.spec import TASK_SPECS, task_spec
 
 
 class EvaluateConfig(Strict):
@@ -23,7 +22,8 @@ class EvaluateConfig(Strict):
     """Models to evaluate: `all` (every model the recipe produces), or roles: `teacher.NAME`,
     `teacher_sft.NAME`, `student_base`, `student_sft`, `distilled.NAME`."""
     metrics: list[str] = ["exact_match", "token_f1", "rouge_l"]
-    """QA metrics (see `distill2edge evaluate --help`); classification recipes use accuracy and macro_f1."""
+    """QA metrics (see `distill2edge evaluate --help`); classification recipes use accuracy and macro_f1
+    (each task's accepted and default metrics: `tasks.spec`)."""
     max_new_tokens: int = Field(32, ge=1)
     batch_size: int = Field(8, ge=1)
     judge: str | None = None
@@ -132,15 +132,7 @@ class Recipe(Strict):
                     f"({', '.join(earlier) or 'none before this one'})"
                 )
             earlier.append(name)
-        if self.data.task == "classification":
-            if self.evaluate.metrics == EvaluateConfig.model_fields["metrics"].default:
-                self.evaluate.metrics = list(CLASSIFY_METRICS)
-            wrong = [m for m in self.evaluate.metrics if m not in CLASSIFY_METRICS]
-            if wrong:
-                raise ValueError(f"evaluate.metrics: classification is scored by {', '.join(CLASSIFY_METRICS)}, not {wrong}")
-            if self.bench.enabled:
-                raise ValueError("bench.enabled: the bench stage answers QA questions; classification latency "
-                                 "(ms per sentence) is measured by the evaluation")
+        self._check_task()
         known = set(self.roles())
         for role in self.evaluate.models:
             if role != "all" and role not in known:
@@ -157,6 +149,20 @@ class Recipe(Strict):
             except ExportError as e:
                 raise ValueError(f"export.profiles: {e}") from None
         return self
+
+    def _check_task(self) -> None:
+        """`evaluate.metrics` and `bench` against what `data.task` supports; a task with its own default
+        metrics replaces the recipe default with them."""
+        spec = task_spec(self.data.task)
+        if spec.default_metrics is not None and self.evaluate.metrics == EvaluateConfig.model_fields["metrics"].default:
+            self.evaluate.metrics = list(spec.default_metrics)
+        if spec.metrics is not None:
+            wrong = [m for m in self.evaluate.metrics if m not in spec.metrics]
+            if wrong:
+                raise ValueError(f"evaluate.metrics: {spec.title} is scored by {', '.join(spec.metrics)}, not {wrong}")
+        if self.bench.enabled and not spec.generative:
+            raise ValueError(f"bench.enabled: the bench stage answers QA questions; {spec.title} latency "
+                             f"({spec.latency_unit}) is measured by the evaluation")
 
     def _check_teachers(self, name: str, d: DistillConfig) -> None:
         known = ", ".join(self.teachers)
@@ -183,9 +189,10 @@ class Recipe(Strict):
                 raise ValueError(f"teacher_data.{t}: {t!r} is not among teachers ({', '.join(self.teachers)})")
             if not self.sft.teacher.enabled:
                 raise ValueError(f"teacher_data.{t}: the SFT teacher writes the data, but sft.teacher.enabled is false")
-            if self.data.task != "qa":
+            if not task_spec(self.data.task).generative:
+                writers = [s.name for s in TASK_SPECS.values() if s.generative]
                 raise ValueError(f"teacher_data.{t}: the teacher writes questions and answers; data.task is "
-                                 f"{self.data.task}, not qa")
+                                 f"{self.data.task}, not {' or '.join(writers)}")
             if "{context}" not in self.data.prompt_template.partition("{question}")[0]:
                 raise ValueError(f"teacher_data.{t}: the teacher continues data.prompt_template cut before "
                                  "{question}, so the template needs {context} before {question}")
@@ -220,8 +227,10 @@ class Recipe(Strict):
                 if used:
                     raise ValueError(f"distill.{name}.{field}: hidden-state MSE and the shortcut penalty need algorithm: multi_teacher")
             return
-        if d.shortcut.name != "none" and data.task != "classification":
-            raise ValueError(f"distill.{name}.shortcut.name: the anti-shortcut penalty needs classification data (data.task)")
+        if d.shortcut.name != "none" and not task_spec(data.task).labelled:
+            labelled = [s.name for s in TASK_SPECS.values() if s.labelled]
+            raise ValueError(f"distill.{name}.shortcut.name: the anti-shortcut penalty needs {' or '.join(labelled)} "
+                             "data (data.task)")
         if d.shortcut.name != "none" and d.shortcut.weight == 0:
             raise ValueError(f"distill.{name}.shortcut.weight: {d.shortcut.name} is chosen but its weight is 0")
         if d.loss.alpha > 0 and all(t.kd == "none" for t in d.teachers.values()) and d.teachers:

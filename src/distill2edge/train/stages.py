@@ -20,11 +20,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from distill2edge.config import DataConfig, DistillConfig, SFTStageConfig, TrainConfig
 from distill2edge.data.classify import ClassExample
 from distill2edge.data.qa import QAExample
-from distill2edge.data.splits import examples_of
-from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, encode_for_training
-from distill2edge.evaluate.classify import verbalizer_targets
+from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair
 from distill2edge.models import DTYPES, load_model
 from distill2edge.models.placement import place_teacher, teacher_load_device
+from distill2edge.tasks import get_task
 from distill2edge.train import distributed as dist
 from distill2edge.train.algorithms import DistillSetup, build_algorithm
 from distill2edge.train.loop import Objective, TrainResult, train
@@ -68,14 +67,9 @@ class StageOutput:
 def encode_all(
     tok: PreTrainedTokenizerBase, examples: Sequence[QAExample | ClassExample], data: DataConfig
 ) -> list[dict[str, list[int]]]:
-    """Prompt + answer ids with labels on the answer only: the QA answer, or the label's verbalizer."""
-    if data.task == "classification":
-        return verbalizer_targets(
-            tok, examples_of(examples, ClassExample, data.task), labels=data.label_set(),
-            template=data.prompt_template, verbalizers=data.verbalizers, max_length=data.max_length,
-        )
-    return [encode_for_training(tok, ex, data.prompt_template, data.max_length)
-            for ex in examples_of(examples, QAExample, data.task)]
+    """Prompt + answer ids with labels on the answer only (the QA answer, or the label's verbalizer):
+    `data.task`'s encoding (`tasks.Task.encode`)."""
+    return get_task(data.task).encode(tok, examples, data)
 
 
 def _save(model: PreTrainedModel, tok: PreTrainedTokenizerBase, out_dir: Path, result: TrainResult) -> None:
@@ -225,7 +219,7 @@ def run_multi_distill(
     student, s_tok = load_model(student_ref, dtype=DTYPES[student_dtype], device=device)
     torch.manual_seed(cfg.train.seed)  # LoRA adapters start from the same random weights in every run
     model = apply_lora(student, cfg.lora)
-    labels = [ex.label for ex in splits["train"]] if data.task == "classification" else None
+    labels = get_task(data.task).train_labels(splits["train"])
     torch.manual_seed(cfg.train.seed)  # projectors start from the same random weights in every run
     setup, extra = build_multi_teacher(loaded, model, s_tok, cfg, data, labels, stage=stage)
     trainable, total = _count(model)
