@@ -51,7 +51,9 @@ def test_student_every_gguf_type(smollm2: tuple[Path, Path], tmp_path: Path) -> 
             rec = export_gguf(student, tmp_path / quant / "student.gguf", quant=quant, profile=str(prof))
         sizes[quant] = rec["effective_bpw"]
         f32 = rec["gates"]["f32"]
-        assert f32["max_abs_logit_diff"] <= 1e-4 * f32["logit_scale"] and f32["same_top_token"] == 1.0
+        # Same top token at all but near-ties: llama.cpp's f32 kernels and torch's round differently per CPU,
+        # and on the CI machine of 2026-12-04 one of ~814 positions (a near-tie) flipped.
+        assert f32["max_abs_logit_diff"] <= 1e-4 * f32["logit_scale"] and f32["same_top_token"] >= 0.995
         if quant in ("q6_k", "q4_k_m"):  # hidden 576 is not a multiple of 256: llama.cpp falls back
             assert rec["fallback"] and any("K-quants need rows" in str(w.message) for w in caught)
         assert (tmp_path / quant / "student.Modelfile").read_text().count("<|im_start|>") >= 1
