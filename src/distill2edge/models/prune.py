@@ -103,6 +103,18 @@ def init_student_from_teacher(
         raise ValueError("give exactly one of num_layers or layers")
     teacher, tok = load_model(teacher_ref)
     total, teacher_params = teacher.config.num_hidden_layers, teacher.num_parameters()
+    if mlp_width is not None:  # checked before the layer selection, which can take minutes
+        _check_width(mlp_width, int(teacher.config.intermediate_size), encode)
+    features: list[dict[str, list[int]]] | None = None
+
+    def examples() -> list[dict[str, list[int]]]:
+        """`encode(tok)`, computed once for the selection and the width ranking."""
+        nonlocal features
+        if features is None:
+            assert encode is not None
+            features = encode(tok)
+        return features
+
     influence: list[float] | None = None
     removals: list[dict[str, float]] | None = None
     if layers is not None:
@@ -112,16 +124,16 @@ def init_student_from_teacher(
             raise ValueError("answer_ce selection needs the examples to measure it on (encode=...)")
         if not 1 <= num_layers <= total:  # type: ignore[operator]
             raise ValueError(f"cannot keep {num_layers} layers of {total}: need 1 <= keep <= {total}")
-        keep, removals = greedy_answer_ce(teacher, encode(tok), num_layers, pad_id=tok.pad_token_id, progress=progress)  # type: ignore[arg-type]
+        keep, removals = greedy_answer_ce(teacher, examples(), num_layers, pad_id=tok.pad_token_id, progress=progress)  # type: ignore[arg-type]
     else:
         if strategy == "block_influence":
             if encode is None:
                 raise ValueError("block_influence selection needs the examples to measure it on (encode=...)")
-            influence = block_influence(teacher, encode(tok), pad_id=tok.pad_token_id)
+            influence = block_influence(teacher, examples(), pad_id=tok.pad_token_id)
         keep = choose_layers(strategy, total, num_layers, influence)  # type: ignore[arg-type]
     student = prune_layers(teacher, keep)
     del teacher
-    width_record = _narrow(student, tok, encode, mlp_width, progress) if mlp_width is not None else {}
+    width_record = _narrow(student, examples(), tok.pad_token_id, mlp_width, progress) if mlp_width is not None else {}
     record = {
         "teacher": teacher_ref, "teacher_layers": total, "selection": strategy, "layers_kept": keep,
         "teacher_parameters": teacher_params, "student_parameters": student.num_parameters(),
@@ -138,17 +150,19 @@ def init_student_from_teacher(
     return write_dir_atomic(Path(out_dir), write)
 
 
-def _narrow(
-    student: PreTrainedModel, tok: PreTrainedTokenizerBase,
-    encode: Callable[[PreTrainedTokenizerBase], list[dict[str, list[int]]]] | None, width: int, progress: bool,
-) -> dict[str, object]:
-    """Narrow `student`'s MLPs to `width` channels by activation on `encode(tok)`; the record's entries."""
+def _check_width(width: int, full: int, encode: object) -> None:
     if encode is None:
         raise ValueError("mlp_width needs the examples to measure channel activations on (encode=...)")
-    full = int(student.config.intermediate_size)
     if width > full:
         raise ValueError(f"student.mlp_width {width} is wider than the model's MLPs ({full} channels)")
-    importance = mlp_channel_importance(student, encode(tok), pad_id=tok.pad_token_id or 0, progress=progress)
+
+
+def _narrow(
+    student: PreTrainedModel, features: list[dict[str, list[int]]], pad_id: int | None, width: int, progress: bool,
+) -> dict[str, object]:
+    """Narrow `student`'s MLPs to `width` channels by activation on `features`; the record's entries."""
+    full = int(student.config.intermediate_size)
+    importance = mlp_channel_importance(student, features, pad_id=pad_id or 0, progress=progress)
     kept = narrow_mlps(student, importance, width)
     share = [float(score[idx].sum() / score.sum()) for score, idx in zip(importance, kept)]
     return {"mlp_width": width, "mlp_width_before": full,
