@@ -9,9 +9,11 @@ Models (built once per session in a temporary folder, only when a selected bench
   in torch, as an fp32 ONNX export and as an F32 GGUF export.
 - `teacher-torch`, `teacher-onnx`, `teacher-f16-gguf`, `teacher-q8_0-gguf`: SmolLM2-135M-Instruct (the
   embedded teacher) in torch fp32, as an fp32 ONNX export and as F16 and Q8_0 GGUF exports.
-- `student-torch`, `student-onnx`, `student-f16-gguf`, `student-q8_0-gguf`: the 8-layer student cut from
-  it (untrained), in the same four forms, so every student runs beside a teacher in the same runtime at
-  the same weight type (the equal-bits ratios of test_gate.py).
+- `teacher-genai`: the teacher built by onnxruntime-genai's builder (fp32, `export onnx --genai`), run by
+  onnxruntime-genai.
+- `student-torch`, `student-onnx`, `student-genai`, `student-f16-gguf`, `student-q8_0-gguf`: the 8-layer
+  student cut from it (untrained), in the same five forms, so every student runs beside a teacher in the
+  same runtime at the same weight type (the equal-bits ratios of test_gate.py).
 Every export goes through `distill2edge.export` and so passes a parity gate: the shipped ones, except the
 untrained student's Q8_0, which is gated with `UNTRAINED_Q8_0_GATE` (see there).
 
@@ -81,10 +83,12 @@ class Zoo:
             "tiny-gguf": lambda: ("gguf", self._gguf(self._tiny(), "tiny.f32.gguf", "f32")),
             "teacher-torch": lambda: ("torch", self._teacher()),
             "teacher-onnx": lambda: ("onnx", self._onnx(self._teacher(), "teacher-onnx")),
+            "teacher-genai": lambda: ("onnx-genai", self._onnx(self._teacher(), "teacher-genai", genai=True)),
             "teacher-f16-gguf": lambda: ("gguf", self._gguf(self._teacher(), "teacher.f16.gguf", "f16")),
             "teacher-q8_0-gguf": lambda: ("gguf", self._gguf(self._teacher(), "teacher.q8_0.gguf", "q8_0")),
             "student-torch": lambda: ("torch", self._student()),
             "student-onnx": lambda: ("onnx", self._onnx(self._student(), "student-onnx")),
+            "student-genai": lambda: ("onnx-genai", self._onnx(self._student(), "student-genai", genai=True)),
             "student-f16-gguf": lambda: ("gguf", self._gguf(self._student(), "student.f16.gguf", "f16")),
             "student-q8_0-gguf": lambda: ("gguf", self._gguf(self._student(), "student.q8_0.gguf", "q8_0",
                                                              UNTRAINED_Q8_0_GATE)),
@@ -122,10 +126,10 @@ class Zoo:
 
         return self._once("tiny", build)
 
-    def _onnx(self, src: Path, key: str) -> Path:
+    def _onnx(self, src: Path, key: str, genai: bool = False) -> Path:
         from distill2edge.export.onnx import export_onnx
 
-        return self._once(key, lambda out: (export_onnx(src, out), out)[1])
+        return self._once(key, lambda out: (export_onnx(src, out, genai=genai or None), out)[1])
 
     def _gguf(self, src: Path, key: str, quant: str, gate: dict[str, float] | None = None) -> Path:
         from distill2edge.export.gguf import export_gguf

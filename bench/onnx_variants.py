@@ -16,6 +16,10 @@ Variants (comma-separated; default: all of them):
     int8-level0     int8 weight-only at accuracy_level 0 (the de-quantizing fallback: the old int8 speed)
     int4            int4 weight-only MatMulNBits, blocks of 32 (embedding and tied head int8)
     optimize+int8, optimize+int4
+    genai           onnxruntime-genai's builder (GroupQueryAttention, shared KV cache) run by onnxruntime-genai
+    genai+int8, genai+int4   the same with MatMulNBits weights (the builder's quantizer, round to nearest)
+    genai+int4-kq   int4 with the builder's k_quant_mixed: k-quant scales, the head and the most sensitive
+                    layers (llama.cpp's Q4_K_M choice) int8
 
 Exports are kept in OUT/exports/<variant> and reused by a later run. `--rounds N` times every model N
 times, in rotated order, and reports the median round. The JSON's `steps` says what each step bought:
@@ -44,6 +48,10 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any], bool]] = {
     "int4": ({"int4": True}, {}, True),
     "optimize+int8": ({"optimize": True, "int8": True}, {}, True),
     "optimize+int4": ({"optimize": True, "int4": True}, {}, True),
+    "genai": ({"genai": True}, {}, True),
+    "genai+int8": ({"genai": True, "int8": True}, {}, True),
+    "genai+int4": ({"genai": True, "int4": True}, {}, True),
+    "genai+int4-kq": ({"genai": True, "int4": True}, {"genai_options": {"algo_config": "k_quant_mixed"}}, True),
 }
 #: (variant, the variant it adds one step to): what each step bought
 STEPS = (
@@ -54,6 +62,10 @@ STEPS = (
     ("int4", "fp32", "int4 weights"),
     ("optimize+int8", "int8", "optimizer on int8"),
     ("optimize+int4", "int4", "optimizer on int4"),
+    ("genai", "fp32", "onnxruntime-genai's graph and generation loop"),
+    ("genai+int8", "genai", "int8 weights in onnxruntime-genai"),
+    ("genai+int4", "genai", "int4 weights in onnxruntime-genai"),
+    ("genai+int4-kq", "genai+int4", "k_quant_mixed instead of round-to-nearest int4"),
 )
 
 

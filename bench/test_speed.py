@@ -29,6 +29,7 @@ TINY = ["tiny-torch", "tiny-onnx", "tiny-gguf"]
 PAIRS = [  # (teacher, student) in the same runtime at the same weight type
     ("teacher-torch", "student-torch"),
     ("teacher-onnx", "student-onnx"),
+    ("teacher-genai", "student-genai"),
     ("teacher-f16-gguf", "student-f16-gguf"),
     ("teacher-q8_0-gguf", "student-q8_0-gguf"),
 ]

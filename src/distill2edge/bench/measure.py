@@ -26,7 +26,8 @@ from distill2edge.evaluate.metrics import DEFAULT_METRICS, score_predictions, su
 
 DEFAULT_TEMPLATE = "Context: {context}\nQuestion: {question}\nAnswer:"
 _RUNTIME_MODULES = {"torch": ("torch", "transformers"), "onnx": ("torch", "transformers", "onnxruntime",
-                    "optimum.onnxruntime"), "gguf": ("llama_cpp",)}
+                    "optimum.onnxruntime"), "onnx-genai": ("transformers", "onnxruntime", "onnxruntime_genai"),
+                    "gguf": ("llama_cpp",)}
 
 
 @dataclass(frozen=True)

@@ -90,8 +90,17 @@ def _meta_params(folder: Path) -> int:
     return model.num_parameters()
 
 
+def _gathers_rows(node: Any, name: str) -> bool:
+    """Whether `node` only gathers rows of the initializer `name`: a Gather of its data, or a
+    GatherBlockQuantized (onnxruntime-genai's quantized embedding) of its data, scales or zero points."""
+    if node.op_type == "Gather":
+        return bool(node.input[0] == name)
+    inputs = list(node.input)  # data, indices, scales, zero points
+    return node.op_type == "GatherBlockQuantized" and name in (inputs[:1] + inputs[2:4])
+
+
 def onnx_facts(folder: Path) -> ModelFacts:
-    """Facts of an optimum ONNX folder from its graph (initializer shapes and types; no weights loaded)."""
+    """Facts of an ONNX folder (optimum's or onnxruntime-genai's) from its graph (initializer shapes and types; no weights loaded)."""
     import onnx
     from onnx.helper import tensor_dtype_to_np_dtype
     from transformers import AutoConfig
@@ -108,7 +117,7 @@ def onnx_facts(folder: Path) -> ModelFacts:
     weight_bytes = sum(sizes.values())
     shapes = {t.name: list(t.dims) for t in graph.initializer}
     for name, nodes in users.items():  # tables only gathered from: one row per token is read
-        if len(shapes[name]) == 2 and all(n.op_type == "Gather" and n.input[0] == name for n in nodes):
+        if len(shapes[name]) >= 2 and all(_gathers_rows(n, name) for n in nodes):
             rows = shapes[name][0]
             weight_bytes -= sizes[name] * (rows - 1) // rows
     kv_type = next(

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+import distill2edge.bench.genai  # noqa: F401  (registers `onnx-genai`)
 import distill2edge.bench.llamacpp  # noqa: F401  (registers `gguf`)
 from distill2edge.bench.roofline import ModelFacts
 from distill2edge.bench.runner_base import RUNNERS, Generation, Runner, register_runner

@@ -1,7 +1,7 @@
 """What to benchmark: a model path with its runtime format and a role label.
 
-The format follows from the path: a `.gguf` file runs in llama.cpp, a folder with `model.onnx` in
-onnxruntime (optimum), a Hugging Face folder (config.json + weights) in torch. `embedded:NAME` is the
+The format follows from the path: a `.gguf` file runs in llama.cpp, a folder with `genai_config.json` in
+onnxruntime-genai, one with only `model.onnx` in onnxruntime (optimum), a Hugging Face folder (config.json + weights) in torch. `embedded:NAME` is the
 HF folder of an embedded model. On the command line a model may carry its role: `teacher=PATH`.
 """
 
@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-FORMATS: tuple[str, ...] = ("torch", "onnx", "gguf")
+FORMATS: tuple[str, ...] = ("torch", "onnx", "onnx-genai", "gguf")
 ROLES: tuple[str, ...] = ("teacher", "student", "baseline", "model")
 
 _ROLE_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)=(.+)$")
@@ -40,7 +40,8 @@ class BenchModel:
 
 
 def detect_format(path: Path) -> str:
-    """`gguf` for a GGUF file, `onnx` for a folder with model.onnx, `torch` for a HF folder."""
+    """`gguf` for a GGUF file, `onnx-genai` for a folder with genai_config.json + model.onnx (`export onnx
+    --genai`), `onnx` for a folder with model.onnx, `torch` for a HF folder."""
     path = Path(path)
     if path.is_file():
         with path.open("rb") as fh:
@@ -52,7 +53,7 @@ def detect_format(path: Path) -> str:
     if (path / "model.onnx").is_file():
         if not (path / "config.json").is_file():
             raise BenchError(f"{path}: model.onnx without config.json (export with `distill2edge export onnx`)")
-        return "onnx"
+        return "onnx-genai" if (path / "genai_config.json").is_file() else "onnx"
     if (path / "config.json").is_file() and (
         any(path.glob("*.safetensors")) or any(path.glob("pytorch_model*.bin"))
     ):
@@ -77,7 +78,7 @@ def check_loadable(model: BenchModel) -> None:
         AutoConfig.from_pretrained(path)
     except Exception as e:  # noqa: BLE001 - transformers raises several types for one meaning
         raise BenchError(f"{path}: config.json cannot be loaded: {type(e).__name__}: {e}") from None
-    if model.format == "onnx":
+    if model.format in ("onnx", "onnx-genai"):
         if (path / "model.onnx").stat().st_size == 0:
             raise BenchError(f"{path / 'model.onnx'}: empty file")
         return

@@ -26,7 +26,11 @@ values); the folder loads with optimum.onnxruntime.ORTModelForCausalLM. The ONNX
 within the profile's tolerance (relative to the logit scale) and greedy generations must be identical;
 with --int8 (or --int4) the MatMul weights are quantized by onnxruntime and gated on mean KLD and
 same-top-token rate; --optimize fuses the graph first (onnxruntime's transformer optimizer) and gates the
-fused graph like the exported one. Needs the `onnx` extra: pip install 'distill2edge[onnx]'.
+fused graph like the exported one. --genai builds the folder with onnxruntime-genai's model builder
+instead (GroupQueryAttention with a KV cache shared between steps, fused norms; fp32, or MatMulNBits with
+--int8/--int4) for onnxruntime-genai's generation loop, the fastest way to run it on a CPU; that folder
+is gated in optimum and in onnxruntime-genai and also loads with ORTModelForCausalLM. Needs the `onnx`
+extra: pip install 'distill2edge[onnx]'.
 """
 _EPILOG = """examples:
   distill2edge export gguf runs/x/student --out out/student.q4_k_m.gguf --quant q4_k_m
@@ -35,6 +39,7 @@ _EPILOG = """examples:
   distill2edge export gguf-table runs/x/student
   distill2edge export onnx runs/x/student --out out/student-onnx --int8
   distill2edge export onnx runs/x/student --out out/student-onnx-q4 --optimize --int4
+  distill2edge export onnx runs/x/student --out out/student-genai-q4 --genai --int4   # onnxruntime-genai
   distill2edge export onnx runs/x/student --out out/orin --profile jetson-orin
 profiles shipped: cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8 (or a YAML file)
 """
@@ -115,6 +120,14 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         help="fuse the graph with onnxruntime's transformer optimizer (RMSNorm, residual + RMSNorm, rotary "
         "embedding); the fused graph is gated like the exported one and the fusions are recorded",
     )
+    o.add_argument(
+        "--genai",
+        action="store_true",
+        default=None,
+        help="build with onnxruntime-genai's model builder (GroupQueryAttention with a shared KV cache, fused "
+        "norms; fp32, or with --int8/--int4 MatMulNBits) for onnxruntime-genai's generation loop; gated in "
+        "optimum and in onnxruntime-genai (needs onnxruntime-genai 0.15)",
+    )
     o.add_argument("--profile", help="device profile: a shipped name or a YAML file")
 
 
@@ -159,7 +172,7 @@ def run_export(args: argparse.Namespace) -> int:
 
                 record = export_onnx(
                     args.model, args.out, int8=args.int8, profile=args.profile, int8_method=args.int8_method,
-                    optimize=args.optimize, int4=args.int4,
+                    optimize=args.optimize, int4=args.int4, genai=args.genai,
                 )  # fmt: skip
     except ParityError as exc:
         print(f"error: {exc}\n{_summary(exc.record)}\nnothing was written", file=sys.stderr)

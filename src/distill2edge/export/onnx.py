@@ -37,6 +37,7 @@ from distill2edge.export.common import (
     load_torch,
     torch_logits,
 )
+from distill2edge.export.onnx_genai import build_genai, eos_ids, genai_gate, genai_precision
 from distill2edge.export.onnx_int8 import weight_only
 from distill2edge.export.onnx_optimize import check_optimizable, optimize_decoder
 from distill2edge.export.profiles import Gate, ONNXSettings, Profile, default_gate, load_profile
@@ -160,12 +161,13 @@ def _settings(
     int8_method: str | None,
     int4: bool | None,
     optimize: bool | None,
+    genai: bool | None = None,
 ) -> Profile:
     """The profile with the call's overrides applied (the record says what was used, not the defaults);
     raises ExportError for combinations that cannot be exported."""
     prof = profile if isinstance(profile, Profile) else load_profile(profile, "onnx")
     cfg = prof.onnx
-    asked = {"int8": int8, "int8_method": int8_method, "int4": int4, "optimize": optimize}
+    asked = {"int8": int8, "int8_method": int8_method, "int4": int4, "optimize": optimize, "genai": genai}
     update = {k: v for k, v in asked.items() if v is not None}
     if int4 and int8 is None:
         update["int8"] = False  # --int4 on an int8 profile: int4 instead
@@ -181,12 +183,14 @@ def _settings(
         raise ExportError(f"onnx: {what} needs dtype fp32 (the optimizer's and quantizer's fp16 paths are not gated here)")
     if cfg.optimize and cfg.int8 and cfg.int8_method == "dynamic":
         raise ExportError("onnx: optimize does not combine with int8_method dynamic; use weight_only")
+    if cfg.genai:
+        genai_precision(cfg)  # raises for what the builder does not take
     return prof.model_copy(update={"onnx": cfg})
 
 
 def _variant(cfg: ONNXSettings) -> str:
-    """The variant's name, e.g. `fp32+optimize+int4`."""
-    parts = [cfg.dtype, *(["optimize"] if cfg.optimize else [])]
+    """The variant's name, e.g. `fp32+optimize+int4` or `genai+fp32+int4-b32`."""
+    parts = [*(["genai"] if cfg.genai else []), cfg.dtype, *(["optimize"] if cfg.optimize else [])]
     if cfg.int8:
         parts.append("int8" if cfg.int8_method == "weight_only" else "int8-dynamic")
     if cfg.int4:
@@ -203,17 +207,19 @@ def export_onnx(
     int8_method: str | None = None,
     optimize: bool | None = None,
     int4: bool | None = None,
+    genai: bool | None = None,
 ) -> dict[str, Any]:
     """Export, gate and publish the folder `out`; returns the parity record (raises ParityError on failure).
 
     `optimize` fuses the graph (onnx_optimize.py) and gates the fused graph like the exported one; `int8`
     / `int4` quantize it afterwards, each with its own gate (int4: the profile's, else GGUF q4_0's for
-    the model's size class)."""
+    the model's size class). `genai` builds the folder with onnxruntime-genai's builder instead
+    (onnx_genai.py; fp32, int8 or int4) and gates it in optimum and in onnxruntime-genai."""
     _require_optimum()
     from optimum.exporters.onnx import main_export
 
     src = check_model_dir(model_dir)
-    prof = _settings(profile, int8, int8_method, int4, optimize)
+    prof = _settings(profile, int8, int8_method, int4, optimize, genai)
     cfg = prof.onnx
     if cfg.optimize:
         check_optimizable(src)
@@ -222,32 +228,30 @@ def export_onnx(
 
     model, tok = load_torch(src)
     ids = encode_prompts(tok, [*prompts, *GATE_PASSAGES])  # logits on ~800 positions, greedy on the prompts
+    if cfg.genai:  # the builder's rotary tables stop at max_position_embeddings; torch's extrapolate past it
+        keep = int(getattr(model.config, "max_position_embeddings", 0) or 0) - cfg.greedy_tokens - 1
+        ids = [seq[:keep] for seq in ids] if keep > 0 else ids
     ref = torch_logits(model, ids)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     ref_greedy = _greedy(model, ids[: len(prompts)], cfg.greedy_tokens, pad)
     n_params = sum(p.numel() for p in model.parameters())
     hf_config = model.config.to_dict()
+    eos = eos_ids(src, tok)
     del model
 
     out.parent.mkdir(parents=True, exist_ok=True)
     with export_tempdir(out) as tmp:
         work = Path(tmp) / out.name
-        device = "cpu" if cfg.provider == "CPUExecutionProvider" else "cuda"
-        try:
-            main_export(
-                str(src),
-                work,
-                task="text-generation-with-past",
-                device=device,
-                dtype="fp16" if cfg.dtype == "fp16" else None,
-                do_validation=False,
-                local_files_only=True,
-            )
-        except Exception as exc:
-            raise ExportError(f"optimum could not export {src}: {type(exc).__name__}: {exc}") from exc
         run = functools.partial(_ort_parity, work, cfg.provider, ids, ref, ref_greedy, cfg.greedy_tokens, pad)
-        longest = max(map(len, ids)) + cfg.greedy_tokens
-        gates, facts = _transform_and_gate(work, cfg, run, hf_config, n_params, longest)
+        if cfg.genai:
+            built = build_genai(src, work, cfg, Path(tmp) / "genai-cache")
+            runtime_gate = functools.partial(genai_gate, work, ids, ref, ref_greedy, cfg.greedy_tokens, eos)
+            gates, facts = _gate_genai(cfg, run, runtime_gate, n_params)
+            facts["genai"] = built
+        else:
+            _optimum_export(main_export, src, work, cfg)
+            longest = max(map(len, ids)) + cfg.greedy_tokens
+            gates, facts = _transform_and_gate(work, cfg, run, hf_config, n_params, longest)
         facts = {"variant": _variant(cfg), "dtype": facts.pop("dtype"), **_file_facts(work, n_params), **facts}
         record = parity_record("onnx", src, out.name, prof, {k: g.to_dict() for k, g in gates.items()}, facts)
         failed = {k: g.failures for k, g in gates.items() if not g.passed}
@@ -258,6 +262,42 @@ def export_onnx(
             raise ExportError(f"--out {out}: already exists; remove it or choose another folder")
         os.replace(work, out)  # the folder appears only when complete and gated
     return record
+
+
+def _optimum_export(main_export: Any, src: Path, work: Path, cfg: ONNXSettings) -> None:
+    """optimum's text-generation-with-past export of `src` into `work`."""
+    try:
+        main_export(
+            str(src),
+            work,
+            task="text-generation-with-past",
+            device="cpu" if cfg.provider == "CPUExecutionProvider" else "cuda",
+            dtype="fp16" if cfg.dtype == "fp16" else None,
+            do_validation=False,
+            local_files_only=True,
+        )
+    except Exception as exc:
+        raise ExportError(f"optimum could not export {src}: {type(exc).__name__}: {exc}") from exc
+
+
+def _gate_genai(cfg: ONNXSettings, run: Any, runtime_gate: Any, n_params: int) -> tuple[dict[str, ParityReport], dict[str, Any]]:
+    """Gate a GenAI build twice with the thresholds of its precision: in optimum (`run`, all positions at
+    once) and in onnxruntime-genai (`runtime_gate`, one token at a time). Greedy agreement is required of
+    fp32 only, as for the other exports."""
+    precision = genai_precision(cfg)
+    thresholds, source, lossless = cfg.fp32_gate, "profile", precision == "fp32"
+    if precision == "int8":
+        thresholds = cfg.int8_gate
+    elif precision == "int4":
+        thresholds, source = (cfg.int4_gate, "profile") if cfg.int4_gate else default_gate("q4_0", n_params)
+    try:
+        first = run(thresholds, check_greedy=lossless)
+    except Exception as exc:  # onnxruntime raises its own types when a graph does not load
+        raise ExportError(f"onnxruntime cannot run the graph onnxruntime-genai's builder wrote: {exc}") from exc
+    gates = {precision: first, f"genai_{precision}": runtime_gate(thresholds, check_greedy=lossless)}
+    for report in gates.values():
+        report.gate_source = source
+    return gates, {"dtype": precision if lossless else f"{precision} (weight_only)"}
 
 
 def _transform_and_gate(

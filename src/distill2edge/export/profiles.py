@@ -121,6 +121,15 @@ class ONNXSettings(BaseModel):
     optimize: bool = Field(
         False, description="fuse the graph with onnxruntime's transformer optimizer (RMSNorm, rotary; onnx_optimize.py)"
     )
+    genai: bool = Field(
+        False, description="build with onnxruntime-genai's model builder (GroupQueryAttention, shared KV cache, "
+        "fused norms; fp32, int8 or int4) for onnxruntime-genai's generation loop (onnx_genai.py)",
+    )
+    genai_options: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="more `--extra_options` for onnxruntime-genai's builder (e.g. algo_config: k_quant); they "
+        "override the ones distill2edge sets",
+    )
     provider: str = "CPUExecutionProvider"
     fp32_gate: Gate = Gate(max_rel_logit=1e-4)
     fp16_gate: Gate = Gate(max_kld=2e-3, min_same_top=0.95)
