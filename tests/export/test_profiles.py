@@ -22,6 +22,8 @@ def test_shipped_profiles() -> None:
     android = load_profile("android-onnx-int8")
     assert android.onnx.int8 and android.onnx.int8_method == "weight_only"
     assert "dynamic" not in android.description and "MatMulNBits" in android.description
+    genai = load_profile("cpu-onnx-genai")
+    assert genai.onnx.genai and genai.onnx.int8 and not genai.onnx.int4 and genai.onnx.accuracy_level == 4
 
 
 def test_file_profile_keeps_default_gates(tmp_path: Path) -> None:

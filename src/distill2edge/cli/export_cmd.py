@@ -29,7 +29,8 @@ same-top-token rate; --optimize fuses the graph first (onnxruntime's transformer
 fused graph like the exported one. --genai builds the folder with onnxruntime-genai's model builder
 instead (GroupQueryAttention with a KV cache shared between steps, fused norms; fp32, or MatMulNBits with
 --int8/--int4) for onnxruntime-genai's generation loop, the fastest way to run it on a CPU; that folder
-is gated in optimum and in onnxruntime-genai and also loads with ORTModelForCausalLM. Needs the `onnx`
+is gated in onnxruntime-genai (logits at every position, greedy text) and also generates with
+ORTModelForCausalLM. Needs the `onnx`
 extra: pip install 'distill2edge[onnx]'.
 """
 _EPILOG = """examples:
@@ -41,7 +42,7 @@ _EPILOG = """examples:
   distill2edge export onnx runs/x/student --out out/student-onnx-q4 --optimize --int4
   distill2edge export onnx runs/x/student --out out/student-genai-q4 --genai --int4   # onnxruntime-genai
   distill2edge export onnx runs/x/student --out out/orin --profile jetson-orin
-profiles shipped: cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8 (or a YAML file)
+profiles shipped: cpu-laptop, raspberry-pi-5, jetson-orin, android-onnx-int8, cpu-onnx-genai (or a YAML file)
 """
 
 
@@ -126,7 +127,7 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="build with onnxruntime-genai's model builder (GroupQueryAttention with a shared KV cache, fused "
         "norms; fp32, or with --int8/--int4 MatMulNBits) for onnxruntime-genai's generation loop; gated in "
-        "optimum and in onnxruntime-genai (needs onnxruntime-genai 0.15)",
+        "onnxruntime-genai (needs onnxruntime-genai 0.15)",
     )
     o.add_argument("--profile", help="device profile: a shipped name or a YAML file")
 

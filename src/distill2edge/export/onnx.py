@@ -214,7 +214,7 @@ def export_onnx(
     `optimize` fuses the graph (onnx_optimize.py) and gates the fused graph like the exported one; `int8`
     / `int4` quantize it afterwards, each with its own gate (int4: the profile's, else GGUF q4_0's for
     the model's size class). `genai` builds the folder with onnxruntime-genai's builder instead
-    (onnx_genai.py; fp32, int8 or int4) and gates it in optimum and in onnxruntime-genai."""
+    (onnx_genai.py; fp32, int8 or int4) and gates it in onnxruntime-genai."""
     _require_optimum()
     from optimum.exporters.onnx import main_export
 
@@ -246,7 +246,7 @@ def export_onnx(
         if cfg.genai:
             built = build_genai(src, work, cfg, Path(tmp) / "genai-cache")
             runtime_gate = functools.partial(genai_gate, work, ids, ref, ref_greedy, cfg.greedy_tokens, eos)
-            gates, facts = _gate_genai(cfg, run, runtime_gate, n_params)
+            gates, facts = _gate_genai(cfg, runtime_gate, n_params)
             facts["genai"] = built
         else:
             _optimum_export(main_export, src, work, cfg)
@@ -280,10 +280,9 @@ def _optimum_export(main_export: Any, src: Path, work: Path, cfg: ONNXSettings) 
         raise ExportError(f"optimum could not export {src}: {type(exc).__name__}: {exc}") from exc
 
 
-def _gate_genai(cfg: ONNXSettings, run: Any, runtime_gate: Any, n_params: int) -> tuple[dict[str, ParityReport], dict[str, Any]]:
-    """Gate a GenAI build twice with the thresholds of its precision: in optimum (`run`, all positions at
-    once) and in onnxruntime-genai (`runtime_gate`, one token at a time). Greedy agreement is required of
-    fp32 only, as for the other exports."""
+def _gate_genai(cfg: ONNXSettings, runtime_gate: Any, n_params: int) -> tuple[dict[str, ParityReport], dict[str, Any]]:
+    """Gate a GenAI build in onnxruntime-genai with the thresholds of its precision (logits at every position,
+    fed one token at a time; greedy continuations of fp32 must equal torch's, as for the other exports)."""
     precision = genai_precision(cfg)
     thresholds, source, lossless = cfg.fp32_gate, "profile", precision == "fp32"
     if precision == "int8":
@@ -291,13 +290,13 @@ def _gate_genai(cfg: ONNXSettings, run: Any, runtime_gate: Any, n_params: int) -
     elif precision == "int4":
         thresholds, source = (cfg.int4_gate, "profile") if cfg.int4_gate else default_gate("q4_0", n_params)
     try:
-        first = run(thresholds, check_greedy=lossless)
-    except Exception as exc:  # onnxruntime raises its own types when a graph does not load
-        raise ExportError(f"onnxruntime cannot run the graph onnxruntime-genai's builder wrote: {exc}") from exc
-    gates = {precision: first, f"genai_{precision}": runtime_gate(thresholds, check_greedy=lossless)}
-    for report in gates.values():
-        report.gate_source = source
-    return gates, {"dtype": precision if lossless else f"{precision} (weight_only)"}
+        report = runtime_gate(thresholds, check_greedy=lossless)
+    except ExportError:
+        raise
+    except Exception as exc:  # onnxruntime(-genai) raise their own types when a graph does not load
+        raise ExportError(f"onnxruntime-genai cannot run the graph its builder wrote: {exc}") from exc
+    report.gate_source = source
+    return {precision: report}, {"dtype": precision if lossless else f"{precision} (weight_only)"}
 
 
 def _transform_and_gate(
