@@ -217,10 +217,10 @@ def _run_stages(
     recipe: Recipe, run: Run, device: torch.device, progress: bool, log: Log, train_only: bool,
     distills: dict[str, DistillConfig],
 ) -> dict[str, Any]:
-    data_cfg = recipe.data
-    data = run.stage("data", data_cfg.model_dump(mode="json"), lambda out, _w: prepare_data(data_cfg, out, log=log),
-                     log=log, content=run.content(source=data_cfg.source))
-    splits = read_data(data_cfg, data.out_dir)
+    rdata = recipe.data
+    data = run.stage("data", rdata.model_dump(mode="json"), lambda out, _w: prepare_data(rdata, out, log=log), log=log,
+                     content=run.content(source=rdata.source))
+    splits = read_data(rdata, data.out_dir)
     stage_data = _stage_data(recipe, distills, run, data, splits, log)
 
     student_cfg = recipe.student
@@ -260,9 +260,8 @@ def _run_stages(
     extra |= teacher_data_stages(recipe, run, extra_data, models, producers, data, splits, device, progress, log)
     if student_cfg.source_teacher():
         student_init = cut_student()
-    student_base_ref = models["student_base"]
     if student_sft:
-        add_sft("student_sft", recipe.sft.student, student_base_ref, student_cfg.dtype, student_init)
+        add_sft("student_sft", recipe.sft.student, models["student_base"], student_cfg.dtype, student_init)
 
     # Distillations, in recipe order (a later one may start from an earlier one's student).
     for name, dcfg in distills.items():

@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 from transformers import AutoTokenizer
 
@@ -44,3 +46,14 @@ def test_collate_pads_both_sides():
     assert right["labels"].tolist() == [[IGNORE_INDEX, 6, 7], [8, IGNORE_INDEX, IGNORE_INDEX]]
     left = collate([{"input_ids": [5, 6]}, {"input_ids": [8]}], pad_id=0, padding_side="left")
     assert left["input_ids"].tolist() == [[5, 6], [0, 8]] and "labels" not in left
+
+
+def test_pad_token_id_falls_back_to_eos_then_zero(tok):
+    from distill2edge.data.tokenize import pad_token_id
+
+    assert tok.pad_token_id is not None and pad_token_id(tok) == tok.pad_token_id
+    tok = copy.deepcopy(tok)
+    tok.pad_token = None
+    assert tok.pad_token_id is None and pad_token_id(tok) == tok.eos_token_id != 0
+    tok.eos_token = None
+    assert tok.eos_token_id is None and pad_token_id(tok) == 0

@@ -62,13 +62,15 @@ class _HFGenerateRunner(Runner):
     def _load_tokenizer(self) -> None:
         from transformers import AutoTokenizer
 
+        from distill2edge.data.tokenize import pad_token_id
+
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         eos = self.tokenizer.eos_token_id
         gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         ids = {eos} if eos is not None else set()
         ids |= set(gen_eos) if isinstance(gen_eos, list) else ({gen_eos} if gen_eos is not None else set())
         self.eos_ids = frozenset(ids)
-        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+        self.pad_id = pad_token_id(self.tokenizer)
 
     def _generate(self, batch: dict[str, Any], max_new_tokens: int, stop_at_answer: bool, **kw: Any) -> Any:
         import torch

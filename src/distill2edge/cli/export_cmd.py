@@ -91,9 +91,14 @@ def add_export_parser(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--profile", help="device profile whose gates apply (default: the size class's)")
     t.add_argument("--json", type=Path, help="also write the rows to this JSON file")
 
+    _add_onnx_parser(sub)
+
+
+def _add_onnx_parser(sub: argparse._SubParsersAction) -> None:
+    """`export onnx` and its options."""
     o = sub.add_parser(
         "onnx",
-        help="ONNX for onnxruntime (optimum)",
+        help="ONNX for onnxruntime (optimum, or onnxruntime-genai with --genai)",
         description=_ONNX_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=_EPILOG,

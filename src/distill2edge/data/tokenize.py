@@ -14,6 +14,18 @@ from distill2edge.data.qa import QAExample
 IGNORE_INDEX = -100
 
 
+def pad_token_id(tok: PreTrainedTokenizerBase) -> int:
+    """The id that pads a batch of `tok`'s sequences: its pad token, else its EOS, else 0.
+
+    Padded positions are masked out of attention and of every loss, so any valid id would do; one rule
+    keeps training, evaluation, exports and benchmarks padding alike.
+    """
+    for tid in (tok.pad_token_id, tok.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
 def render_prompt(template: str, ex: QAExample, context: str | None = None) -> str:
     return template.format(context=ex.context if context is None else context, question=ex.question, title=ex.title)
 

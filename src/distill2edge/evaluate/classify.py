@@ -29,7 +29,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.config import CLASSIFY_TEMPLATE
 from distill2edge.data.classify import ClassExample
-from distill2edge.data.tokenize import IGNORE_INDEX
+from distill2edge.data.tokenize import IGNORE_INDEX, pad_token_id
 
 DEFAULT_CLASSIFY_TEMPLATE = CLASSIFY_TEMPLATE
 """`{text}` is the example; `{labels}` lists the labels ("negative, neutral or positive")."""
@@ -167,7 +167,7 @@ def score_labels(
     model.eval()
     verbs = encode_verbalizers(tok, labels, verbalizers)
     n_lab, max_v = len(labels), max(len(v) for v in verbs)
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
+    pad_id = pad_token_id(tok)
     budget = _prompt_budget(max_length, verbs)
     prompts = [encode_prompt(tok, template, ex.text, labels, budget) for ex in examples]
     single = max_v == 1

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from distill2edge.content_keys import file_digest
+from distill2edge.data.tokenize import pad_token_id
 from distill2edge.export.card import parity_record, write_sidecars
 from distill2edge.export.common import (
     GATE_PASSAGES,
@@ -232,7 +233,7 @@ def export_onnx(
         keep = int(getattr(model.config, "max_position_embeddings", 0) or 0) - cfg.greedy_tokens - 1
         ids = [seq[:keep] for seq in ids] if keep > 0 else ids
     ref = torch_logits(model, ids)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    pad = pad_token_id(tok)
     ref_greedy = _greedy(model, ids[: len(prompts)], cfg.greedy_tokens, pad)
     n_params = sum(p.numel() for p in model.parameters())
     hf_config = model.config.to_dict()

@@ -15,6 +15,7 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from distill2edge.config import DistillConfig
+from distill2edge.data.tokenize import pad_token_id
 from distill2edge.losses.dskd import DSKDConfigError, DSKDProjectors, LMHead
 from distill2edge.models import VocabularyMismatchError, check_same_vocabulary
 from distill2edge.models.hf import text_config
@@ -98,7 +99,7 @@ def _dskd(teacher, student, t_tok, s_tok, cfg: DistillConfig, cma: bool) -> Dist
     )
     objective = DSKDObjective(
         teacher=teacher, projectors=projectors, loss=cfg.loss, cma=cma, student_pad_id=s_tok.pad_token_id,
-        teacher_pad_id=t_tok.pad_token_id if t_tok.pad_token_id is not None else 0, chunk_tokens=d.chunk_tokens,
+        teacher_pad_id=pad_token_id(t_tok), chunk_tokens=d.chunk_tokens,
         options=d,
     )
     return DistillSetup(

@@ -22,7 +22,7 @@ from transformers import AutoConfig, PretrainedConfig, PreTrainedModel, PreTrain
 from distill2edge.config import DataConfig, DistillConfig, KDLossConfig, LoraConfig
 from distill2edge.data.classify import ClassExample
 from distill2edge.data.qa import QAExample
-from distill2edge.data.tokenize import IGNORE_INDEX, TEACHER_PREFIX, collate, collate_pair
+from distill2edge.data.tokenize import IGNORE_INDEX, TEACHER_PREFIX, collate, collate_pair, pad_token_id
 from distill2edge.losses.sparse import sparse_kd_loss
 from distill2edge.models import DTYPES, VocabAlignment, VocabularyMismatchError, check_same_vocabulary, load_model
 from distill2edge.models.hf import module_weight
@@ -272,7 +272,7 @@ def cached_distill_setup(
     train_rows, val_rows = _encode_splits(splits, data, encode, t_tok, s_tok, cma)
     everything = train_rows + val_rows  # one entry covers both splits; validation rows follow training's
     fingerprint = fingerprint_model_dir(t_dir, memo=cache_root / "fingerprints.json")
-    t_pad = t_tok.pad_token_id if t_tok.pad_token_id is not None else 0
+    t_pad = pad_token_id(t_tok)
     models = _Models(teacher_ref, student_ref, device, teacher_dtype, student_dtype, teacher_device, teacher_offload)
     if cfg.algorithm == "vanilla":
         align = check_same_vocabulary(t_tok, s_tok, t_config, s_config)

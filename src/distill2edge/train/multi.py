@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from transformers import PreTrainedTokenizerBase
 
 from distill2edge.config import DataConfig, DistillConfig, TeacherWeightConfig
-from distill2edge.data.tokenize import IGNORE_INDEX, teacher_prefix
+from distill2edge.data.tokenize import IGNORE_INDEX, pad_token_id, teacher_prefix
 from distill2edge.losses import kd_loss
 from distill2edge.losses.cma import grid_hidden_moments
 from distill2edge.losses.dskd import DSKDProjectors
@@ -234,7 +234,7 @@ def _dskd_term(
     parts.aux[f"dskd_{name}"], parts.aux_lr[f"dskd_{name}"] = projectors, d.projector_lr
     return DSKDObjective(
         teacher=model, projectors=projectors, loss=cfg.loss, cma=not same, student_pad_id=s_tok.pad_token_id,
-        teacher_pad_id=t_tok.pad_token_id if t_tok.pad_token_id is not None else 0,
+        teacher_pad_id=pad_token_id(t_tok),
         chunk_tokens=d.chunk_tokens, prefix=prefix, options=d,
     )
 

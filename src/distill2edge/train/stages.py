@@ -20,7 +20,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from distill2edge.config import DataConfig, DistillConfig, SFTStageConfig, TrainConfig
 from distill2edge.data.classify import ClassExample
 from distill2edge.data.qa import QAExample
-from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair
+from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, pad_token_id
 from distill2edge.models import DTYPES, load_model
 from distill2edge.models.placement import place_teacher, teacher_load_device
 from distill2edge.tasks import get_task
@@ -169,7 +169,7 @@ def run_distill(
         t_tok2 = setup.teacher_tokenizer
         train_data = _with_teacher(train_data, encode_all(t_tok2, splits["train"], data))
         val_data = _with_teacher(val_data, encode_all(t_tok2, splits.get("validation", []), data))
-        t_pad = t_tok2.pad_token_id if t_tok2.pad_token_id is not None else 0
+        t_pad = pad_token_id(t_tok2)
         collate_fn = partial(collate_pair, pad_id=s_tok.pad_token_id, teacher_pad_id=t_pad)
     return _train_and_save(
         model, s_tok, setup, train_data, val_data, collate_fn, cfg, out_dir, work_dir, device=device,
@@ -229,7 +229,7 @@ def run_multi_distill(
         for prefix, tok in extra.items():
             rows = _with_teacher(rows, encode_all(tok, splits.get(split, []), data), prefix)
         encoded[split] = rows
-    pads = {"": s_tok.pad_token_id, **{p: t.pad_token_id if t.pad_token_id is not None else 0 for p, t in extra.items()}}
+    pads = {"": s_tok.pad_token_id, **{p: pad_token_id(t) for p, t in extra.items()}}
     result = train(
         model, setup.objective, encoded["train"], encoded["validation"], cfg.train, work_dir, pad_id=s_tok.pad_token_id,
         device=device, progress=progress, desc=desc, aux=setup.aux, aux_lr=setup.aux_lr,
