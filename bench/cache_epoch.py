@@ -46,7 +46,7 @@ def one(mode: str, work: Path, top_k: int, max_train: int | None) -> dict:
     from distill2edge.train.cached import cached_distill_setup
     from distill2edge.train.loop import train
     from distill2edge.train.lora import apply_lora
-    from distill2edge.train.stages import encode_all, run_distill
+    from distill2edge.train.trainers import encode_all, run_distill
 
     torch.set_num_threads(2)
     recipe = load_recipe("telecom-qa")

@@ -42,9 +42,9 @@ def run(work: Path, repeats: int, top_k: int, threads: int, batch_size: int) -> 
     from distill2edge.models import check_same_vocabulary, init_student_from_teacher, load_model
     from distill2edge.train.cached import CachedKD
     from distill2edge.train.objectives import VanillaKD
-    from distill2edge.train.stages import encode_all
     from distill2edge.train.teacher_cache import collate_with_index, topk_cache_key, with_example_index
     from distill2edge.train.teacher_cache_build import topk_cache
+    from distill2edge.train.trainers import encode_all
 
     torch.set_num_threads(threads)
     recipe = load_recipe("telecom-qa")

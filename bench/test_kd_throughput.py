@@ -30,7 +30,7 @@ from distill2edge.train.algorithms import build_algorithm
 from distill2edge.train.cached import cached_distill_setup
 from distill2edge.train.loop import train
 from distill2edge.train.lora import apply_lora
-from distill2edge.train.stages import encode_all
+from distill2edge.train.trainers import encode_all
 
 THREADS = int(os.environ.get("D2E_BENCH_THREADS", "2"))  # as bench/conftest.py
 

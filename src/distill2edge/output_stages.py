@@ -13,8 +13,8 @@ from typing import Any
 import torch
 
 from distill2edge.config import Recipe
+from distill2edge.export.for_profile import export_for_profile
 from distill2edge.export.profiles import load_profile
-from distill2edge.export.stage import export_for_profile
 from distill2edge.models import DTYPES, load_model
 from distill2edge.runs import Run, StageResult
 from distill2edge.tasks import get_task

@@ -26,7 +26,7 @@ from distill2edge.student_init import init_student, log_student_init
 from distill2edge.tasks import get_task
 from distill2edge.teacher_data import teacher_data_stages
 from distill2edge.train import distributed as dist
-from distill2edge.train.stages import ProbeFactory, run_distill, run_multi_distill, run_sft
+from distill2edge.train.trainers import ProbeFactory, run_distill, run_multi_distill, run_sft
 
 Log = Callable[[str], None]
 

@@ -17,7 +17,7 @@ import torch
 from distill2edge.config import Recipe
 from distill2edge.models import init_student_from_teacher, load_model
 from distill2edge.tasks import get_task
-from distill2edge.train.stages import encode_all
+from distill2edge.train.trainers import encode_all
 
 Log = Callable[[str], None]
 

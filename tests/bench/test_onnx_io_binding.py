@@ -13,7 +13,7 @@ from distill2edge.bench.runners import OnnxRunner
 
 def test_io_binding_on_cpu_same_tokens(tiny_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bound = OnnxRunner(tiny_onnx, threads=1)
-    assert bound.model.use_io_binding is True and bound.runtime.endswith("(io binding)")
+    assert bound.model.use_io_binding is True and "io binding" in bound.runtime
     monkeypatch.setattr(OnnxRunner, "io_binding", False)
     plain = OnnxRunner(tiny_onnx, threads=1)
     assert plain.model.use_io_binding is False and "io binding" not in plain.runtime

@@ -126,13 +126,23 @@ def test_bad_judge_spec(spec: str) -> None:
 
 
 def test_hf_judge_expected_score_matches_logits(tiny_llama_dir) -> None:
-    judge = HFJudge(str(tiny_llama_dir))
+    """The expected score recomputed with plain transformers: the prompt, then "\nScore:", one sequence at a
+    time (no padding), probability mass of each digit's single-token spellings ("3" and " 3")."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill2edge.evaluate.judge import ANSWER_PREFIX
+
     prompts = ["Question: which band?\nAnswer: n71", "Passage: a much longer passage about the cell and band.\nAnswer: n7"]
-    scores = judge.score(prompts)
-    model, tok = judge._load()
-    digits = judge._digit_ids()
+    scores = HFJudge(str(tiny_llama_dir)).score(prompts)
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
+    assert not getattr(tok, "chat_template", None)  # the plain rendering below is the one that applies
+    digits = []
+    for value in range(1, 6):
+        encodings = [tok(s, add_special_tokens=False)["input_ids"] for s in (str(value), f" {value}")]
+        digits.append(sorted({ids[0] for ids in encodings if len(ids) == 1}))
     for prompt, got in zip(prompts, scores):
-        ids = tok(judge._render(prompt), return_tensors="pt")["input_ids"]
+        ids = tok(f"{prompt}\n{ANSWER_PREFIX}", return_tensors="pt")["input_ids"]
         with torch.no_grad():
             logp = torch.log_softmax(model(ids).logits[0, -1].float(), -1).numpy()
         per = np.array([np.logaddexp.reduce(logp[d]) for d in digits])

@@ -70,7 +70,7 @@ def test_missing_wordnet_is_a_clear_error(tmp_path, monkeypatch) -> None:
 
     monkeypatch.setenv("DISTILL2EDGE_WORDNET_DIR", str(tmp_path))
     with pytest.raises(MetricUnavailableError, match="wordnet-base wordnet-sense-index"):
-        wordnet._source_dir()
+        wordnet.wordnet_dir()
 
 
 def test_lexnames_file_shape() -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from distill2edge.export.gguf import export_gguf
-from distill2edge.export.gguf.parity import load_llama
+from distill2edge.runtimes.llamacpp import open_gguf
 
 # A student cut from 30 to 8 layers and not yet distilled is far more fragile under quantization than a
 # trained model (measured: Q8_0 mean KLD 0.044, Q4_K_M 0.77, ONNX int8 0.8, against 0.009 / 0.10 for the
@@ -70,7 +70,7 @@ def test_teacher_default_gates_and_tokenizer(smollm2: tuple[Path, Path], tmp_pat
     for quant in ("q8_0", "q4_k_m"):
         assert export_gguf(teacher, tmp_path / f"t.{quant}.gguf", quant=quant)["passed"]
     tok = AutoTokenizer.from_pretrained(teacher)
-    llm = load_llama(tmp_path / "t.q8_0.gguf", vocab_only=True)
+    llm = open_gguf(tmp_path / "t.q8_0.gguf", vocab_only=True)
     import importlib.util
     import sys
 

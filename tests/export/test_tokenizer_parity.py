@@ -10,7 +10,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from distill2edge.export.gguf import export_gguf
-from distill2edge.export.gguf.parity import load_llama
+from distill2edge.runtimes.llamacpp import open_gguf
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_llama_cpp_tokenizes_like_hf(
     assert fields["tokenizer.ggml.model"].contents() == model
     assert fields["tokenizer.ggml.pre"].contents() == pre
     tok = AutoTokenizer.from_pretrained(folder)
-    llm = load_llama(path, vocab_only=True)
+    llm = open_gguf(path, vocab_only=True)
     assert len(test_strings) >= 200
     mismatches = [
         (s, tok(s)["input_ids"], ids)

@@ -12,7 +12,7 @@ from distill2edge.config import DataConfig, DistillConfig, load_recipe
 from distill2edge.data.qa import load_jsonl
 from distill2edge.models import load_model
 from distill2edge.models.placement import PlacedTeacher, place_teacher
-from distill2edge.train.stages import run_distill
+from distill2edge.train.trainers import run_distill
 
 
 def _run(tiny_llama_dir: Path, student: Path, qa_jsonl: Path, out: Path, **placement) -> list[float]:

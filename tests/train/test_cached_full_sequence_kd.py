@@ -15,7 +15,6 @@ from distill2edge.losses.sparse import sparse_teacher_targets
 from distill2edge.models import load_model
 from distill2edge.train.cached import CachedKD
 from distill2edge.train.objectives import VanillaKD
-from distill2edge.train.stages import run_distill
 from distill2edge.train.teacher_cache import (
     cache_key,
     collate_with_index,
@@ -24,6 +23,7 @@ from distill2edge.train.teacher_cache import (
     with_example_index,
 )
 from distill2edge.train.teacher_cache_build import topk_cache
+from distill2edge.train.trainers import run_distill
 
 TEMPLATE = "Context: {context}\nQuestion: {question}\nAnswer:"
 

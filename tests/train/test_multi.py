@@ -18,7 +18,7 @@ from distill2edge.data.tokenize import IGNORE_INDEX, collate_multi, teacher_pref
 from distill2edge.models import load_model
 from distill2edge.train.loop import SimulatedKill, train
 from distill2edge.train.multi import MultiTeacherConfigError, build_multi_teacher
-from distill2edge.train.stages import encode_all
+from distill2edge.train.trainers import encode_all
 
 LABELS = ["sends", "receives", "reports"]
 DATA = DataConfig(

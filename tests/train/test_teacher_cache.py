@@ -15,7 +15,6 @@ from distill2edge.losses.cma import moments
 from distill2edge.losses.sparse import sparse_teacher_targets
 from distill2edge.models import load_model
 from distill2edge.stage_keys import distill_stage_key
-from distill2edge.train.stages import run_distill
 from distill2edge.train.teacher_cache import (
     EXAMPLE_KEY,
     cache_key,
@@ -24,6 +23,7 @@ from distill2edge.train.teacher_cache import (
     with_example_index,
 )
 from distill2edge.train.teacher_cache_build import hidden_cache, topk_cache
+from distill2edge.train.trainers import run_distill
 
 TEMPLATE = "Context: {context}\nQuestion: {question}\nAnswer:"
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from distill2edge.bench.roofline import ModelFacts, gguf_facts
 from distill2edge.bench.runner_base import Generation, Runner, register_runner
+from distill2edge.runtimes import llamacpp
 
 
 class LlamaTokenizer:
@@ -22,8 +23,7 @@ class LlamaTokenizer:
         self._llm = llm
 
     def __call__(self, text: str, add_special_tokens: bool = True) -> dict[str, list[int]]:
-        ids = self._llm.tokenize(text.encode("utf-8"), add_bos=add_special_tokens, special=False)
-        return {"input_ids": list(ids)}
+        return {"input_ids": llamacpp.tokenize(self._llm, text, add_bos=add_special_tokens)}
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return self._llm.detokenize(list(ids), special=not skip_special_tokens).decode("utf-8", errors="replace")
@@ -37,15 +37,10 @@ class LlamaCppRunner(Runner):
 
     def __init__(self, path: Path, threads: int, context: int = 1024, **llama_settings: Any) -> None:
         super().__init__(path, threads, context)
-        import llama_cpp
-
-        from distill2edge.models.llama_parity import quiet_stderr
-
         self.settings = {"n_ctx": context, "n_batch": context, "n_threads": threads, "n_threads_batch": threads,
                          **llama_settings}
-        with quiet_stderr():
-            self.llm = llama_cpp.Llama(model_path=str(self.path), verbose=False, **self.settings)
-        self.runtime = f"llama.cpp (llama-cpp-python {llama_cpp.__version__})"
+        self.llm = llamacpp.open_gguf(self.path, **self.settings)
+        self.runtime = llamacpp.runtime_name()
         self.tokenizer = LlamaTokenizer(self.llm)
         self.eos_ids = frozenset({self.llm.token_eos()})
 

@@ -141,23 +141,13 @@ class OnnxRunner(_HFGenerateRunner):
 
     def __init__(self, path: Path, threads: int, context: int = 1024) -> None:
         super().__init__(path, threads, context)
-        try:
-            import onnxruntime
-            from optimum.onnxruntime import ORTModelForCausalLM
-        except ImportError as exc:
-            raise ImportError(f"benchmarking ONNX needs the `onnx` extra: pip install 'distill2edge[onnx]' ({exc})") from exc
         import torch
 
+        from distill2edge.runtimes.onnx import open_ort_lm, runtime_name
+
         torch.set_num_threads(threads)  # logits processing in generate() runs in torch
-        opts = onnxruntime.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.model = ORTModelForCausalLM.from_pretrained(
-            self.path, provider="CPUExecutionProvider", session_options=opts, use_cache=True,
-            use_io_binding=self.io_binding,
-        )  # fmt: skip
-        binding = " (io binding)" if self.model.use_io_binding else ""
-        self.runtime = f"onnxruntime {onnxruntime.__version__}{binding}"
+        self.model = open_ort_lm(self.path, threads=threads, io_binding=self.io_binding)
+        self.runtime = runtime_name(self.model)
         self._load_tokenizer()
 
     def facts(self) -> ModelFacts:

@@ -185,13 +185,9 @@ class GGUFJudge(LocalJudge):
 
     def _load(self) -> Any:
         if self._llm is None:
-            from llama_cpp import Llama
+            from distill2edge.runtimes import llamacpp
 
-            from distill2edge.models.llama_parity import quiet_stderr
-
-            with quiet_stderr():
-                self._llm = Llama(model_path=self.path, n_ctx=self.n_ctx, n_threads=self.n_threads,
-                                  logits_all=False, verbose=False)
+            self._llm = llamacpp.open_gguf(self.path, n_ctx=self.n_ctx, threads=self.n_threads)
             atexit.register(self.close)  # freeing it during interpreter shutdown raises in llama-cpp-python
         return self._llm
 
@@ -202,23 +198,21 @@ class GGUFJudge(LocalJudge):
             self._llm = None
 
     def _single_token_ids(self, text: str) -> list[int]:
-        ids = self._load().tokenize(text.encode("utf-8"), add_bos=False, special=False)
-        return list(ids) if len(ids) == 1 else []
+        from distill2edge.runtimes import llamacpp
+
+        ids = llamacpp.tokenize(self._load(), text, add_bos=False)
+        return ids if len(ids) == 1 else []
 
     def _last_logprobs(self, texts: Sequence[str]) -> np.ndarray:
-        import llama_cpp
+        from distill2edge.runtimes import llamacpp
 
         llm = self._load()
         rows = []
         for text in texts:
-            tokens = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+            tokens = llamacpp.tokenize(llm, text)
             if len(tokens) > self.n_ctx - 1:  # keep BOS and the end (instructions, "Score:")
                 tokens = tokens[:1] + tokens[len(tokens) - (self.n_ctx - 2):]
-            llm.reset()
-            llm.eval(tokens)
-            # Without logits_all, llama-cpp-python keeps no score rows: read the context's last logits.
-            ptr = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
-            logits = np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float64)
+            logits = llamacpp.last_logits(llm, tokens).astype(np.float64)
             rows.append(logits - np.logaddexp.reduce(logits))
         return np.stack(rows)
 

@@ -55,7 +55,8 @@ def lexnames_text() -> str:
     return "".join(f"{i:02d}\t{name}\t{_POS_NUMBER[name.split('.')[0]]}\n" for i, name in enumerate(_LEXNAMES))
 
 
-def _source_dir() -> Path:
+def wordnet_dir() -> Path:
+    """The folder holding WordNet's database files: $DISTILL2EDGE_WORDNET_DIR, else Debian's wordnet-base."""
     env = os.environ.get("DISTILL2EDGE_WORDNET_DIR")
     candidates = [Path(env).expanduser()] if env else [DEBIAN_WORDNET]
     for folder in candidates:
@@ -104,7 +105,7 @@ def wordnet_reader() -> Any:
         return wordnet
     except LookupError:
         pass
-    root = _nltk_root(_source_dir())
+    root = _nltk_root(wordnet_dir())
     if str(root) not in nltk.data.path:
         nltk.data.path.append(str(root))
     from nltk.corpus.reader.wordnet import WordNetCorpusReader

@@ -244,19 +244,15 @@ def torch_reference(
     model: Any, tok: Any, prompts: Sequence[str], n_greedy: int, passages: Sequence[str] = GATE_PASSAGES
 ) -> TorchReference:
     """Torch's side of every gate: logits on prompts + passages, greedy continuations of the prompts."""
-    from distill2edge.models.llama_parity import torch_greedy
+    from distill2edge.runtimes import torch_lm
 
     ids = encode_prompts(tok, [*prompts, *passages])
-    greedy = [torch_greedy(model, s, n_greedy) for s in ids[: len(prompts)]] if n_greedy else []
+    greedy = [torch_lm.greedy(model, s, n_greedy) for s in ids[: len(prompts)]] if n_greedy else []
     return TorchReference(ids, torch_logits(model, ids), greedy)
 
 
 def torch_logits(model: Any, ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
     """Logits `[seq, vocab]` (float32) for each token-id list, one forward pass per prompt."""
-    import torch
+    from distill2edge.runtimes import torch_lm
 
-    out = []
-    with torch.no_grad():
-        for seq in ids:
-            out.append(model(torch.tensor([list(seq)])).logits[0].float().numpy())
-    return out
+    return [torch_lm.logits(model, seq) for seq in ids]

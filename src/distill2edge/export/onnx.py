@@ -85,18 +85,18 @@ def _ort_parity(
     g: Gate,
     check_greedy: bool,
 ) -> ParityReport:
-    import onnxruntime
     import torch
-    from optimum.onnxruntime import ORTModelForCausalLM
 
-    ort = ORTModelForCausalLM.from_pretrained(folder, provider=provider, use_cache=True)
+    from distill2edge.runtimes.onnx import open_ort_lm, runtime_name
+
+    ort = open_ort_lm(folder, provider=provider)
     got = []
     with torch.no_grad():
         for seq in ids:
             x = torch.tensor([seq])
             got.append(ort(input_ids=x, attention_mask=torch.ones_like(x)).logits[0].float().numpy())
     report = ParityReport(
-        runtime=f"onnxruntime {onnxruntime.__version__} ({provider})",
+        runtime=runtime_name(ort),
         n_prompts=len(ids),
         n_positions=sum(map(len, ids)),
         **compare_logits(ref, got).metrics(),

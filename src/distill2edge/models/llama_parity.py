@@ -24,7 +24,6 @@ alone explains the figures in `ParityThresholds`; greedy paths then split at nea
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.logit_compare import compare_rows
+from distill2edge.runtimes import llamacpp, torch_lm
 
 LONG_PROMPT = (
     "In a 5G standalone network, a device that powers on first searches for a synchronization signal "
@@ -95,61 +95,6 @@ class ParityThresholds:
     """A split that is not a near-tie fails the check if it comes before this many generated tokens."""
 
 
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Silence llama.cpp's C-level log lines (they bypass Python's sys.stderr)."""
-    try:
-        fd = os.dup(2)
-    except OSError:  # no real stderr: nothing to silence
-        yield
-        return
-    with open(os.devnull, "w") as devnull:
-        os.dup2(devnull.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(fd, 2)
-            os.close(fd)
-
-
-def _open_llama(
-    gguf_path: Path, n_threads: int, overrides: dict[str, bool | int | float | str] | None = None
-) -> Any:
-    """llama.cpp on `gguf_path` with float32 KV cache and every position's logits; `overrides` are GGUF
-    metadata overrides (`kv_overrides`, the value types llama.cpp accepts)."""
-    import llama_cpp
-
-    with quiet_stderr():
-        return llama_cpp.Llama(
-            model_path=str(gguf_path), n_ctx=512, n_batch=512, logits_all=True, n_threads=n_threads,
-            verbose=False, type_k=llama_cpp.GGML_TYPE_F32, type_v=llama_cpp.GGML_TYPE_F32,
-            kv_overrides=overrides,
-        )
-
-
-def _llama_logits(llm: Any, ids: list[int]) -> np.ndarray:
-    """llama.cpp logits [len(ids), V] for every position of `ids`, from a fresh context."""
-    llm.reset()
-    llm.eval(ids)
-    return np.array(llm.scores[: llm.n_tokens], dtype=np.float32)
-
-
-@torch.no_grad()
-def _torch_logits(model: PreTrainedModel, ids: list[int]) -> np.ndarray:
-    return model(torch.tensor([ids]), use_cache=False).logits[0].float().numpy()
-
-
-@torch.no_grad()
-def torch_greedy(model: PreTrainedModel, ids: list[int], n_new: int) -> list[int]:
-    """Greedy decoding through the KV cache, never stopping at EOS (llama.cpp's loop does not either)."""
-    out = model(torch.tensor([ids]), use_cache=True)
-    new: list[int] = []
-    for _ in range(n_new):
-        new.append(int(out.logits[0, -1].argmax()))
-        out = model(torch.tensor([new[-1:]]), past_key_values=out.past_key_values, use_cache=True)
-    return new
-
-
 @dataclass
 class _LlamaRun:
     """llama.cpp's side of one prompt: prompt ids, greedy continuation, logits [len(ids) + n_new, V]."""
@@ -160,20 +105,9 @@ class _LlamaRun:
     logits: np.ndarray
 
 
-def llama_greedy(llm: Any, ids: list[int], n_new: int) -> list[int]:
-    """llama.cpp's greedy continuation of `ids` (a context with `logits_all`), from an empty cache."""
-    llm.reset()
-    llm.eval(list(ids))
-    gen: list[int] = []
-    for _ in range(n_new):
-        gen.append(int(np.argmax(llm.scores[llm.n_tokens - 1])))
-        llm.eval(gen[-1:])
-    return gen
-
-
 def _llama_greedy(llm: Any, prompt: str, n_new: int) -> _LlamaRun:
-    ids = llm.tokenize(prompt.encode(), add_bos=True, special=False)
-    gen = llama_greedy(llm, ids, n_new)
+    ids = llamacpp.tokenize(llm, prompt)
+    gen = llamacpp.greedy(llm, ids, n_new)
     return _LlamaRun(prompt, ids, gen, np.array(llm.scores[: llm.n_tokens], dtype=np.float32))
 
 
@@ -183,9 +117,9 @@ def _compare_run(run: _LlamaRun, model: PreTrainedModel, tok: PreTrainedTokenize
 
     Returns (JSON row, top-1 hits [T], KL per position [T]).
     """
-    ref, got = run.logits, _torch_logits(model, run.ids + run.gen)
+    ref, got = run.logits, torch_lm.logits(model, run.ids + run.gen)
     cmp = compare_rows(ref, got)
-    ours = torch_greedy(model, run.ids, len(run.gen))
+    ours = torch_lm.greedy(model, run.ids, len(run.gen))
     split = next((i for i, (a, b) in enumerate(zip(ours, run.gen)) if a != b), None)
     prompt = run.prompt if len(run.prompt) < 120 else run.prompt[:117] + "..."
     row: dict[str, Any] = {
@@ -241,29 +175,29 @@ def compare_with_llama_cpp(
     SmolLM2 check took 248 s with 2 threads and 52 s with 1 (idle machine: 9 s and 14 s). The figures
     were identical with 1 and 2 threads.
     """
-    import llama_cpp
     from gguf import GGUFReader
 
     layer_types = getattr(model.config, "layer_types", None) or []
     sliding = bool(getattr(model.config, "sliding_window", None)) and "sliding_attention" in layer_types
-    llm = _open_llama(gguf_path, n_threads)
+    llm = llamacpp.open_gguf(gguf_path, threads=n_threads, exact=True)
     try:
         token_mismatches = []
         for text in TOKENIZER_TEXTS:
             ours = tok(text)["input_ids"]
-            theirs = llm.tokenize(text.encode(), add_bos=True, special=False)
+            theirs = llamacpp.tokenize(llm, text)
             if ours != theirs:
                 token_mismatches.append({"text": text[:80], "hf": ours[:40], "llama_cpp": theirs[:40]})
         runs = [_llama_greedy(llm, prompt, n_new) for prompt in prompts]
-        long_ids = llm.tokenize(LONG_PROMPT.encode(), add_bos=True, special=False)
+        long_ids = llamacpp.tokenize(llm, LONG_PROMPT)
     finally:
         llm.close()
     probe_ref = None
     if sliding:  # the same paragraph with a 32-token window, through a metadata override
         arch = GGUFReader(str(gguf_path)).fields["general.architecture"].contents()
-        llm = _open_llama(gguf_path, n_threads, {f"{arch}.attention.sliding_window": PROBE_WINDOW})
+        llm = llamacpp.open_gguf(gguf_path, threads=n_threads, exact=True,
+                                 overrides={f"{arch}.attention.sliding_window": PROBE_WINDOW})
         try:
-            probe_ref = _llama_logits(llm, long_ids)
+            probe_ref = llamacpp.all_logits(llm, long_ids)
         finally:
             llm.close()
 
@@ -278,12 +212,12 @@ def compare_with_llama_cpp(
             kls.append(kl)
         if probe_ref is not None:
             with _window(model, PROBE_WINDOW):
-                got = _torch_logits(model, long_ids)
+                got = torch_lm.logits(model, long_ids)
             cmp = compare_rows(probe_ref, got)
             probe = {"window": PROBE_WINDOW, "positions": len(long_ids), "mean_kl": round(cmp.mean_kld, 6),
                      "top1_agreement": round(cmp.same_top_token, 4)}
     return {
-        "runtime": f"llama-cpp-python {llama_cpp.__version__}, F32 KV cache, {n_threads} thread(s) each",
+        "runtime": f"{llamacpp.runtime_name()}, F32 KV cache, {n_threads} thread(s) each",
         "n_new_tokens": n_new,
         "tokenizer_texts": len(TOKENIZER_TEXTS),
         "tokenizer_mismatches": token_mismatches,

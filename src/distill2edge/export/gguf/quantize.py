@@ -53,7 +53,7 @@ def quantize(src: Path, dst: Path, quant: str, threads: int, embedding_type: str
     params.nthread = threads
     if embedding_type != "auto":
         params.token_embedding_type = params.output_tensor_type = EMBEDDING_TYPES[embedding_type]
-    from distill2edge.export.gguf.parity import quiet_stderr  # llama.cpp prints one line per fallback
+    from distill2edge.runtimes.llamacpp import quiet_stderr  # llama.cpp prints one line per fallback
 
     with quiet_stderr():
         rc = llama_cpp.llama_model_quantize(str(src).encode(), str(dst).encode(), params)

@@ -1,4 +1,4 @@
-"""Export as a recipe stage: one model, one device profile, one folder.
+"""Export for one device profile: one model, one profile, one folder (the body of the recipe's export stages).
 
 `export_for_profile` runs the same exporter and parity gates as `distill2edge export`. A recipe should
 not lose hours of training because one quantization misses its gate, so a gate failure is recorded

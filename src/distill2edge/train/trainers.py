@@ -1,8 +1,9 @@
-"""Training stages as plain functions: SFT (LoRA or full) and distillation (any registered algorithm).
+"""Trainers as plain functions: SFT (LoRA or full) and distillation (any registered algorithm).
 
 Each takes model folders and examples, trains with `loop.train`, and saves a plain Hugging Face model
-folder (LoRA adapters merged) to `out_dir`. `work_dir` holds checkpoints, so calling the same stage
-again after a kill resumes where it stopped.
+folder (LoRA adapters merged) to `out_dir`. `work_dir` holds checkpoints, so calling the same trainer
+again after a kill resumes where it stopped. The pipeline wraps each call in a resumable `Run.stage`
+(`distill2edge.runs`); "stage" means only that.
 """
 
 from __future__ import annotations
