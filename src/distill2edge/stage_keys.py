@@ -13,6 +13,7 @@ from typing import Any
 
 from distill2edge.config import DistillConfig, Recipe
 from distill2edge.runs import StageResult
+from distill2edge.schema.algorithms import algorithm_spec
 
 LOSS_DEFINITION = {"vanilla": 2, "dskd": 2, "uld": 2}
 """Version of each loss family's definition: bumped when what it computes changes, so stages trained
@@ -28,12 +29,10 @@ def _loss_families(dcfg: DistillConfig) -> list[str]:
     # Vanilla KD changed only by dropping T² (version 2): at T = 1 both definitions compute the same loss,
     # so such stages keep their key and are reused.
     vanilla_changed = dcfg.loss.temperature != 1.0
-    if dcfg.algorithm in ("dskd", "dskd_cma"):
-        return ["dskd"]
-    if dcfg.algorithm == "uld" or (dcfg.algorithm == "vanilla" and vanilla_changed):
-        return [dcfg.algorithm]
-    if dcfg.algorithm != "multi_teacher":
-        return []
+    spec = algorithm_spec(dcfg.algorithm)
+    if not spec.several_teachers:
+        family = spec.loss_family
+        return [] if family is None or (family == "vanilla" and not vanilla_changed) else [family]
     kinds = {t.kd for t in dcfg.teachers.values()} or {"auto"}
     families = (("vanilla", {"logits", "auto"} if vanilla_changed else set()), ("dskd", {"dskd"}))
     return [f for f, ks in families if kinds & ks]
@@ -60,7 +59,7 @@ def teacher_stage_config(
     """The teacher part of a distillation's stage config: a model reference, or the role of the stage that
     made it (whose key is among the inputs). A single teacher keeps the keys older run folders used."""
     refs = {t: models[r] if producers[r] is None else r for t, r in teacher_roles.items()}
-    if dcfg.algorithm != "multi_teacher":
+    if not algorithm_spec(dcfg.algorithm).several_teachers:
         (t, ref), = refs.items()
         return {"teacher": ref, "teacher_dtype": recipe.teachers[t].dtype}
     return {"teachers": {t: {"model": ref, "dtype": recipe.teachers[t].dtype} for t, ref in refs.items()}}

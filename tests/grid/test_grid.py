@@ -16,6 +16,8 @@ from distill2edge.cli.main import main
 from distill2edge.config import Recipe, RecipeError, load_recipe
 from distill2edge.grid import assign_teachers, build_grid_recipe, run_grid
 from distill2edge.report.grid import findings
+from distill2edge.stages import distill as distill_stage
+from distill2edge.stages import sft as sft_stage
 from distill2edge.stats import grid_cells, run_tests, table3
 from distill2edge.stats.plots import cell_means, group_means
 
@@ -55,7 +57,7 @@ def test_teachers_are_detected_and_the_recipe_has_16_cells(base) -> None:
 
 def test_grid_runs_shares_sft_and_resumes_after_a_kill(base, tmp_path: Path, monkeypatch) -> None:
     calls = {"sft": 0, "distill": []}
-    real_sft, real_distill = pipeline.run_sft, pipeline.run_distill
+    real_sft, real_distill = sft_stage.run_sft, distill_stage.run_distill
     kill_at = {"n": 5}
 
     def sft(*a, **k):
@@ -68,8 +70,8 @@ def test_grid_runs_shares_sft_and_resumes_after_a_kill(base, tmp_path: Path, mon
             raise KeyboardInterrupt  # the process is killed during the 5th cell
         return real_distill(*a, **k)
 
-    monkeypatch.setattr(pipeline, "run_sft", sft)
-    monkeypatch.setattr(pipeline, "run_distill", distill)
+    monkeypatch.setattr(sft_stage, "run_sft", sft)
+    monkeypatch.setattr(distill_stage, "run_distill", distill)
     out = tmp_path / "grid"
     with pytest.raises(KeyboardInterrupt):
         run_grid(base, out, metrics=METRICS, quick=True, progress=False, log=lambda _: None)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from distill2edge import pipeline
 from distill2edge.config import load_recipe
 from distill2edge.pipeline import run_recipe
+from distill2edge.stages import distill as distill_stage
+from distill2edge.stages import sft as sft_stage
 
 TRAIN = {"epochs": 1, "batch_size": 4, "max_steps": 2, "checkpoint_every": 1, "lr": 1e-3}
 LABELS = ["sends", "receives", "reports"]
@@ -18,14 +19,14 @@ LABELS = ["sends", "receives", "reports"]
 
 def test_two_stages_hand_off_with_their_own_data(tmp_path, tiny_recipe, tiny_llama_dir, tiny_teacher_b_dir, qa_jsonl, monkeypatch):
     seen: dict[str, str] = {}
-    real = pipeline.run_multi_distill
+    real = distill_stage.run_multi_distill
 
     def spy(teachers, student_ref, splits, data, cfg, *a, **k):
         seen[k["stage"]] = student_ref
         seen[k["stage"] + ".train"] = str(len(splits["train"]))
         return real(teachers, student_ref, splits, data, cfg, *a, **k)
 
-    monkeypatch.setattr(pipeline, "run_multi_distill", spy)
+    monkeypatch.setattr(distill_stage, "run_multi_distill", spy)
     general = {"source": str(qa_jsonl), "max_length": 96, "max_train": 4, "split": {"validation": 0.2, "test": 0.2, "seed": 7}}
 
     def write(stage_data: dict) -> Path:
@@ -119,7 +120,7 @@ def test_a_bad_layer_map_stops_the_run_before_any_stage_trains(tmp_path, tiny_re
     from distill2edge.train.multi import MultiTeacherConfigError
 
     trained: list[str] = []
-    monkeypatch.setattr(pipeline, "run_sft", lambda *a, **k: trained.append("sft"))
+    monkeypatch.setattr(sft_stage, "run_sft", lambda *a, **k: trained.append("sft"))
     path = tiny_recipe(distill={"d": {
         "algorithm": "multi_teacher", "teachers": {"tiny": {"layer_map": [[1, 2], [2, 9]]}}, "hidden": {"weight": 1.0},
         "train": TRAIN,

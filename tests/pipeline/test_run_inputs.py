@@ -9,6 +9,7 @@ import pytest
 from distill2edge import pipeline
 from distill2edge.cli.main import main
 from distill2edge.config import load_recipe
+from distill2edge.stages import data as data_stage
 
 
 class StopAfterData(Exception):
@@ -19,7 +20,7 @@ def stop_after_data(monkeypatch, exc: BaseException | None = None) -> None:
     def read_data(_cfg, _folder):
         raise exc or StopAfterData()
 
-    monkeypatch.setattr(pipeline, "read_data", read_data)
+    monkeypatch.setattr(data_stage, "read_data", read_data)
 
 
 def test_edited_data_file_is_not_reused(tmp_path, tiny_recipe, qa_jsonl, monkeypatch):

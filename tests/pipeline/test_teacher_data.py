@@ -15,7 +15,9 @@ import pytest
 import torch
 
 import distill2edge.evaluate.generate as generate
-import distill2edge.teacher_data as td
+import distill2edge.stages.distill as distill_stage
+import distill2edge.stages.sft as sft_stage
+import distill2edge.stages.teacher_data as td
 from distill2edge.config import DataConfig, DistillConfig, RecipeError, TeacherDataConfig, load_recipe
 from distill2edge.data.qa import QAExample, read_split
 from distill2edge.pipeline import run_recipe
@@ -146,10 +148,8 @@ def test_stage_feeds_the_distillation_and_is_reused(tmp_path: Path, tiny_recipe:
     monkeypatch.setattr(td, "question_reason", lambda *a: None)
     monkeypatch.setattr(td, "answer_reason", lambda *a: None)
     seen: list[dict[str, list[QAExample]]] = []
-    import distill2edge.pipeline as pipeline
-
-    real = pipeline.run_distill
-    monkeypatch.setattr(pipeline, "run_distill", lambda t, s, splits, *a, **k: seen.append(splits) or real(t, s, splits, *a, **k))
+    real = distill_stage.run_distill
+    monkeypatch.setattr(distill_stage, "run_distill", lambda t, s, splits, *a, **k: seen.append(splits) or real(t, s, splits, *a, **k))
     out, logs = tmp_path / "run", []
     run_recipe(_recipe(tiny_recipe), out, progress=False, log=logs.append, until="distill")
     stage = out / "stages" / "teacher_data.tiny"
@@ -175,12 +175,10 @@ def test_stage_feeds_the_distillation_and_is_reused(tmp_path: Path, tiny_recipe:
 def test_student_sft_can_train_on_the_teacher_data(tmp_path: Path, tiny_recipe: Any, monkeypatch) -> None:
     """`sft.student.extra_data`: the labels-only student sees the teacher's examples too; the teacher's own
     SFT and a distillation that does not name them train on the recipe's split alone."""
-    import distill2edge.pipeline as pipeline
-
     monkeypatch.setattr(td, "question_reason", lambda *a: None)
     monkeypatch.setattr(td, "answer_reason", lambda *a: None)
     seen: dict[str, list[str]] = {}
-    real_sft, real_distill = pipeline.run_sft, pipeline.run_distill
+    real_sft, real_distill = sft_stage.run_sft, distill_stage.run_distill
 
     def sft(ref: str, splits: dict, *a: Any, **k: Any) -> Any:
         seen[k["desc"]] = [ex.id for ex in splits["train"]]
@@ -190,8 +188,8 @@ def test_student_sft_can_train_on_the_teacher_data(tmp_path: Path, tiny_recipe: 
         seen[k["desc"]] = [ex.id for ex in splits["train"]]
         return real_distill(t, s, splits, *a, **k)
 
-    monkeypatch.setattr(pipeline, "run_sft", sft)
-    monkeypatch.setattr(pipeline, "run_distill", distill)
+    monkeypatch.setattr(sft_stage, "run_sft", sft)
+    monkeypatch.setattr(distill_stage, "run_distill", distill)
     train = {"epochs": 1, "batch_size": 4, "max_steps": 1, "checkpoint_every": 1}
     recipe = load_recipe(str(tiny_recipe(
         teacher_data={"tiny": {"questions_per_context": 1, "max_question_tokens": 4, "max_answer_tokens": 2}},

@@ -50,8 +50,8 @@ def add_distill_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_distill_cmd(args: argparse.Namespace) -> int:
     """Run the parsed `distill` command; 0 when every requested distillation is trained."""
     from distill2edge.config import load_recipe
-    from distill2edge.output_stages import role_label
     from distill2edge.pipeline import run_recipe
+    from distill2edge.stages.evaluate import role_label
     from distill2edge.train import distributed as dist
 
     recipe = load_recipe(args.recipe, args.overrides, quick=args.quick)

@@ -115,20 +115,20 @@ def _evaluate_all(
     judge_api_key_env: str, split: str, max_questions: int | None, template: str, max_length: int,
     max_new_tokens: int, batch_size: int, dtype: str, device: str, progress: bool, log: Callable[[str], None],
 ) -> dict[str, Any]:
-    import torch
 
     from distill2edge.config import DataConfig
     from distill2edge.data.qa import load_examples, prepare_splits
     from distill2edge.evaluate.generate import evaluate_model
     from distill2edge.evaluate.registry import metric_group, resolve_metrics
     from distill2edge.models import DTYPES, load_model
+    from distill2edge.models.placement import resolve_device
 
     names = resolve_metrics([n.strip() for arg in (metrics or DEFAULT_METRICS) for n in arg.split(",") if n.strip()])
     cfg = DataConfig(source=data, prompt_template=template, max_length=max_length)
     examples = prepare_splits(cfg)["test"] if split == "test" else load_examples(cfg)
     if max_questions:
         examples = examples[:max_questions]
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    device = str(resolve_device(device))
     grader = None
     if any(metric_group(n) == "llm" for n in names):
         from distill2edge.evaluate.judge import DEFAULT_JUDGE, make_judge

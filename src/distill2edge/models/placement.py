@@ -16,6 +16,20 @@ from torch import nn
 from distill2edge.models.hf import input_embeddings, output_embeddings
 
 
+def resolve_device(pref: str, local_rank: int | None = None) -> torch.device:
+    """The torch device for `pref` (`auto`, `cpu`, `cuda`, `cuda:N`): `auto` is CUDA when available; asking
+    for CUDA without it is an error, not a silent CPU run. `local_rank` (one process per GPU under
+    `accelerate launch`) picks the GPU of a bare `cuda`."""
+    if pref.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device: {pref} was asked for but no CUDA device is available")
+    if pref == "auto":
+        pref = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(pref)
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    return device
+
+
 class PlacedTeacher(nn.Module):
     """Runs `model` on `device`; tensors passed in go there, the outputs come back to the inputs' device."""
 

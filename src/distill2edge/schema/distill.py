@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from distill2edge.schema.algorithms import algorithm_names
+from distill2edge.schema.algorithms import algorithm_names, algorithm_spec, cacheable_algorithms
 from distill2edge.schema.base import Strict
 from distill2edge.schema.data import DataConfig
 from distill2edge.schema.training import LoraConfig, TrainConfig
@@ -89,7 +89,7 @@ class TeacherCacheConfig(Strict):
     folder can serve many runs. Not part of the stage's reuse key."""
 
 
-CACHEABLE_ALGORITHMS = ("vanilla", "dskd", "dskd_cma")
+CACHEABLE_ALGORITHMS = tuple(cacheable_algorithms())
 
 LayerMapSpec = Literal["uniform"] | list[int] | list[list[int]]
 
@@ -197,11 +197,12 @@ class DistillConfig(Strict):
 
     @model_validator(mode="after")
     def _cache_algorithm(self) -> DistillConfig:
-        if self.cache.enabled and self.algorithm not in CACHEABLE_ALGORITHMS:
+        spec = algorithm_spec(self.algorithm)
+        if self.cache.enabled and not spec.cacheable:
             raise ValueError(
-                f"cache.enabled: the teacher cache serves {', '.join(CACHEABLE_ALGORITHMS)}, not {self.algorithm!r}"
+                f"cache.enabled: the teacher cache serves {', '.join(cacheable_algorithms())}, not {self.algorithm!r}"
             )
-        if self.positions == "all" and self.algorithm != "vanilla":
+        if self.positions == "all" and not spec.all_positions:
             raise ValueError(
                 f"positions: all is full-sequence vanilla KD (teacher online or cached), not algorithm {self.algorithm!r}"
             )

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from distill2edge.schema.algorithms import MULTI_TEACHER, algorithm_spec
 from distill2edge.schema.base import Strict, config_hash
 from distill2edge.schema.data import DataConfig
 from distill2edge.schema.distill import DistillConfig
@@ -169,8 +170,8 @@ class Recipe(Strict):
         if d.teachers:
             if d.teacher is not None:
                 raise ValueError(f"distill.{name}.teachers: set teacher or teachers, not both")
-            if d.algorithm != "multi_teacher":
-                raise ValueError(f"distill.{name}.teachers: several teachers need algorithm: multi_teacher")
+            if not algorithm_spec(d.algorithm).several_teachers:
+                raise ValueError(f"distill.{name}.teachers: several teachers need algorithm: {MULTI_TEACHER}")
             for t in d.teachers:
                 if t not in self.teachers:
                     raise ValueError(f"distill.{name}.teachers: {t!r} is not among teachers ({known})")
@@ -215,17 +216,19 @@ class Recipe(Strict):
 
     def _check_multi(self, name: str, d: DistillConfig) -> None:
         data = d.data or self.data
+        spec = algorithm_spec(d.algorithm)
         placed = [t for t in d.teacher_names() if t in self.teachers and (self.teachers[t].device or self.teachers[t].offload)]
-        if placed and (d.algorithm == "multi_teacher" or (d.algorithm in ("dskd", "dskd_cma") and not d.cache.enabled)):
+        beside = spec.teacher_beside_student
+        if placed and (beside == "always" or (beside == "online" and not d.cache.enabled)):
             raise ValueError(
                 f"teachers.{placed[0]}.device/offload: distill.{name} ({d.algorithm}) needs the teacher beside the "
                 "student" + ("; enable distill." + name + ".cache, which keeps only its head and embeddings there"
-                             if d.algorithm != "multi_teacher" else "")
+                             if beside == "online" else "")
             )
-        if d.algorithm != "multi_teacher":
+        if not spec.hidden_terms:
             for field, used in (("hidden.weight", d.hidden.weight > 0), ("shortcut.name", d.shortcut.name != "none")):
                 if used:
-                    raise ValueError(f"distill.{name}.{field}: hidden-state MSE and the shortcut penalty need algorithm: multi_teacher")
+                    raise ValueError(f"distill.{name}.{field}: hidden-state MSE and the shortcut penalty need algorithm: {MULTI_TEACHER}")
             return
         if d.shortcut.name != "none" and not task_spec(data.task).labelled:
             labelled = [s.name for s in TASK_SPECS.values() if s.labelled]

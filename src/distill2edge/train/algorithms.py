@@ -19,7 +19,7 @@ from distill2edge.data.tokenize import pad_token_id
 from distill2edge.losses.dskd import DSKDConfigError, DSKDProjectors, LMHead
 from distill2edge.models import VocabularyMismatchError, check_same_vocabulary
 from distill2edge.models.hf import text_config
-from distill2edge.schema.algorithms import MULTI_TEACHER, algorithm_names, declare_algorithm
+from distill2edge.schema.algorithms import MULTI_TEACHER, AlgorithmSpec, algorithm_names, declare_algorithm
 from distill2edge.train.loop import Objective
 from distill2edge.train.objectives import VanillaKD
 
@@ -47,14 +47,15 @@ Builder = Callable[[nn.Module, nn.Module, PreTrainedTokenizerBase, PreTrainedTok
 ALGORITHMS: dict[str, Builder] = {}
 
 
-def register_algorithm(name: str) -> Callable[[Builder], Builder]:
-    """Register a builder as `name`; the name becomes valid in recipes (`schema.algorithms`)."""
+def register_algorithm(name: str, spec: AlgorithmSpec | None = None) -> Callable[[Builder], Builder]:
+    """Register a builder as `name`; the name becomes valid in recipes (`schema.algorithms`), with what
+    `spec` says it needs (default: one teacher, no cache, answer positions only)."""
 
     def add(fn: Builder) -> Builder:
         if name in ALGORITHMS or name == MULTI_TEACHER:
             raise ValueError(f"distillation algorithm {name!r} is already registered")
         ALGORITHMS[name] = fn
-        declare_algorithm(name)
+        declare_algorithm(name, spec)
         return fn
 
     return add

@@ -24,6 +24,7 @@ from distill2edge.data.qa import QAExample
 from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, pad_token_id
 from distill2edge.models import DTYPES, load_model
 from distill2edge.models.placement import place_teacher, teacher_load_device
+from distill2edge.schema.algorithms import algorithm_spec
 from distill2edge.tasks import get_task
 from distill2edge.train import distributed as dist
 from distill2edge.train.algorithms import DistillSetup, build_algorithm
@@ -136,7 +137,7 @@ def run_distill(
             "device, so a fixed teacher device would be shared by all; leave teachers.NAME.device empty (offload works)"
         )
     placed = teacher_device is not None or teacher_offload
-    if placed and cfg.algorithm in ("dskd", "dskd_cma") and not cfg.cache.enabled:
+    if placed and algorithm_spec(cfg.algorithm).teacher_beside_student != "never" and not cfg.cache.enabled:
         raise ValueError(
             f"teacher device/offload: online {cfg.algorithm} reads the teacher's LM head and embeddings beside the "
             "student; enable the teacher cache (distill.NAME.cache.enabled: true), which keeps only those two "

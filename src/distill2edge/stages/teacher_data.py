@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,16 +24,15 @@ from typing import Any
 import torch
 
 from distill2edge.atomic import write_json_atomic, write_text_atomic
-from distill2edge.config import DataConfig, Recipe, TeacherDataConfig
+from distill2edge.config import DataConfig, TeacherDataConfig
 from distill2edge.data.qa import QAExample, read_split
 from distill2edge.data.qa_checks import normalize_text
-from distill2edge.runs import Run, StageResult
+from distill2edge.runs import StageResult
+from distill2edge.stages.context import Context
 
 REASONS = ("empty_question", "unfinished_question", "duplicate_question", "training_question",
            "empty_answer", "answer_not_in_context", "answer_in_question")
 """Why a written example is rejected, in the order the rules are checked."""
-
-Log = Callable[[str], None]
 
 
 def question_template(template: str) -> str:
@@ -175,32 +174,28 @@ def read_teacher_data(stage: StageResult) -> list[QAExample]:
     return read_split(stage.out_dir / "train.jsonl")
 
 
-def teacher_data_stages(
-    recipe: Recipe, run: Run, names: set[str], models: dict[str, str], producers: dict[str, StageResult | None],
-    data: StageResult, splits: dict[str, list], device: torch.device, progress: bool, log: Log,
-) -> dict[str, tuple[StageResult, list[QAExample]]]:
-    """Run (or reuse) the stages `teacher_data.TEACHER` in `names`, after that teacher's SFT stage; returns
-    each stage with its kept examples. The key holds the stage's config, the data stage and the SFT stage."""
-    out: dict[str, tuple[StageResult, list[QAExample]]] = {}
+def teacher_data_stages(ctx: Context, names: set[str]) -> None:
+    """Run (or reuse) the stages `teacher_data.TEACHER` in `names`, after that teacher's SFT stage, into
+    `ctx.extra` with their kept examples. The key holds the stage's config, the data stage and the SFT stage."""
+    recipe = ctx.recipe
     for teacher, cfg in recipe.teacher_data.items():
         name = f"teacher_data.{teacher}"
         if name not in names:
             continue
         role = f"teacher_sft.{teacher}"
-        sft = producers.get(role)
+        sft = ctx.producers.get(role)
         if sft is None:
             raise ValueError(f"{name}: needs {role}, which this run did not train (sft.teacher.enabled)")
-        model_ref, dtype = models[role], recipe.teachers[teacher].dtype
+        model_ref, dtype = ctx.models[role], recipe.teachers[teacher].dtype
 
         def fn(o: Path, _w: Path, _c: TeacherDataConfig = cfg, _n: str = name, _m: str = model_ref, _d: str = dtype) -> dict[str, Any]:
-            return write_teacher_data(_m, _d, splits, recipe.data, _c, o, name=_n, device=device,
-                                      batch_size=recipe.evaluate.batch_size, progress=progress)
+            return write_teacher_data(_m, _d, ctx.splits, recipe.data, _c, o, name=_n, device=ctx.device,
+                                      batch_size=recipe.evaluate.batch_size, progress=ctx.progress)
 
         config = {"teacher_data": cfg.model_dump(mode="json"), "teacher": role}
-        stage = run.stage(name, config, fn, inputs={"data": data, sft.name: sft}, log=log)
+        stage = ctx.run.stage(name, config, fn, inputs={"data": ctx.data, sft.name: sft}, log=ctx.log)
         if not stage.reused:
             m = stage.metrics
-            log(f"[{name}] kept {m['kept']} of {m['asked']} questions on {m['contexts']} training contexts "
-                f"(rejected: {m['rejected'] or 'none'})")
-        out[name] = (stage, read_teacher_data(stage))
-    return out
+            ctx.log(f"[{name}] kept {m['kept']} of {m['asked']} questions on {m['contexts']} training contexts "
+                    f"(rejected: {m['rejected'] or 'none'})")
+        ctx.extra[name] = (stage, read_teacher_data(stage))

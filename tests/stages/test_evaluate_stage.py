@@ -11,23 +11,21 @@ from typing import Any
 import torch
 
 from distill2edge.config import Recipe, load_recipe
-from distill2edge.data.splits import prepare_data, read_data
-from distill2edge.output_stages import evaluate_stages
 from distill2edge.runs import Run
-
-from .evaluate.stub_server import stub_server
+from distill2edge.stages.context import Context
+from distill2edge.stages.data import data_stage
+from distill2edge.stages.evaluate import evaluate_stages
+from tests.evaluate.stub_server import stub_server
 
 
 def _evaluate_teacher(recipe: Recipe, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """The data stage and the evaluation stage of the recipe's teacher, as the pipeline runs them."""
     run = Run(out, recipe.name, recipe.model_dump(mode="json"), recipe.seed, "cpu")
     try:
-        data = run.stage("data", recipe.data.model_dump(mode="json"),
-                         lambda o, _w: prepare_data(recipe.data, o, log=log), log=log)
-        splits = read_data(recipe.data, data.out_dir)
-        models = {"teacher.tiny": recipe.teachers["tiny"].path}
-        results = evaluate_stages(recipe, run, models, {"teacher.tiny": None}, data, splits, torch.device("cpu"),
-                                  False, log)
+        data, splits = data_stage(recipe, run, log)
+        ctx = Context(recipe, run, torch.device("cpu"), False, log, data, splits,
+                      models={"teacher.tiny": recipe.teachers["tiny"].path}, producers={"teacher.tiny": None})
+        results = evaluate_stages(ctx)
         return results["teacher.tiny"]
     finally:
         run.close()
