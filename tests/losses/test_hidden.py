@@ -9,13 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from distill2edge.losses import causal_lm_ce, kd_loss
-from distill2edge.losses.hidden import (
-    HiddenProjector,
-    LayerMap,
-    TeacherTerms,
-    hidden_mse,
-    multi_teacher_objective,
-)
+from distill2edge.losses.hidden import HiddenProjector, LayerMap, hidden_mse
+from distill2edge.losses.multi_teacher import TeacherTerms, multi_teacher_objective
 
 # ------------------------------------------------------------------------------------ layer map
 

@@ -24,14 +24,8 @@ from distill2edge.data.tokenize import IGNORE_INDEX, pad_token_id, teacher_prefi
 from distill2edge.losses import kd_loss
 from distill2edge.losses.cma import grid_hidden_moments
 from distill2edge.losses.dskd import DSKDProjectors
-from distill2edge.losses.hidden import (
-    HiddenProjector,
-    LayerMap,
-    Pooling,
-    TeacherTerms,
-    hidden_mse,
-    multi_teacher_objective,
-)
+from distill2edge.losses.hidden import HiddenProjector, LayerMap, Pooling, hidden_mse
+from distill2edge.losses.multi_teacher import TeacherTerms, multi_teacher_objective
 from distill2edge.losses.shortcut import class_logits_from_lm, label_prior, shortcut_penalty
 from distill2edge.models import VocabAlignment, VocabularyMismatchError, check_same_vocabulary
 from distill2edge.models.hf import model_config, text_config
