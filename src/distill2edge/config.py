@@ -32,7 +32,7 @@ from distill2edge.schema.distill import (
     TeacherCacheConfig,
     TeacherWeightConfig,
 )
-from distill2edge.schema.models import ModelConfig, StudentConfig
+from distill2edge.schema.models import ModelConfig, StudentConfig, VocabularyConfig
 from distill2edge.schema.recipe import BenchConfig, EvaluateConfig, ExportConfig, Recipe
 from distill2edge.schema.teacher_data import TeacherDataConfig
 from distill2edge.schema.training import (
@@ -72,6 +72,7 @@ __all__ = [
     "TeacherDataConfig",
     "TeacherWeightConfig",
     "TrainConfig",
+    "VocabularyConfig",
     "config_hash",
     "find_recipe",
     "format_validation_error",

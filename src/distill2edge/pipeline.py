@@ -1,8 +1,9 @@
 """The recipe pipeline: data -> student_init -> SFT (teachers, student) -> teacher_data -> distillations ->
-evaluate -> export -> bench -> report. Each stage is a module of `distill2edge.stages`.
+vocabulary -> evaluate -> export -> bench -> report. Each stage is a module of `distill2edge.stages`.
 
-`plan` decides from the recipe which stages run; `run_recipe` runs them in order through `Run.stage`, so
-completed stages are reused and a killed one resumes. The run is complete (exit 0) only when
+After training, `student.vocabulary` trims each trained student's vocabulary to its domain
+(`stages.vocabulary`). `plan` decides from the recipe which stages run; `run_recipe` runs them in order
+through `Run.stage`, so completed stages are reused and a killed one resumes. The run is complete (exit 0) only when
 `metrics.json` and `report.md` are written. Under `accelerate launch` the SFT and distillation stages train
 on every process; the other stages run on the main process.
 """
@@ -32,6 +33,7 @@ from distill2edge.stages.export import export_stages
 from distill2edge.stages.sft import sft_stage
 from distill2edge.stages.student import student_init_stage
 from distill2edge.stages.teacher_data import teacher_data_stages
+from distill2edge.stages.vocabulary import vocabulary_stages
 from distill2edge.train import distributed as dist
 
 
@@ -125,9 +127,11 @@ def _run_stages(
     for name, dcfg in distills.items():  # in recipe order: a later one may start from an earlier one's student
         stage = distill_stage(ctx, name, dcfg, d_data[name])
         trained[stage.name] = (stage, student_role(dcfg))
+    # After all training: a distillation may start from an earlier one's (untrimmed) student.
+    trims = vocabulary_stages(ctx, ["student_sft"] * steps.student_sft + [f"distilled.{n}" for n in distills])
 
     if train_only:
-        made = {s.name for s, _ in trained.values()}
+        made = {s.name for s, _ in trained.values()} | {s.name for s in trims.values()}
         models = {r: m for r, m in ctx.models.items() if (p := ctx.producers[r]) is not None and p.name in made}
         return {"models": models, "training": {name: s.metrics for name, (s, _) in trained.items()}}
     if not run.main_only_from_here():
@@ -141,6 +145,7 @@ def _run_stages(
         "bench": bench_stage(ctx, exports),
         "training": {name: {**s.metrics, "starts_from": start} for name, (s, start) in trained.items()},
         "student_init": student_init.metrics if student_init is not None else None,
+        **({"vocabulary": {role: st.metrics for role, st in trims.items()}} if trims else {}),
         "data": data.metrics,
         "stage_seconds": {
             name: rec.get("seconds") for name, rec in run.manifest["stages"].items() if rec.get("status") == "complete"

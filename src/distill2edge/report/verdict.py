@@ -82,6 +82,10 @@ def verdict_lines(recipe: Recipe, metrics: dict[str, Any]) -> list[str]:
                 f"; the student trained on the labels alone scores {baseline:.3f}"
                 + (" (the distilled student is better)." if best[metric] > baseline else ".")),
              "", *table, ""]
+    if trim := (metrics.get("vocabulary") or {}).get(best_role):
+        lines[3:3] = ["", f"Its vocabulary is trimmed to the tokens of its domain (`student.vocabulary`): "
+                      f"{trim['kept']:,} of {trim['original_size']:,} tokens, "
+                      f"{trim['parameters_before'] / 1e6:.1f}M -> {trim['parameters_after'] / 1e6:.1f}M parameters."]
     teacher_role = next((k for k, v in models.items() if v is teacher), "")
     speed = _bench_speed(metrics, teacher_role, best_role)
     if speed:

@@ -25,10 +25,19 @@ class ModelConfig(Strict):
     _omit_at_default = frozenset({"device", "offload"})
 
 
+class VocabularyConfig(Strict):
+    """Trim each trained student's vocabulary to the tokens of its domain (`models.vocab_trim`)."""
+
+    keep_first: int = Field(16384, ge=0)
+    """Besides every token of the training examples (and the merge parents BPE needs to reach them), keep
+    the tokenizer's first N ids: in a byte-level BPE these are its most frequent tokens, so text beyond the
+    training data (test contexts) still tokenizes mostly as before. 0 keeps the training tokens only."""
+
+
 class StudentConfig(Strict):
     """The student: a model of its own, or layers taken from a same-family model."""
 
-    _omit_at_default = frozenset({"selection_samples", "mlp_width"})
+    _omit_at_default = frozenset({"selection_samples", "mlp_width", "vocabulary"})
 
     path: str | None = None
     """A model to use as is (`embedded:NAME`, folder or hub id); leave empty to prune `init_from`."""
@@ -54,6 +63,10 @@ class StudentConfig(Strict):
     the largest mean activation on `selection_samples` training prompts (as Minitron ranks neurons),
     measured on the layer-pruned student (`models.width`). Narrower MLPs decode faster at equal depth."""
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    vocabulary: VocabularyConfig | None = None
+    """After training, trim every trained student (labels-only and distilled) to the tokens its domain uses:
+    the output layer then reads a fraction of the embedding table at each decoded token (SmolLM2: 49,152 ->
+    ~16,800 rows). Evaluation, export and bench see the trimmed model. Empty: the full vocabulary."""
 
     @model_validator(mode="after")
     def _one_source(self) -> StudentConfig:

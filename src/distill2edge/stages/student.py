@@ -94,7 +94,8 @@ def student_init_stage(ctx: Context) -> StageResult | None:
                 raise name_layer_error(e, recipe) from None
 
         stage = ctx.run.stage(
-            "student_init", student_cfg.model_dump(mode="json"), init_fn, log=ctx.log,
+            # The vocabulary trim runs after training (stages.vocabulary): it does not change the cut.
+            "student_init", student_cfg.model_dump(mode="json", exclude={"vocabulary"}), init_fn, log=ctx.log,
             inputs={"data": ctx.data, **({upstream.name: upstream} if upstream else {})},
             content=ctx.run.content(init_from=None if upstream else student_cfg.init_from),
         )
