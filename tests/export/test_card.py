@@ -52,3 +52,25 @@ def test_gguf_card_front_matter(tiny_llama: Path, tmp_path: Path) -> None:
     else:
         pytest.skip("embedded SmolLM2 not converted here: licence not checked")
     assert "| f16 | llama-cpp-python" in card.text and "| val_ce | 1.25 |" in card.text
+
+
+def test_lineage_and_card_of_a_trimmed_student(tiny_llama: Path, tmp_path: Path) -> None:
+    """A student trimmed by stage `vocabulary.distilled.kd` takes its teacher from stage `distill.kd` (the
+    trim stage's own config names no teacher) and its card states the trim."""
+    from distill2edge.models.vocab_trim import TRIM_RECORD
+
+    model = _run_folder(tmp_path, tiny_llama)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["config"]["student"] = {}  # so the only origin is the teacher the distill stage names
+    manifest["stages"]["vocabulary.distilled.kd"] = {"config": {"model": "distilled.kd"}, "metrics": {"kept": 300}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    trimmed = tmp_path / "stages" / "vocabulary.distilled.kd" / "model"
+    shutil.copytree(model, trimmed)
+    (trimmed / TRIM_RECORD).write_text(json.dumps({"kept": 300, "original_size": 512}))
+    lin = lineage(trimmed)
+    assert lin.distilled and lin.stage == "vocabulary.distilled.kd" and lin.base_models == [SMOLLM2]
+    assert lin.vocab_trim == {"kept": 300, "original_size": 512}
+    export_gguf(trimmed, tmp_path / "out" / "s.f16.gguf", quant="f16", profile="cpu-laptop")
+    card = ModelCard.load(tmp_path / "out" / "s.f16.md")
+    assert card.data.to_dict()["base_model"] == [SMOLLM2]
+    assert "- Vocabulary trimmed to its domain: 300 of 512 tokens" in card.text

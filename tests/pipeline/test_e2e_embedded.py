@@ -20,7 +20,12 @@ def test_telecom_qa_quick_on_embedded_models(tmp_path, capsys):
     ]
     teacher, student = models["teacher.smollm2"], models["distilled.fullseq"]
     assert teacher["params"] == pytest.approx(134.5e6, rel=0.01)
-    assert student["params"] == pytest.approx(85.0e6, rel=0.01)
+    # 16 of 30 layers (85.0M), then the vocabulary trimmed to the training tokens + the first 16,384 ids:
+    # every dropped token removes one 576-wide row of the tied embedding.
+    trim = metrics["vocabulary"]["distilled.fullseq"]
+    assert trim["parameters_before"] == pytest.approx(85.0e6, rel=0.01)
+    assert trim["original_size"] == 49152 and 16384 < trim["kept"] < 20000
+    assert student["params"] == trim["parameters_after"] == trim["parameters_before"] - 576 * (49152 - trim["kept"])
     assert all(m["n"] == 8 for m in models.values())
     # The instruct teacher answers extractive questions far better than the cut student before training.
     assert teacher["token_f1"] > models["student_base"]["token_f1"]
@@ -30,6 +35,7 @@ def test_telecom_qa_quick_on_embedded_models(tmp_path, capsys):
     assert init["val_answer_ce"] > models["teacher_sft.smollm2"]["answer_ce"]
     training = metrics["training"]
     assert list(training) == ["sft_teacher.smollm2", "sft_student", "distill.fullseq"]
+    assert list(metrics["vocabulary"]) == ["student_sft", "distilled.fullseq"]
     assert [n for n in metrics["stage_seconds"] if n in ("sft_teacher.smollm2", "student_init")] == [
         "sft_teacher.smollm2", "student_init"]  # the student is cut after the teacher's SFT
     for t in training.values():

@@ -10,6 +10,7 @@ from typing import Any
 from transformers import AutoConfig
 
 from distill2edge.config import load_recipe
+from distill2edge.export.lineage import lineage
 from distill2edge.pipeline import run_recipe
 
 
@@ -42,3 +43,7 @@ def test_trained_students_are_trimmed_before_evaluation_and_keys_stay(tmp_path: 
         q = json.loads(line)["question"]
         assert tok.decode(tok(q, add_special_tokens=False)["input_ids"]) == q
     assert "Its vocabulary is trimmed" in (out / "report.md").read_text()
+    # Exports name the trained stage's origin and the trim (GGUF metadata, model card).
+    lin = lineage(out / "stages" / "vocabulary.distilled.kd" / "model")
+    assert lin.distilled and lin.stage == "vocabulary.distilled.kd" and lin.finetune == "tiny-vocabulary.distilled.kd"
+    assert lin.vocab_trim is not None and lin.vocab_trim["kept"] == metrics["vocabulary"]["distilled.kd"]["kept"]

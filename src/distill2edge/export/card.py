@@ -120,6 +120,10 @@ def _facts(rec: dict[str, Any]) -> list[str]:
     if src.get("student_init"):
         init = src["student_init"]
         lines.append(f"- Student initialised from `{init.get('teacher')}`, layers {init.get('layers_kept')}")
+    if src.get("vocab_trim"):
+        trim = src["vocab_trim"]
+        lines.append(f"- Vocabulary trimmed to its domain: {trim.get('kept'):,} of {trim.get('original_size'):,} tokens "
+                     "(text outside it is tokenized into shorter pieces)")
     for key in (
         "architecture",
         "tokenizer",

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill2edge.models.vocab_trim import TRIM_RECORD
+
 
 @dataclass
 class Lineage:
@@ -33,6 +35,7 @@ class Lineage:
     stage: str | None = None
     stage_metrics: dict[str, Any] = field(default_factory=dict)
     student_init: dict[str, Any] | None = None
+    vocab_trim: dict[str, Any] | None = None  # `vocab_trim.json` of a student whose vocabulary was trimmed
 
 
 def _json(path: Path) -> dict[str, Any] | None:
@@ -110,7 +113,10 @@ def _from_manifest(lin: Lineage, model_dir: Path) -> None:
         lin.stage_metrics = {
             k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
-    if lin.stage and lin.stage != "student_init" and not lin.stage.startswith(("distill", "sft_student")):
+    trained = _trained_stage(lin.stage)  # a trimmed student (stage vocabulary.ROLE) has the training stage's origin
+    if trained != lin.stage:
+        stage = manifest.get("stages", {}).get(trained or "") or stage
+    if trained and trained != "student_init" and not trained.startswith(("distill", "sft_student")):
         _add_base(lin, (stage or {}).get("config", {}).get("model"))  # a teacher's stage (its SFT)
         lin.finetune = f"{lin.recipe}-{lin.stage}" if lin.recipe else lin.stage
         return
@@ -126,6 +132,15 @@ def _from_manifest(lin: Lineage, model_dir: Path) -> None:
         init_from = (teachers.get(init_from.removeprefix("teacher_sft.")) or {}).get("path")
     for ref in [*refs, init_from]:
         _add_base(lin, ref)
+
+
+def _trained_stage(stage: str | None) -> str | None:
+    """The stage that trained a model: `vocabulary.distilled.NAME` -> `distill.NAME`,
+    `vocabulary.student_sft` -> `sft_student`; any other stage is its own."""
+    if not stage or not stage.startswith("vocabulary."):
+        return stage
+    role = stage.removeprefix("vocabulary.")
+    return "sft_student" if role == "student_sft" else "distill." + role.removeprefix("distilled.")
 
 
 def _add_base(lin: Lineage, ref: str | None) -> None:
@@ -153,6 +168,7 @@ def lineage(model_dir: Path) -> Lineage:
     if init is not None:
         lin.student_init, lin.distilled = init, True
         _add_base(lin, init.get("teacher"))
+    lin.vocab_trim = _json(model_dir / TRIM_RECORD)
     _from_manifest(lin, model_dir)
     _name(lin, model_dir)
     return lin
