@@ -33,7 +33,7 @@ from distill2edge.stages.export import export_stages
 from distill2edge.stages.sft import sft_stage
 from distill2edge.stages.student import student_init_stage
 from distill2edge.stages.teacher_data import teacher_data_stages
-from distill2edge.stages.vocabulary import vocabulary_stages
+from distill2edge.stages.vocabulary import own_data_by_role, vocabulary_stages
 from distill2edge.train import distributed as dist
 
 
@@ -128,7 +128,8 @@ def _run_stages(
         stage = distill_stage(ctx, name, dcfg, d_data[name])
         trained[stage.name] = (stage, student_role(dcfg))
     # After all training: a distillation may start from an earlier one's (untrimmed) student.
-    trims = vocabulary_stages(ctx, ["student_sft"] * steps.student_sft + [f"distilled.{n}" for n in distills])
+    trims = vocabulary_stages(ctx, ["student_sft"] * steps.student_sft + [f"distilled.{n}" for n in distills],
+                              own_data_by_role(ctx, distills, d_data))
 
     if train_only:
         made = {s.name for s, _ in trained.values()} | {s.name for s in trims.values()}

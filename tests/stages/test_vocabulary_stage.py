@@ -47,3 +47,42 @@ def test_trained_students_are_trimmed_before_evaluation_and_keys_stay(tmp_path: 
     lin = lineage(out / "stages" / "vocabulary.distilled.kd" / "model")
     assert lin.distilled and lin.stage == "vocabulary.distilled.kd" and lin.finetune == "tiny-vocabulary.distilled.kd"
     assert lin.vocab_trim is not None and lin.vocab_trim["kept"] == metrics["vocabulary"]["distilled.kd"]["kept"]
+
+
+def test_a_distillation_with_its_own_data_keeps_that_datas_tokens(tmp_path: Path, tiny_recipe: Any,
+                                                                   tiny_llama_dir: Path) -> None:
+    """A student trained (or started from one trained) on a distillation's own `data:` keeps the tokens of
+    that data's training split; a student that never saw it does not."""
+    own = tmp_path / "domain.jsonl"
+    with own.open("w") as fh:
+        for c in range(10):
+            ctx = f"the scheduler {c} sends a paging message and the handover command over the interface."
+            for q, (question, answer) in enumerate([(f"what does the scheduler {c} send?", "a paging message"),
+                                                    (f"which command goes over the interface {c}?", "the handover command")]):
+                fh.write(json.dumps({"id": f"d{c}-{q}", "context": ctx, "question": question, "answer": answer}) + "\n")
+    train = {"epochs": 1, "batch_size": 4, "max_steps": 1, "checkpoint_every": 1, "lr": 1e-3}
+    path = tiny_recipe(
+        student={"init_from": str(tiny_llama_dir), "num_layers": 2, "vocabulary": {"keep_first": 0}},
+        distill={"domain": {"student": "base", "data": {"source": str(own), "max_length": 96}, "train": train},
+                 "kd": {"student": "domain", "train": train}},
+        evaluate={"models": ["student_sft", "distilled.kd"], "max_new_tokens": 2, "batch_size": 4},
+    )
+    out = tmp_path / "run"
+    run_recipe(load_recipe(str(path)), out, progress=False, log=lambda _m: None)
+
+    from transformers import AutoTokenizer
+    full = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    own_train = [json.loads(line) for line in (out / "stages/data.domain/train.jsonl").read_text().splitlines()]
+    own_tokens = {t for r in own_train for field in ("context", "question")
+                  for t in full.convert_ids_to_tokens(full(r[field], add_special_tokens=False)["input_ids"])}
+
+    def kept(role: str) -> set[str]:
+        tj = json.loads((out / "stages" / f"vocabulary.{role}" / "model" / "tokenizer.json").read_text())
+        return set(tj["model"]["vocab"])
+
+    missing = {role: own_tokens - kept(role) for role in ("distilled.domain", "distilled.kd", "student_sft")}
+    assert not missing["distilled.domain"] and not missing["distilled.kd"]
+    assert missing["student_sft"]  # trained on the recipe's data only: "scheduler", "handover"... are not kept
+    inputs = json.loads((out / "manifest.json").read_text())["stages"]
+    assert "data.domain" in inputs["vocabulary.distilled.kd"]["inputs"]
+    assert "data.domain" not in inputs["vocabulary.student_sft"]["inputs"]

@@ -4,8 +4,9 @@ They run after all training (a later distillation may start from an earlier one'
 before evaluation, so the model evaluated, exported and benchmarked under `student_sft` and
 `distilled.NAME` is the trimmed one; the untrimmed weights stay in the training stage's folder. The
 tokens kept are those of the recipe's training examples, encoded as training encodes them, plus every
-`teacher_data` example the run wrote, plus the tokenizer's first `keep_first` ids (`models.vocab_trim`).
-Validation and test text are never read.
+`teacher_data` example the run wrote, plus the training split of each distillation's own `data:` on the
+student's way (the distillation that made it and those it started from), plus the tokenizer's first
+`keep_first` ids (`models.vocab_trim`). Validation and test text are never read.
 """
 
 from __future__ import annotations
@@ -14,35 +15,62 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from distill2edge.config import DataConfig, DistillConfig
 from distill2edge.models.vocab_trim import trim_vocabulary
 from distill2edge.runs import StageResult
 from distill2edge.stages.context import Context
+from distill2edge.stages.data import DistillData
 from distill2edge.train.trainers import encode_all
 
+OwnData = tuple[StageResult, list[Any], DataConfig]
+"""A distillation's own data stage (`data.NAME`), its training examples and its data config."""
 
-def vocabulary_stages(ctx: Context, roles: list[str]) -> dict[str, StageResult]:
+
+def own_data_by_role(ctx: Context, distills: dict[str, DistillConfig],
+                     data: dict[str, DistillData]) -> dict[str, list[OwnData]]:
+    """For each `distilled.NAME`: the own data (`distill.NAME.data`) of that distillation and of the
+    distillations it started from, in order, each data stage once. The recipe's data is not listed."""
+    out: dict[str, list[OwnData]] = {}
+    for name in distills:
+        chain: list[OwnData] = []
+        step: str | None = name
+        seen: set[str] = set()
+        while step is not None and step in distills and step not in seen:
+            seen.add(step)
+            stage, splits = data[step]
+            dcfg = distills[step].data
+            if stage is not ctx.data and dcfg is not None and all(stage.name != st.name for st, _e, _c in chain):
+                chain.append((stage, splits["train"], dcfg))
+            step = distills[step].student
+        out[f"distilled.{name}"] = chain
+    return out
+
+
+def vocabulary_stages(ctx: Context, roles: list[str],
+                      own_data: dict[str, list[OwnData]] | None = None) -> dict[str, StageResult]:
     """Trim the students `roles` (each made by a stage of this run) when the recipe sets
-    `student.vocabulary`; re-points each role at its trimmed model. Returns the stages by role."""
+    `student.vocabulary`; re-points each role at its trimmed model. `own_data[role]`: the own data of the
+    distillations on that student's way, whose training text the trim keeps too. Returns the stages by role."""
     cfg = ctx.recipe.student.vocabulary
     if cfg is None:
         return {}
     examples = [*ctx.splits["train"], *(ex for _stage, extra in ctx.extra.values() for ex in extra)]
-    data_cfg = ctx.recipe.data
-
-    def encode(tok: Any) -> list[list[int]]:
-        return [row["input_ids"] for row in encode_all(tok, examples, data_cfg)]
-
     out: dict[str, StageResult] = {}
     for role in roles:
         producer = ctx.producers[role]
         if producer is None:
             continue  # not made by this run (a student used as is): nothing to trim
         source = Path(ctx.models[role])
+        groups = [(examples, ctx.recipe.data)] + [(ex, dcfg) for _st, ex, dcfg in (own_data or {}).get(role, [])]
 
-        def trim(o: Path, _w: Path, _source: Path = source) -> dict[str, Any]:
-            return asdict(trim_vocabulary(_source, o / "model", encode, cfg.keep_first))
+        def encode(tok: Any, _groups: list[tuple[list[Any], DataConfig]] = groups) -> list[list[int]]:
+            return [row["input_ids"] for ex, dcfg in _groups for row in encode_all(tok, ex, dcfg)]
 
-        inputs = {"data": ctx.data, producer.name: producer, **{name: st for name, (st, _ex) in ctx.extra.items()}}
+        def trim(o: Path, _w: Path, _source: Path = source, _encode: Any = encode) -> dict[str, Any]:
+            return asdict(trim_vocabulary(_source, o / "model", _encode, cfg.keep_first))
+
+        inputs = {"data": ctx.data, producer.name: producer, **{name: st for name, (st, _ex) in ctx.extra.items()},
+                  **{st.name: st for st, _ex, _cfg in (own_data or {}).get(role, [])}}
         stage = ctx.run.stage(f"vocabulary.{role}", {"vocabulary": cfg.model_dump(mode="json"), "model": role},
                               trim, inputs=inputs, log=ctx.log)
         if not stage.reused:
