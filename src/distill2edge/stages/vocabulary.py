@@ -20,6 +20,7 @@ from distill2edge.models.vocab_trim import trim_vocabulary
 from distill2edge.runs import StageResult
 from distill2edge.stages.context import Context
 from distill2edge.stages.data import DistillData
+from distill2edge.stages.distill import with_upstream
 from distill2edge.train.trainers import encode_all
 
 OwnData = tuple[StageResult, list[Any], DataConfig]
@@ -28,21 +29,16 @@ OwnData = tuple[StageResult, list[Any], DataConfig]
 
 def own_data_by_role(ctx: Context, distills: dict[str, DistillConfig],
                      data: dict[str, DistillData]) -> dict[str, list[OwnData]]:
-    """For each `distilled.NAME`: the own data (`distill.NAME.data`) of that distillation and of the
-    distillations it started from, in order, each data stage once. The recipe's data is not listed."""
+    """For each `distilled.NAME`: the own data (`distill.NAME.data`) of that distillation and of those it
+    started from (`with_upstream`), each data stage once. The recipe's data is not listed."""
     out: dict[str, list[OwnData]] = {}
     for name in distills:
-        chain: list[OwnData] = []
-        step: str | None = name
-        seen: set[str] = set()
-        while step is not None and step in distills and step not in seen:
-            seen.add(step)
+        own: dict[str, OwnData] = {}
+        for step, dcfg in with_upstream(ctx.recipe, [name]).items():
             stage, splits = data[step]
-            dcfg = distills[step].data
-            if stage is not ctx.data and dcfg is not None and all(stage.name != st.name for st, _e, _c in chain):
-                chain.append((stage, splits["train"], dcfg))
-            step = distills[step].student
-        out[f"distilled.{name}"] = chain
+            if stage is not ctx.data and dcfg.data is not None:
+                own.setdefault(stage.name, (stage, splits["train"], dcfg.data))
+        out[f"distilled.{name}"] = list(own.values())
     return out
 
 
