@@ -35,6 +35,7 @@ from distill2edge.schema.distill import (
 from distill2edge.schema.models import ModelConfig, StudentConfig, VocabularyConfig
 from distill2edge.schema.recipe import BenchConfig, EvaluateConfig, ExportConfig, Recipe
 from distill2edge.schema.teacher_data import TeacherDataConfig
+from distill2edge.schema.texts import TextSourceConfig
 from distill2edge.schema.training import (
     EarlyStoppingConfig,
     LoraConfig,
@@ -71,6 +72,7 @@ __all__ = [
     "TeacherCacheConfig",
     "TeacherDataConfig",
     "TeacherWeightConfig",
+    "TextSourceConfig",
     "TrainConfig",
     "VocabularyConfig",
     "config_hash",

@@ -33,6 +33,7 @@ from distill2edge.stages.export import export_stages
 from distill2edge.stages.sft import sft_stage
 from distill2edge.stages.student import student_init_stage
 from distill2edge.stages.teacher_data import teacher_data_stages
+from distill2edge.stages.text import text_stages
 from distill2edge.stages.vocabulary import own_data_by_role, vocabulary_stages
 from distill2edge.train import distributed as dist
 
@@ -81,7 +82,7 @@ class Plan:
 
     distills: dict[str, DistillConfig]
     teacher_sft: list[str]  # teacher names whose SFT stage runs
-    teacher_data: set[str]  # `teacher_data.NAME` stages some training stage names in `extra_data`
+    teacher_data: set[str]  # `teacher_data.NAME` and `text.NAME` stages some training stage names in `extra_data`
     student_sft: bool
     cut_after_teacher_sft: bool  # the student is cut from a fine-tuned teacher
 
@@ -117,6 +118,7 @@ def _run_stages(
         cfg = recipe.teachers[t]
         stage = sft_stage(ctx, f"teacher_sft.{t}", recipe.sft.teacher, cfg.path, cfg.dtype, None)
         trained[stage.name] = (stage, f"teacher.{t}")
+    text_stages(ctx, steps.teacher_data)
     teacher_data_stages(ctx, steps.teacher_data)
     if steps.cut_after_teacher_sft:
         student_init = student_init_stage(ctx)

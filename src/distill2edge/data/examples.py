@@ -1,5 +1,6 @@
-"""The QA record (`QAExample`) and the data error (`DataError`), in a module of their own: the loaders
-(`qa.py`) and the checks over whole sets (`qa_checks.py`) both import them; `qa.py` re-exports both.
+"""The QA record (`QAExample`), the unlabelled passage (`TextExample`) and the data error (`DataError`), in
+a module of their own: the loaders (`qa.py`) and the checks over whole sets (`qa_checks.py`) both import
+them; `qa.py` re-exports the first and the last.
 `examples_of` types a split as the one kind of example its task reads (the task modules use it)."""
 
 from __future__ import annotations
@@ -40,6 +41,23 @@ class QAExample:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> QAExample:
         return cls(**{**d, "answers": tuple(d["answers"])})
+
+
+@dataclass(frozen=True)
+class TextExample:
+    """A passage without a question or answer: unlabelled text for full-sequence KD (healing). It carries
+    no training target of its own, so only a KD term at every position (`positions: all`) learns from it."""
+
+    id: str
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TextExample:
+        return cls(**d)
 
 
 def examples_of(examples: Sequence[object], kind: type[Example], task: str) -> list[Example]:

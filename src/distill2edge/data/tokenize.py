@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from distill2edge.data.examples import TextExample
 from distill2edge.data.qa import QAExample
 
 IGNORE_INDEX = -100
@@ -71,6 +72,16 @@ def encode_for_training(
         "input_ids": prompt_ids + answer_ids,
         "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
     }
+
+
+def encode_text(tok: PreTrainedTokenizerBase, ex: TextExample, max_length: int) -> dict[str, list[int]]:
+    """`input_ids` = the passage (with the tokenizer's BOS convention) + EOS, cut to `max_length`; `labels`
+    all IGNORE_INDEX: a passage has no answer, so CE skips it and only full-sequence KD learns from it."""
+    ids = tok(ex.text, add_special_tokens=True)["input_ids"]
+    if tok.eos_token_id is not None:
+        ids = ids + [tok.eos_token_id]
+    ids = ids[:max_length]
+    return {"input_ids": ids, "labels": [IGNORE_INDEX] * len(ids)}
 
 
 def encode_for_generation(

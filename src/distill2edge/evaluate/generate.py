@@ -69,12 +69,14 @@ def generate_answers(
 @torch.no_grad()
 def sample_lines(
     model: PreTrainedModel, tok: PreTrainedTokenizerBase, prompt_ids: list[int], *, n: int, temperature: float,
-    top_p: float, max_new_tokens: int, seed: int, device: torch.device | str = "cpu",
+    top_p: float, max_new_tokens: int, seed: int, device: torch.device | str = "cpu", first_line: bool = True,
+    min_new_tokens: int = 0,
 ) -> list[tuple[str, bool]]:
     """`n` sampled continuations of one prompt, each cut to its first line, with whether it ended (a new
     line or EOS) within `max_new_tokens`. For a teacher writing new questions (`teacher_data`); answers
-    stay greedy (`generate_answers`). Draws from `seed` inside a forked RNG, so the result depends on the
-    seed alone and the caller's random state is left as it was."""
+    stay greedy (`generate_answers`). `first_line=False` samples across new lines (passages): the whole
+    continuation comes back, ended only by EOS, which `min_new_tokens` holds off that long. Draws from `seed` inside a forked RNG, so the result
+    depends on the seed alone and the caller's random state is left as it was."""
     model.eval()
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
@@ -82,14 +84,15 @@ def sample_lines(
         torch.manual_seed(seed)
         out = cast(GenerationMixin, model).generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=temperature, top_p=top_p,
-            top_k=0, num_return_sequences=n, max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, stop_strings=["\n"], tokenizer=tok,
+            top_k=0, num_return_sequences=n, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id, **({"stop_strings": ["\n"], "tokenizer": tok} if first_line else {}),
         )
     results = []
     for row in out[:, ids.shape[1] :].tolist():
         text = tok.decode(row, skip_special_tokens=True)
-        ended = "\n" in text or (tok.eos_token_id is not None and tok.eos_token_id in row)
-        results.append((clean_answer(text), ended))
+        eos = tok.eos_token_id is not None and tok.eos_token_id in row
+        results.append((clean_answer(text), "\n" in text or eos) if first_line else (text.strip(), eos))
     return results
 
 

@@ -191,9 +191,10 @@ class DistillConfig(Strict):
     cache: TeacherCacheConfig = TeacherCacheConfig()
     """Compute the teacher's outputs once and train from disk (`vanilla`, `dskd`, `dskd_cma`)."""
     extra_data: list[str] = []
-    """Training examples added to the recipe's training split: `teacher_data.TEACHER`, the questions and
-    answers that SFT teacher wrote about the training contexts (recipe section `teacher_data`). Validation
-    and test are unchanged."""
+    """Training examples added to the recipe's training split: `teacher_data.TEACHER`, the questions,
+    answers and passages that SFT teacher wrote about the training contexts (recipe section
+    `teacher_data`), and `text.NAME`, the passages of a file of unlabelled text (recipe section `texts`).
+    Passages only teach full-sequence KD (`positions: all`). Validation and test are unchanged."""
 
     @model_validator(mode="after")
     def _cache_algorithm(self) -> DistillConfig:

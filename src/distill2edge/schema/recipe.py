@@ -14,6 +14,7 @@ from distill2edge.schema.data import DataConfig
 from distill2edge.schema.distill import DistillConfig
 from distill2edge.schema.models import ModelConfig, StudentConfig
 from distill2edge.schema.teacher_data import TeacherDataConfig
+from distill2edge.schema.texts import TextSourceConfig
 from distill2edge.schema.training import SFTConfig
 from distill2edge.tasks.spec import TASK_SPECS, task_spec
 
@@ -92,6 +93,9 @@ class Recipe(Strict):
     teacher_data: dict[str, TeacherDataConfig] = {}
     """Extra training examples written by SFT teachers (by teacher name), each in a stage
     `teacher_data.TEACHER` that runs when a distillation names it in `extra_data`. Empty: none."""
+    texts: dict[str, TextSourceConfig] = {}
+    """Files of unlabelled domain text (by name), each read in a stage `text.NAME` that runs when a
+    full-sequence distillation names it in `extra_data`. Empty: none."""
     distill: dict[str, DistillConfig] = Field(default_factory=lambda: {"distilled": DistillConfig()})
     """Distillations by name, run in order; each yields the model `distilled.NAME`."""
     evaluate: EvaluateConfig = EvaluateConfig()
@@ -101,7 +105,7 @@ class Recipe(Strict):
     quick: dict[str, Any] = {}
     """Overrides (dotted key -> value, `*` matches every key of a section) applied by `--quick`."""
 
-    _omit_at_default = frozenset({"teacher_data"})
+    _omit_at_default = frozenset({"teacher_data", "texts"})
 
     @model_validator(mode="after")
     def _references(self) -> Recipe:
@@ -121,11 +125,11 @@ class Recipe(Strict):
         if self.sft.teacher.extra_data:
             raise ValueError("sft.teacher.extra_data: teachers write their data after their SFT; only sft.student "
                              "and distillations can add it")
-        self._check_extra_data("sft.student", self.sft.student.extra_data, None)
+        self._check_extra_data("sft.student", self.sft.student.extra_data, None, learns_text=False)
         earlier: list[str] = []
         for name, d in self.distill.items():
             self._check_teachers(name, d)
-            self._check_extra_data(f"distill.{name}", d.extra_data, d.data)
+            self._check_extra_data(f"distill.{name}", d.extra_data, d.data, learns_text=d.positions == "all")
             self._check_multi(name, d)
             if d.student not in ("base", "sft", *earlier):
                 raise ValueError(
@@ -198,19 +202,32 @@ class Recipe(Strict):
                 raise ValueError(f"teacher_data.{t}: the teacher continues data.prompt_template cut before "
                                  "{question}, so the template needs {context} before {question}")
 
-    def _check_extra_data(self, field: str, refs: list[str], own_data: DataConfig | None) -> None:
-        """`FIELD.extra_data` names enabled `teacher_data` stages, and the stage trains on the recipe's data."""
+    def _check_extra_data(self, field: str, refs: list[str], own_data: DataConfig | None, learns_text: bool) -> None:
+        """`FIELD.extra_data` names enabled `teacher_data` stages (when the stage trains on the recipe's data)
+        or `texts` entries; passages (unlabelled) only go to a stage that `learns_text` (full-sequence KD)."""
         for ref in refs:
             what, _, teacher = ref.partition(".")
+            if what == "text" and teacher:
+                if teacher not in self.texts:
+                    raise ValueError(f"{field}.extra_data: {ref} names no entry of the recipe's texts "
+                                     f"({', '.join(self.texts) or 'none'})")
+                if not learns_text:
+                    raise ValueError(f"{field}.extra_data: {ref} is unlabelled text, which only full-sequence "
+                                     "KD learns from; use it in a distillation with positions: all")
+                continue
             if what != "teacher_data" or not teacher:
-                raise ValueError(f"{field}.extra_data: {ref!r} must be teacher_data.TEACHER")
+                raise ValueError(f"{field}.extra_data: {ref!r} must be teacher_data.TEACHER or text.NAME")
             if teacher not in self.teacher_data:
                 raise ValueError(
                     f"{field}.extra_data: {ref} is not enabled: the recipe's teacher_data has "
                     + (f"no entry {teacher!r} (it has: {', '.join(self.teacher_data)})" if self.teacher_data
                        else f"no entries (add teacher_data: {{{teacher}: {{}}}})")
                 )
-        if refs and own_data is not None and own_data != self.data:
+            if self.teacher_data[teacher].passages_per_context and not learns_text:
+                raise ValueError(f"{field}.extra_data: {ref} writes passages (passages_per_context), unlabelled "
+                                 "text that only full-sequence KD learns from; use it in a distillation with "
+                                 "positions: all")
+        if any(r.startswith("teacher_data.") for r in refs) and own_data is not None and own_data != self.data:
             raise ValueError(f"{field}.extra_data: the teacher's questions are about the recipe's training "
                              "contexts; a distillation with its own data cannot add them")
 

@@ -8,7 +8,7 @@ sequence-level KD (Kim & Rush, 2016). Validation and test contexts are never sho
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from distill2edge.schema.base import Strict
 
@@ -21,8 +21,26 @@ class TeacherDataConfig(Strict):
     with the full template. An example is kept only when the question is new (not empty, not a repeat on
     that context, not a training question of that context) and its answer is a span of the context."""
 
-    questions_per_context: int = Field(8, ge=1)
-    """Questions sampled per training context (before filtering: `stats.json` says how many were kept)."""
+    _omit_at_default = frozenset({"passages_per_context", "passage_seed_words", "max_passage_tokens",
+                                  "min_passage_words"})
+
+    questions_per_context: int = Field(8, ge=0)
+    """Questions sampled per training context (before filtering: `stats.json` says how many were kept);
+    0: none (passages only)."""
+    passages_per_context: int = Field(0, ge=0)
+    """New passages the teacher writes per training context: it continues the context's first
+    `passage_seed_words` words by sampling, across new lines, for `max_passage_tokens` with EOS held off
+    (a teacher fine-tuned on short answers ends most paragraphs within ~60 words), then the passage is cut
+    after its last full sentence. Passages are unlabelled text
+    (no question, no answer): only full-sequence KD (`positions: all`) learns from them, at every position.
+    They widen the text the student is healed on beyond the training contexts themselves. 0: none."""
+    passage_seed_words: int = Field(12, ge=1)
+    """Words of a training context that open each of its passages (the topic; the rest is the teacher's)."""
+    max_passage_tokens: int = Field(192, ge=16)
+    """New tokens sampled for each passage (EOS held off until then)."""
+    min_passage_words: int = Field(40, ge=1)
+    """Shorter passages (seed included) are rejected, as are repetitive ones (under half of their word
+    trigrams distinct) and repeats."""
     temperature: float = Field(0.8, gt=0)
     """Sampling temperature of the questions (the answers are greedy)."""
     top_p: float = Field(0.95, gt=0, le=1)
@@ -35,3 +53,9 @@ class TeacherDataConfig(Strict):
     """New tokens for an answer (its first line is kept, as the evaluation does)."""
     max_contexts: int | None = Field(None, ge=1)
     """Use only the first N training contexts (a quick look at what the teacher writes); empty: all."""
+
+    @model_validator(mode="after")
+    def _writes_something(self) -> TeacherDataConfig:
+        if self.questions_per_context == 0 and self.passages_per_context == 0:
+            raise ValueError("questions_per_context and passages_per_context are both 0: the teacher would write nothing")
+        return self

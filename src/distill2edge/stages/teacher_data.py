@@ -4,16 +4,21 @@ The embedded telecom-qa set has 282 training questions over 33 contexts and the 
 Here the fine-tuned teacher asks new questions about each training context (sampled from the prompt
 template cut before the question) and answers them greedily (`evaluate.generate`, as the evaluation
 does). A question survives only when it is new and its answer is a span of the context (extractive QA)
-but not of the question; the rest are counted by reason. Only training contexts are ever shown: validation and test stay unseen.
+but not of the question; the rest are counted by reason. With `passages_per_context` the teacher also
+writes new paragraphs, each continuing a training context's opening words: unlabelled text that widens
+what full-sequence KD heals the student on. Only training contexts are ever shown: validation and test
+stay unseen.
 
-Outputs, in the stage folder: `train.jsonl` (the kept examples, the data stage's format), `stats.json`
-(asked, kept, rejections by reason, seconds) and `candidates.jsonl` (every question with its answer and
-why it was rejected, for reading what the teacher wrote).
+Outputs, in the stage folder: `train.jsonl` (the kept examples, the data stage's format), `passages.jsonl`
+(the kept passages), `stats.json` (asked, kept, rejections by reason, passage tokens, seconds) and
+`candidates.jsonl` (every question with its answer and why it was rejected, for reading what the teacher
+wrote).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -25,6 +30,7 @@ import torch
 
 from distill2edge.atomic import write_json_atomic, write_text_atomic
 from distill2edge.config import DataConfig, TeacherDataConfig
+from distill2edge.data.examples import TextExample
 from distill2edge.data.qa import QAExample, read_split
 from distill2edge.data.qa_checks import normalize_text
 from distill2edge.runs import StageResult
@@ -33,6 +39,9 @@ from distill2edge.stages.context import Context
 REASONS = ("empty_question", "unfinished_question", "duplicate_question", "training_question",
            "empty_answer", "answer_not_in_context", "answer_in_question")
 """Why a written example is rejected, in the order the rules are checked."""
+
+PASSAGE_REASONS = ("short_passage", "repetitive_passage", "duplicate_passage")
+"""Why a written passage is rejected, in the order the rules are checked."""
 
 
 def question_template(template: str) -> str:
@@ -76,6 +85,64 @@ def answer_reason(answer: str, context: str, question: str) -> str | None:
     if norm in normalize_text(question):
         return "answer_in_question"
     return None
+
+
+def finish_passage(text: str, ended: bool) -> str:
+    """A sampled passage as kept: spaces collapsed and blank lines dropped (its lines kept); whole when it
+    ended (EOS), else cut after its last full sentence (a stop, "?" or "!" before a space, a new line or
+    the end), or empty when it has none."""
+    text = "\n".join(" ".join(line.split()) for line in text.splitlines() if line.strip())
+    if ended:
+        return text
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
+    return text[: ends[-1]] if ends else ""
+
+
+def passage_reason(text: str, seen: set[str], min_words: int) -> str | None:
+    """Why a finished passage is rejected (None: kept): under `min_words` words, repetitive (under half of
+    its word trigrams distinct: a sampler caught in a loop), or a repeat of a passage in `seen` (normalised)."""
+    words = normalize_text(text).split()
+    if len(words) < min_words:
+        return "short_passage"
+    trigrams = list(zip(words, words[1:], words[2:]))
+    if len(set(trigrams)) < 0.5 * len(trigrams):
+        return "repetitive_passage"
+    if " ".join(words) in seen:
+        return "duplicate_passage"
+    return None
+
+
+def write_passages(
+    model: Any, tok: Any, contexts: Sequence[tuple[QAExample, set[str]]], cfg: TeacherDataConfig, name: str,
+    device: torch.device | str, rejected: Counter[str], progress: bool,
+) -> list[TextExample]:
+    """`passages_per_context` sampled continuations of each training context's opening words, finished by
+    `finish_passage` and filtered by `passage_reason` (rejections counted in `rejected`)."""
+    from tqdm.auto import tqdm
+
+    from distill2edge.evaluate.generate import sample_lines
+
+    out: list[TextExample] = []
+    seen: set[str] = set()
+    for i, (ctx, _) in enumerate(tqdm(contexts, desc=f"{name} passages", disable=not progress)):
+        opening = " ".join(ctx.context.split()[: cfg.passage_seed_words])
+        prompt = tok(opening, add_special_tokens=True)["input_ids"]
+        samples = sample_lines(
+            model, tok, prompt, n=cfg.passages_per_context, temperature=cfg.temperature, top_p=cfg.top_p,
+            max_new_tokens=cfg.max_passage_tokens, seed=cfg.seed + 100_003 + i, device=device, first_line=False,
+            min_new_tokens=cfg.max_passage_tokens,  # no EOS: the SFT teacher learned to stop after short answers
+        )
+        for k, (tail, ended) in enumerate(samples):
+            glue = "" if tail[:1] in ",.;:)!?" else " "
+            text = finish_passage(f"{opening}{glue}{tail}", ended)
+            reason = passage_reason(text, seen, cfg.min_passage_words)
+            if reason is None:
+                seen.add(" ".join(normalize_text(text).split()))
+                out.append(TextExample(id=f"{name}.{ctx.context_id}.p{k}", text=text,
+                                       meta={"source": name, "context_id": ctx.context_id}))
+            else:
+                rejected[reason] += 1
+    return out
 
 
 def training_contexts(
@@ -139,7 +206,9 @@ def write_teacher_data(
     contexts = training_contexts(splits, cfg.max_contexts)
     rejected: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
-    questions = _sample_questions(model, tok, contexts, data, cfg, name, device, rejected, records, progress)
+    passages = write_passages(model, tok, contexts, cfg, name, device, rejected, progress) if cfg.passages_per_context else []
+    questions = _sample_questions(model, tok, contexts, data, cfg, name, device, rejected, records, progress) \
+        if cfg.questions_per_context else []
     answers = generate_answers(
         model, tok, questions, template=data.prompt_template, max_length=data.max_length,
         max_new_tokens=cfg.max_answer_tokens, batch_size=batch_size, device=device, progress=progress,
@@ -157,10 +226,13 @@ def write_teacher_data(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "train.jsonl", "".join(json.dumps(ex.to_json(), ensure_ascii=False) + "\n" for ex in kept))
     write_text_atomic(out_dir / "candidates.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_text_atomic(out_dir / "passages.jsonl", "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in passages))
     per_context = Counter(ex.context_id for ex in kept)
     stats: dict[str, Any] = {
         "contexts": len(contexts), "asked": len(contexts) * cfg.questions_per_context, "kept": len(kept),
-        "rejected": {r: rejected[r] for r in REASONS if rejected[r]},
+        "rejected": {r: rejected[r] for r in (*REASONS, *PASSAGE_REASONS) if rejected[r]},
+        "passages_asked": len(contexts) * cfg.passages_per_context, "passages_kept": len(passages),
+        "passage_tokens": sum(len(tok(p.text, add_special_tokens=False)["input_ids"]) for p in passages),
         "kept_per_context": {"min": min((per_context[c.context_id] for c, _ in contexts), default=0),
                              "max": max(per_context.values(), default=0)},
         "seconds": round(time.perf_counter() - t0, 2),
@@ -169,9 +241,12 @@ def write_teacher_data(
     return stats
 
 
-def read_teacher_data(stage: StageResult) -> list[QAExample]:
-    """The examples a `teacher_data.TEACHER` stage kept."""
-    return read_split(stage.out_dir / "train.jsonl")
+def read_teacher_data(stage: StageResult) -> list[QAExample | TextExample]:
+    """The examples a `teacher_data.TEACHER` stage kept: its questions and answers, then its passages (a
+    folder written before passages existed has none)."""
+    path = stage.out_dir / "passages.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [*read_split(stage.out_dir / "train.jsonl"), *(TextExample.from_json(json.loads(ln)) for ln in lines if ln)]
 
 
 def teacher_data_stages(ctx: Context, names: set[str]) -> None:
@@ -196,6 +271,7 @@ def teacher_data_stages(ctx: Context, names: set[str]) -> None:
         stage = ctx.run.stage(name, config, fn, inputs={"data": ctx.data, sft.name: sft}, log=ctx.log)
         if not stage.reused:
             m = stage.metrics
-            ctx.log(f"[{name}] kept {m['kept']} of {m['asked']} questions on {m['contexts']} training contexts "
+            ctx.log(f"[{name}] kept {m['kept']} of {m['asked']} questions and {m.get('passages_kept', 0)} of "
+                    f"{m.get('passages_asked', 0)} passages on {m['contexts']} training contexts "
                     f"(rejected: {m['rejected'] or 'none'})")
         ctx.extra[name] = (stage, read_teacher_data(stage))

@@ -43,7 +43,10 @@ def answer_logits(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[tor
 
 
 def masked_ce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean CE over targets != IGNORE_INDEX. logits [B, K, V], targets [B, K]."""
+    """Mean CE over targets != IGNORE_INDEX. logits [B, K, V], targets [B, K]. A batch without targets
+    (only passages, `TextExample`) gives 0, still attached to the graph, instead of the NaN of an empty mean."""
+    if not bool((targets != IGNORE_INDEX).any()):
+        return logits.sum() * 0.0
     return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
 
 

@@ -20,8 +20,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill2edge.config import DataConfig, DistillConfig, SFTStageConfig, TrainConfig
 from distill2edge.data.classify import ClassExample
+from distill2edge.data.examples import TextExample
 from distill2edge.data.qa import QAExample
-from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, pad_token_id
+from distill2edge.data.tokenize import TEACHER_PREFIX, collate_multi, collate_pair, encode_text, pad_token_id
 from distill2edge.models import DTYPES, load_model
 from distill2edge.models.placement import place_teacher, teacher_load_device
 from distill2edge.schema.algorithms import algorithm_spec
@@ -67,11 +68,17 @@ class StageOutput:
 
 
 def encode_all(
-    tok: PreTrainedTokenizerBase, examples: Sequence[QAExample | ClassExample], data: DataConfig
+    tok: PreTrainedTokenizerBase, examples: Sequence[QAExample | ClassExample | TextExample], data: DataConfig
 ) -> list[dict[str, list[int]]]:
     """Prompt + answer ids with labels on the answer only (the QA answer, or the label's verbalizer):
-    `data.task`'s encoding (`tasks.Task.encode`)."""
-    return get_task(data.task).encode(tok, examples, data)
+    `data.task`'s encoding (`tasks.Task.encode`). Passages (`TextExample`, teacher-written text) are whole
+    sequences without labels (`encode_text`); rows keep the order of `examples`."""
+    task = get_task(data.task)
+    if not any(isinstance(ex, TextExample) for ex in examples):
+        return task.encode(tok, examples, data)
+    labelled = [ex for ex in examples if not isinstance(ex, TextExample)]
+    rows = iter(task.encode(tok, labelled, data))
+    return [encode_text(tok, ex, data.max_length) if isinstance(ex, TextExample) else next(rows) for ex in examples]
 
 
 def _save(model: PreTrainedModel, tok: PreTrainedTokenizerBase, out_dir: Path, result: TrainResult) -> None:
