@@ -86,7 +86,7 @@ def sample_lines(
             input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=temperature, top_p=top_p,
             top_k=0, num_return_sequences=n, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
             pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, **({"stop_strings": ["\n"], "tokenizer": tok} if first_line else {}),
+            eos_token_id=tok.eos_token_id, stop_strings=["\n"] if first_line else None, tokenizer=tok,
         )
     results = []
     for row in out[:, ids.shape[1] :].tolist():
