@@ -21,7 +21,7 @@ import distill2edge.evaluate.generate as generate
 import distill2edge.stages.distill as distill_stage
 import distill2edge.stages.teacher_data as td
 from distill2edge.config import DataConfig, RecipeError, TeacherDataConfig, load_recipe
-from distill2edge.data.examples import TextExample
+from distill2edge.data.examples import DataError, TextExample
 from distill2edge.data.qa import QAExample, read_split
 from distill2edge.data.tokenize import IGNORE_INDEX
 from distill2edge.models import load_model
@@ -129,7 +129,7 @@ def _recipe(tiny_recipe: Any, positions: str = "all", **distill: Any) -> Any:
 @pytest.mark.parametrize("cache", [False, True])
 def test_the_distillation_learns_the_passages(tmp_path: Path, tiny_recipe: Any, monkeypatch, cache: bool) -> None:
     """Full-sequence KD, online and from the all-positions cache: the training split is the recipe's
-    questions then the passages, and the loss stays finite (some batches hold passages only)."""
+    questions then the passages, and the loss stays finite (a batch of passages alone: `masked_ce` above)."""
     seen: list[dict[str, list[Any]]] = []
     real = distill_stage.run_distill
     monkeypatch.setattr(distill_stage, "run_distill", lambda t, s, splits, *a, **k: seen.append(splits) or real(t, s, splits, *a, **k))
@@ -203,3 +203,20 @@ def test_a_text_file_feeds_the_distillation_and_its_edits_rerun_it(tmp_path: Pat
 def test_text_config_errors_name_the_field(tiny_recipe: Any, sections: dict, message: str) -> None:
     with pytest.raises(RecipeError, match=message):
         load_recipe(str(tiny_recipe(**sections)))
+
+
+def test_a_missing_text_file_is_named_and_leaves_no_completed_stage(tmp_path: Path, tiny_recipe: Any) -> None:
+    """The run stops at the `text.NAME` stage with the file's path in the error; the manifest does not
+    record that stage as done, so the next run (with the file in place) runs it."""
+    missing = tmp_path / "absent.txt"
+    recipe = load_recipe(str(tiny_recipe(
+        texts={"notes": {"path": str(missing), "min_words": 3}},
+        distill={"kd": {"student": "base", "positions": "all", "extra_data": ["text.notes"],
+                        "train": {"epochs": 1, "batch_size": 2, "max_steps": 1, "checkpoint_every": 1}}})))
+    out = tmp_path / "run"
+    with pytest.raises(DataError, match=r"absent.txt: no such file \(texts path\)"):
+        run_recipe(recipe, out, progress=False, log=lambda _m: None, until="distill")
+    stages = json.loads((out / "manifest.json").read_text())["stages"]
+    assert stages["text.notes"]["status"] == "failed" and "absent.txt" in stages["text.notes"]["error"]
+    assert "distill.kd" not in stages
+    assert not (out / "stages" / "text.notes" / "passages.jsonl").exists()

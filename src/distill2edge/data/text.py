@@ -1,4 +1,5 @@
-"""Read a file of unlabelled text (`texts.NAME` in a recipe) into passages (`TextExample`).
+"""Read a file of unlabelled text (`texts.NAME` in a recipe) into passages (`TextExample`), and the
+`passages.jsonl` that the `text.NAME` and `teacher_data.TEACHER` stages keep them in.
 
 Errors name the file and, for JSONL, the line. The passage ids are `NAME.<index>`, stable for an unchanged
 file, so a distillation's teacher cache and stage keys are reused across runs."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from distill2edge.atomic import write_text_atomic
 from distill2edge.data.examples import DataError, TextExample
 from distill2edge.schema.texts import TextSourceConfig
 
@@ -59,3 +61,14 @@ def read_passages(path: str | Path, cfg: TextSourceConfig, name: str) -> list[Te
     if not passages:
         raise DataError(f"{path}: no passage of at least {cfg.min_words} words (texts min_words)")
     return passages[: cfg.max_passages]
+
+
+def write_passages_jsonl(passages: list[TextExample], path: Path) -> None:
+    """`path` (atomically): one passage per line, as `TextExample.to_json`."""
+    write_text_atomic(path, "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in passages))
+
+
+def read_passages_jsonl(path: Path) -> list[TextExample]:
+    """The passages `write_passages_jsonl` wrote."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [TextExample.from_json(json.loads(line)) for line in lines if line.strip()]

@@ -75,8 +75,9 @@ def sample_lines(
     """`n` sampled continuations of one prompt, each cut to its first line, with whether it ended (a new
     line or EOS) within `max_new_tokens`. For a teacher writing new questions (`teacher_data`); answers
     stay greedy (`generate_answers`). `first_line=False` samples across new lines (passages): the whole
-    continuation comes back, ended only by EOS, which `min_new_tokens` holds off that long. Draws from `seed` inside a forked RNG, so the result
-    depends on the seed alone and the caller's random state is left as it was."""
+    continuation comes back, ended only by EOS, which `min_new_tokens` holds off that long. Draws from
+    `seed` inside a forked RNG, so the result depends on the seed alone and the caller's random state is
+    left as it was."""
     model.eval()
     ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
     cuda = [torch.device(device)] if torch.device(device).type == "cuda" else []
@@ -85,8 +86,8 @@ def sample_lines(
         out = cast(GenerationMixin, model).generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True, temperature=temperature, top_p=top_p,
             top_k=0, num_return_sequences=n, max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id, stop_strings=["\n"] if first_line else None, tokenizer=tok,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            stop_strings=["\n"] if first_line else None, tokenizer=tok,
         )
     results = []
     for row in out[:, ids.shape[1] :].tolist():

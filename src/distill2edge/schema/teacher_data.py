@@ -31,9 +31,9 @@ class TeacherDataConfig(Strict):
     """New passages the teacher writes per training context: it continues the context's first
     `passage_seed_words` words by sampling, across new lines, for `max_passage_tokens` with EOS held off
     (a teacher fine-tuned on short answers ends most paragraphs within ~60 words), then the passage is cut
-    after its last full sentence. Passages are unlabelled text
-    (no question, no answer): only full-sequence KD (`positions: all`) learns from them, at every position.
-    They widen the text the student is healed on beyond the training contexts themselves. 0: none."""
+    after its last full sentence. Passages are unlabelled text (no question, no answer): only
+    full-sequence KD (`positions: all`) learns from them, at every position. They widen the text the
+    student is healed on beyond the training contexts themselves. 0: none."""
     passage_seed_words: int = Field(12, ge=1)
     """Words of a training context that open each of its passages (the topic; the rest is the teacher's)."""
     max_passage_tokens: int = Field(192, ge=16)

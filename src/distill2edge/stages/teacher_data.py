@@ -33,6 +33,7 @@ from distill2edge.config import DataConfig, TeacherDataConfig
 from distill2edge.data.examples import TextExample
 from distill2edge.data.qa import QAExample, read_split
 from distill2edge.data.qa_checks import normalize_text
+from distill2edge.data.text import read_passages_jsonl, write_passages_jsonl
 from distill2edge.runs import StageResult
 from distill2edge.stages.context import Context
 
@@ -112,7 +113,7 @@ def passage_reason(text: str, seen: set[str], min_words: int) -> str | None:
     return None
 
 
-def write_passages(
+def sample_passages(
     model: Any, tok: Any, contexts: Sequence[tuple[QAExample, set[str]]], cfg: TeacherDataConfig, name: str,
     device: torch.device | str, rejected: Counter[str], progress: bool,
 ) -> list[TextExample]:
@@ -206,7 +207,7 @@ def write_teacher_data(
     contexts = training_contexts(splits, cfg.max_contexts)
     rejected: Counter[str] = Counter()
     records: list[dict[str, Any]] = []
-    passages = write_passages(model, tok, contexts, cfg, name, device, rejected, progress) if cfg.passages_per_context else []
+    passages = sample_passages(model, tok, contexts, cfg, name, device, rejected, progress) if cfg.passages_per_context else []
     questions = _sample_questions(model, tok, contexts, data, cfg, name, device, rejected, records, progress) \
         if cfg.questions_per_context else []
     answers = generate_answers(
@@ -226,7 +227,7 @@ def write_teacher_data(
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "train.jsonl", "".join(json.dumps(ex.to_json(), ensure_ascii=False) + "\n" for ex in kept))
     write_text_atomic(out_dir / "candidates.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    write_text_atomic(out_dir / "passages.jsonl", "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in passages))
+    write_passages_jsonl(passages, out_dir / "passages.jsonl")
     per_context = Counter(ex.context_id for ex in kept)
     stats: dict[str, Any] = {
         "contexts": len(contexts), "asked": len(contexts) * cfg.questions_per_context, "kept": len(kept),
@@ -245,8 +246,7 @@ def read_teacher_data(stage: StageResult) -> list[QAExample | TextExample]:
     """The examples a `teacher_data.TEACHER` stage kept: its questions and answers, then its passages (a
     folder written before passages existed has none)."""
     path = stage.out_dir / "passages.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return [*read_split(stage.out_dir / "train.jsonl"), *(TextExample.from_json(json.loads(ln)) for ln in lines if ln)]
+    return [*read_split(stage.out_dir / "train.jsonl"), *(read_passages_jsonl(path) if path.exists() else [])]
 
 
 def teacher_data_stages(ctx: Context, names: set[str]) -> None:

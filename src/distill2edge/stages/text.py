@@ -6,13 +6,12 @@ the distillations that name it in `extra_data`, and an unchanged one is reused."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from distill2edge.atomic import write_json_atomic, write_text_atomic
+from distill2edge.atomic import write_json_atomic
 from distill2edge.data.examples import TextExample
-from distill2edge.data.text import read_passages
+from distill2edge.data.text import read_passages, read_passages_jsonl, write_passages_jsonl
 from distill2edge.runs import StageResult
 from distill2edge.schema.texts import TextSourceConfig
 from distill2edge.stages.context import Context
@@ -22,7 +21,7 @@ def write_text_stage(cfg: TextSourceConfig, out_dir: Path, name: str) -> dict[st
     """Read `cfg.path` into `out_dir/passages.jsonl`; returns the stats (passages, words)."""
     passages = read_passages(cfg.path, cfg, name)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "passages.jsonl", "".join(json.dumps(p.to_json(), ensure_ascii=False) + "\n" for p in passages))
+    write_passages_jsonl(passages, out_dir / "passages.jsonl")
     stats = {"passages": len(passages), "words": sum(len(p.text.split()) for p in passages)}
     write_json_atomic(out_dir / "stats.json", stats)
     return stats
@@ -30,8 +29,7 @@ def write_text_stage(cfg: TextSourceConfig, out_dir: Path, name: str) -> dict[st
 
 def read_text_stage(stage: StageResult) -> list[TextExample]:
     """The passages a `text.NAME` stage wrote."""
-    lines = (stage.out_dir / "passages.jsonl").read_text(encoding="utf-8").splitlines()
-    return [TextExample.from_json(json.loads(line)) for line in lines if line]
+    return read_passages_jsonl(stage.out_dir / "passages.jsonl")
 
 
 def text_stages(ctx: Context, names: set[str]) -> None:
