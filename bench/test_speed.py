@@ -71,6 +71,6 @@ def test_answer(name: str, benchmark: Any, runner_for: Callable[[str], Any], tim
     runner = runner_for(name)
     question = load_embedded()[0]
     ids = encode_for_generation(runner.tokenizer, question, DEFAULT_TEMPLATE, 256, ANSWER_TOKENS)
-    out = benchmark.pedantic(runner.generate, args=(ids, ANSWER_TOKENS), rounds=3, iterations=1, warmup_rounds=1)
+    out = benchmark.pedantic(runner.generate, args=(ids, ANSWER_TOKENS), rounds=5, iterations=1, warmup_rounds=1)
     assert len(out.tokens) == ANSWER_TOKENS and 0 < out.ttft_s < out.total_s
     _record(benchmark, timings, f"answer/{name}", runner, ANSWER_TOKENS)

@@ -20,6 +20,27 @@ def _ops(folder: Path) -> set[str]:
     return {n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node}
 
 
+def _rotary_cos_error(folder: Path, src: Path) -> float:
+    """Max |cos_cache - cos| over the builder's rotary table (positions, dim / 2), against float64 cos of the
+    model's float32 angles."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    cfg = json.loads((src / "config.json").read_text())
+    dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    graph = onnx.load(str(folder / "model.onnx"), load_external_data=False).graph
+    init = next(i for i in graph.initializer if i.name == "cos_cache")
+    onnx.external_data_helper.load_external_data_for_tensor(init, str(folder))
+    cache = numpy_helper.to_array(init).astype(np.float64)
+    # the angles rounded to float32 as torch forms them (their rounding alone is ~4e-6 at position 255)
+    inv_freq = 1.0 / cfg["rope_theta"] ** (torch.arange(0, dim, 2).float() / dim)
+    angles = torch.outer(torch.arange(cache.shape[0]).float(), inv_freq)
+    want = np.cos(angles.double().numpy())
+    return float(np.abs(cache - want).max())
+
+
 def test_fp32_matches_torch_in_genai_and_generates_in_optimum(tiny_llama: Path, tmp_path: Path) -> None:
     import torch
     from optimum.onnxruntime import ORTModelForCausalLM
@@ -34,6 +55,7 @@ def test_fp32_matches_torch_in_genai_and_generates_in_optimum(tiny_llama: Path, 
     assert rec["genai"]["precision"] == "fp32" and rec["genai"]["prune_lm_head"] is True
     assert (out / "genai_config.json").is_file() and (out / "parity.json").is_file()
     assert {"GroupQueryAttention", "SkipSimplifiedLayerNormalization"} <= _ops(out)
+    assert _rotary_cos_error(out, tiny_llama) < 1e-6  # the builder ran on one thread (see build_genai)
     # the same folder generates in optimum too, as torch does
     x = torch.tensor([[1, 5, 9, 40, 2, 17]])
     kw = {"attention_mask": torch.ones_like(x), "max_new_tokens": 8, "min_new_tokens": 8, "do_sample": False}

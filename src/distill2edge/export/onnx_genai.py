@@ -20,6 +20,7 @@ run in its own process its output can be kept and shown only when it fails.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -73,7 +74,11 @@ def build_genai(src: Path, work: Path, cfg: ONNXSettings, cache: Path) -> dict[s
     extra.update(cfg.genai_options)
     if extra:
         cmd += ["--extra_options", *(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in extra.items())]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # One OpenMP thread for the builder's torch: with two, the first `Tensor.cos()` of a fresh torch 2.13 CPU
+    # process returned values off by up to 1.5e-4 for the elements of the second thread (5 of 15 processes
+    # here), which put cos_cache rows 128+ off and failed the fp32 gate by 1.3e-4 of the logit scale.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0 or not (work / "genai_config.json").is_file():
         tail = (proc.stderr or proc.stdout)[-1500:]
         raise ExportError(f"onnxruntime-genai's builder could not build {src} ({precision}):\n{tail}")
