@@ -76,3 +76,35 @@ def test_the_judge_variable_stands_in_for_judge(tiny_llama_dir, qa_jsonl, tmp_pa
                     "--judge", f"openai:flag-model@{url}") == 0
     assert json.loads((tmp_path / "env" / "summary.json").read_text())["judge"] == f"openai:env-model@{url}"
     assert json.loads((tmp_path / "flag" / "summary.json").read_text())["judge"] == f"openai:flag-model@{url}"
+
+
+def _recipe_run(root: Path, tiny_llama_dir: Path, max_length: int, template: str) -> Path:
+    """A model folder inside a recipe run folder (runs/X/stages/STAGE/model under runs/X/manifest.json)."""
+    import shutil
+
+    model = root / "stages" / "distill.kd" / "model"
+    shutil.copytree(tiny_llama_dir, model)
+    data = {"source": "embedded:telecom-qa", "max_length": max_length, "prompt_template": template}
+    (root / "manifest.json").write_text(json.dumps({"recipe": "r", "config": {"data": data}, "stages": {}}))
+    return model
+
+
+def test_evaluate_defaults_to_the_prompt_settings_of_the_models_recipe(tiny_llama_dir, qa_jsonl, tmp_path, capsys) -> None:
+    """A recipe's student is scored at the prompt length and template it was trained with, unless told otherwise."""
+    model = _recipe_run(tmp_path / "run", tiny_llama_dir, 72, "Q: {question}\nC: {context}\nA:")
+    common = ["--data", str(qa_jsonl), "--split", "all", "--max-questions", "2", "--max-new-tokens", "2",
+              "--metrics", "qa", "--no-progress"]
+    assert main(["evaluate", str(model), str(tiny_llama_dir), "--out", str(tmp_path / "a"), *common]) == 0
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["max_length"] == 72 and summary["template"].startswith("Q: ")
+    assert json.loads((tmp_path / "a" / "model" / "predictions.jsonl").open().readline())["prompt"].startswith("Q: ")
+    assert "max_length 72" in capsys.readouterr().out
+    assert main(["evaluate", str(model), "--max-length", "90", "--out", str(tmp_path / "b"), *common]) == 0
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["max_length"] == 90  # an explicit value wins
+    assert main(["evaluate", str(tiny_llama_dir), "--out", str(tmp_path / "c"), *common]) == 0
+    assert json.loads((tmp_path / "c" / "summary.json").read_text())["max_length"] == 384  # no recipe: DataConfig's
+    other = _recipe_run(tmp_path / "run2", tiny_llama_dir, 96, "Q: {question}\nC: {context}\nA:")
+    assert main(["evaluate", str(model), str(other), "--out", str(tmp_path / "d"), *common]) == 2
+    err = capsys.readouterr().err
+    assert "different prompt settings" in err and "max_length 72" in err and "max_length 96" in err
+    assert not (tmp_path / "d").exists()

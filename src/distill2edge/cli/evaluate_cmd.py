@@ -56,8 +56,10 @@ def add_evaluate_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["test", "all"], default="test",
                    help="test: the held-out split a recipe with default split settings uses; all: every question")
     p.add_argument("--max-questions", type=int, help="score only the first N questions of the split")
-    p.add_argument("--template", default=defaults.prompt_template, help="prompt template ({context}, {question})")
-    p.add_argument("--max-length", type=int, default=defaults.max_length, help="prompt + answer tokens")
+    p.add_argument("--template", help="prompt template ({context}, {question}); default: the template of the "
+                   f"recipe run that trained the models, else {defaults.prompt_template!r}")
+    p.add_argument("--max-length", type=int, help="prompt + answer tokens, contexts cut to fit; default: the "
+                   f"max_length of the recipe run that trained the models, else {defaults.max_length}")
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=8, help="generation batch size")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
@@ -71,7 +73,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from distill2edge.cli.options import judge_option
     from distill2edge.evaluate.judge import JudgeError
     from distill2edge.evaluate.registry import MetricUnavailableError
-    from distill2edge.evaluate.run import OutputExistsError, evaluate_models
+    from distill2edge.evaluate.run import OutputExistsError, PromptSettingsError, evaluate_models
 
     try:
         record = evaluate_models(
@@ -80,7 +82,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             template=args.template, max_length=args.max_length, max_new_tokens=args.max_new_tokens,
             batch_size=args.batch_size, dtype=args.dtype, device=args.device, progress=not args.no_progress,
         )
-    except (JudgeError, MetricUnavailableError, OutputExistsError) as e:
+    except (JudgeError, MetricUnavailableError, OutputExistsError, PromptSettingsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out / 'summary.json'} ({len(record['models'])} models)")

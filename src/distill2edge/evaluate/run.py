@@ -28,6 +28,10 @@ class OutputExistsError(ValueError):
     """The output folder exists and is not empty: evaluation never writes into a folder it did not make."""
 
 
+class PromptSettingsError(ValueError):
+    """The models to score come from recipe runs with different prompt settings, and none were given."""
+
+
 def model_label(spec: str, taken: set[str]) -> tuple[str, str]:
     """(folder label, model reference) from `[LABEL=]REF`; labels are made unique and file-safe."""
     label, sep, ref = spec.partition("=")
@@ -39,6 +43,36 @@ def model_label(spec: str, taken: set[str]) -> tuple[str, str]:
         label, k = f"{base}-{k}", k + 1
     taken.add(label)
     return label, ref
+
+
+def recipe_prompt_settings(refs: Sequence[str]) -> tuple[int | None, str | None, str | None]:
+    """(max_length, prompt_template, manifest path) of the recipe run that trained the local models among
+    `refs` (`[LABEL=]REF`), read from the run manifest above each model folder; (None, None, None) when
+    none has one. A model is best scored at the prompt length it was trained at: the recipe cuts contexts
+    to `data.max_length`, and a longer prompt changes its answers. Raises PromptSettingsError when two models'
+    recipes disagree: the caller must then choose the settings."""
+    from distill2edge.export.lineage import find_manifest
+
+    found: dict[tuple[int, str], str] = {}
+    for spec in refs:
+        ref = model_label(spec, set())[1]
+        folder = Path(ref)
+        manifest = find_manifest(folder.resolve()) if folder.is_dir() else None
+        if manifest is None:
+            continue
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))["config"]["data"]
+            found.setdefault((int(data["max_length"]), str(data["prompt_template"])), str(manifest))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a manifest of another shape: the model is scored at the defaults
+    if len(found) > 1:
+        shown = "; ".join(f"{path}: max_length {n}" for (n, _t), path in found.items())
+        raise PromptSettingsError(f"the models come from recipes with different prompt settings ({shown}); "
+                         "choose --max-length and --template")
+    if not found:
+        return None, None, None
+    (n, template), path = next(iter(found.items()))
+    return n, template, path
 
 
 def summary_markdown(record: dict[str, Any]) -> str:
@@ -75,17 +109,22 @@ def evaluate_models(
 ) -> dict[str, Any]:
     """Answer the `split` ("test" or "all") of `data` with each of `models` (`[LABEL=]REF`) and score
     the answers with `metrics` (names or groups, each entry may be comma-separated; default
-    qa,ngram,embedding). `data`, `template` and `max_length` default to the recipe defaults
-    (`DataConfig`). Writes `out` (which must be missing or empty) atomically and returns the content of
-    its summary.json. Raises OutputExistsError, JudgeError, MetricUnavailableError, DataError,
+    qa,ngram,embedding). `template` and `max_length` default to those of the recipe run that trained
+    the models (`recipe_prompt_settings`), else, like `data`, to the recipe defaults (`DataConfig`). Writes `out` (which must be missing or empty) atomically and returns the content of
+    its summary.json. Raises OutputExistsError, PromptSettingsError, JudgeError, MetricUnavailableError, DataError,
     ModelLoadError or ValueError (unknown metric); nothing is written then."""
     from distill2edge.atomic import write_dir_atomic
     from distill2edge.config import DataConfig
 
     defaults = DataConfig()
     data = defaults.source if data is None else data
-    template = defaults.prompt_template if template is None else template
-    max_length = defaults.max_length if max_length is None else max_length
+    if template is None or max_length is None:
+        run_length, run_template, manifest = recipe_prompt_settings(models)
+        if manifest is not None:
+            log(f"prompt settings of the models' recipe run ({manifest}): "
+                f"max_length {run_length if max_length is None else max_length}")
+        template = template if template is not None else run_template or defaults.prompt_template
+        max_length = max_length if max_length is not None else run_length or defaults.max_length
     if split not in ("test", "all"):
         raise ValueError(f"split {split!r}: choose test or all")
     out = Path(out)
@@ -136,7 +175,8 @@ def _evaluate_all(
         grader = make_judge(judge or DEFAULT_JUDGE, device=device, api_key_env=judge_api_key_env)
         log(f"judge: {grader.name}")
     record: dict[str, Any] = {"data": data, "split": split, "n": len(examples), "metrics": names,
-                              "judge": grader.name if grader else None, "models": {}}
+                              "judge": grader.name if grader else None, "max_length": max_length,
+                              "template": template, "models": {}}
     taken: set[str] = set()
     for spec in models:
         label, ref = model_label(spec, taken)

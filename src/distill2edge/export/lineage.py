@@ -89,7 +89,7 @@ def _origin(ref: str | None) -> tuple[str | None, str | None]:
     return ref, card.get("license")
 
 
-def _find_manifest(model_dir: Path) -> Path | None:
+def find_manifest(model_dir: Path) -> Path | None:
     """A run manifest in the folder or up to three levels above (runs/X/stages/STAGE/model)."""
     for folder in (model_dir, *list(model_dir.parents)[:3]):
         if (folder / "manifest.json").is_file():
@@ -98,7 +98,7 @@ def _find_manifest(model_dir: Path) -> Path | None:
 
 
 def _from_manifest(lin: Lineage, model_dir: Path) -> None:
-    path = _find_manifest(model_dir)
+    path = find_manifest(model_dir)
     manifest = _json(path) if path else None
     if not manifest:
         return
