@@ -108,3 +108,18 @@ def test_evaluate_defaults_to_the_prompt_settings_of_the_models_recipe(tiny_llam
     err = capsys.readouterr().err
     assert "different prompt settings" in err and "max_length 72" in err and "max_length 96" in err
     assert not (tmp_path / "d").exists()
+
+
+def test_evaluate_counts_the_answers_the_context_cut_dropped(tiny_llama_dir, qa_jsonl, tmp_path, capsys) -> None:
+    # The fixture's answers sit at growing depths of their context ("n70" early, "slice 0" at its end): a
+    # 60-token budget cuts the last few context tokens, which drops only "slice N"; 96 tokens keep them all.
+    short, full = tmp_path / "short", tmp_path / "full"
+    assert main(["evaluate", f"tiny={tiny_llama_dir}", "--data", str(qa_jsonl), "--out", str(short), "--split", "all",
+                 "--max-questions", "6", "--max-new-tokens", "4", "--max-length", "60", "--metrics", "qa",
+                 "--template", "{context}\nQ: {question}\nA:", "--no-progress"]) == 0
+    cut = json.loads((short / "summary.json").read_text())["models"]["tiny"]["answers_cut"]
+    assert cut == 2  # the two "which slice" questions: their answer ends the context
+    assert f"dropped the reference answer from {cut} of 6 prompts" in capsys.readouterr().out
+    assert _run(tiny_llama_dir, qa_jsonl, full, "--metrics", "qa") == 0
+    assert json.loads((full / "summary.json").read_text())["models"]["tiny"]["answers_cut"] == 0
+    assert "dropped the reference answer" not in capsys.readouterr().out

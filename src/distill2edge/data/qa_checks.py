@@ -28,10 +28,15 @@ def warn_stderr(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def holds_an_answer(text: str, answers: Sequence[str]) -> bool:
+    """Whether any of `answers` occurs in `text`, case and spacing ignored."""
+    norm = normalize_text(text)
+    return any(normalize_text(a) in norm for a in answers)
+
+
 def answers_not_in_context(located: Sequence[tuple[QAExample, str]]) -> list[str]:
     """Locations of the examples none of whose answers occurs in the context (case and spacing ignored)."""
-    return [where for ex, where in located
-            if not any(normalize_text(a) in normalize_text(ex.context) for a in ex.answers)]
+    return [where for ex, where in located if not holds_an_answer(ex.context, ex.answers)]
 
 
 def check_answers_in_context(

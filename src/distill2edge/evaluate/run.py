@@ -190,5 +190,8 @@ def _evaluate_all(
         (out / label / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
         record["models"][label] = summary
         log(f"{label}: " + "  ".join(f"{m} {summary[m]:.4f}" for m in names))
+        if summary["answers_cut"]:
+            log(f"warning: {label}: cutting the contexts to max_length {max_length} dropped the reference answer "
+                f"from {summary['answers_cut']} of {len(examples)} prompts; a larger --max-length keeps more")
         del model
     return record
