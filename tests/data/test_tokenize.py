@@ -1,4 +1,5 @@
 import copy
+import dataclasses
 
 import pytest
 from transformers import AutoTokenizer
@@ -57,3 +58,60 @@ def test_pad_token_id_falls_back_to_eos_then_zero(tok):
     assert tok.pad_token_id is None and pad_token_id(tok) == tok.eos_token_id != 0
     tok.eos_token = None
     assert tok.eos_token_id is None and pad_token_id(tok) == 0
+
+
+FILLER = "the gnb sends the ssb burst every twenty ms. "
+LATE = QAExample("late-1", "c2", FILLER * 12 + "the ue answers with the random access preamble. " + FILLER * 12,
+                 "what does the ue answer with?", ("the random access preamble",))
+
+
+def _prompt_text(tok, enc) -> str:
+    return tok.decode([t for t, lab in zip(enc["input_ids"], enc["labels"]) if lab == IGNORE_INDEX],
+                      skip_special_tokens=True)
+
+
+def _context_of(tok, enc) -> str:
+    return _prompt_text(tok, enc).split("Context: ", 1)[1].split("\nQuestion:", 1)[0]
+
+
+def test_answer_window_keeps_the_answer_the_head_cuts(tok):
+    head = encode_for_training(tok, LATE, TEMPLATE, 96)
+    window = encode_for_training(tok, LATE, TEMPLATE, 96, "answer")
+    assert len(head["input_ids"]) <= 96 and len(window["input_ids"]) <= 96
+    assert "random access preamble" not in _context_of(tok, head)
+    assert "random access preamble" in _context_of(tok, window)
+    assert "what does the ue answer with?" in _prompt_text(tok, window)
+    assert [t for t in window["labels"] if t != IGNORE_INDEX] == [t for t in head["labels"] if t != IGNORE_INDEX]
+
+
+def test_answer_window_is_the_head_when_the_head_holds_the_answer(tok):
+    early = dataclasses.replace(LATE, id="early-1", context="the ue answers with the random access preamble. " + FILLER * 24)
+    assert encode_for_training(tok, early, TEMPLATE, 96, "answer") == encode_for_training(tok, early, TEMPLATE, 96)
+    # An answer missing from its context leaves the head too.
+    absent = dataclasses.replace(LATE, id="absent-1", answers=("a paging message",))
+    assert encode_for_training(tok, absent, TEMPLATE, 96, "answer") == encode_for_training(tok, absent, TEMPLATE, 96)
+
+
+def test_answer_window_places_the_answer_by_the_example_id_the_same_on_every_run(tok):
+    where = []
+    for i in range(12):
+        ex = dataclasses.replace(LATE, id=f"q{i}")
+        first = encode_for_training(tok, ex, TEMPLATE, 96, "answer")
+        assert first == encode_for_training(tok, ex, TEMPLATE, 96, "answer")
+        context = _context_of(tok, first)
+        assert "random access preamble" in context
+        where.append(context.index("random access preamble") / len(context))
+    assert max(where) - min(where) > 0.3  # not always at the window's end
+
+
+def test_answer_window_is_chosen_by_the_recipe_and_left_out_of_default_keys(tok):
+    from distill2edge.config import DataConfig
+    from distill2edge.tasks import get_task
+
+    assert "context_window" not in DataConfig().model_dump()
+    data = DataConfig(max_length=96, context_window="answer", prompt_template=TEMPLATE)
+    assert data.model_dump()["context_window"] == "answer"
+    (row,) = get_task("qa").encode(tok, [LATE], data)
+    assert row == encode_for_training(tok, LATE, TEMPLATE, 96, "answer")
+    with pytest.raises(ValueError, match="context_window"):
+        DataConfig(context_window="tail")

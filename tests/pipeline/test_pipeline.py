@@ -147,3 +147,26 @@ def test_export_stage_records_passes_gate_failures_and_skips(tmp_path, tiny_reci
     )))
     with pytest.raises(ParityError):
         run_recipe(strict, out, progress=False, log=lambda _: None)
+
+
+def test_training_stages_warn_of_answers_the_context_cut_and_the_answer_window_keeps_them(tmp_path, tiny_recipe):
+    filler = "the gnb sends the ssb burst every twenty ms. " * 8
+    src = tmp_path / "late.jsonl"
+    with src.open("w") as fh:
+        for c in range(10):
+            ctx = f"{filler}cell {c} uses band n{70 + c}. {filler}"
+            for q, (question, answer) in enumerate([(f"which band does cell {c} use?", f"n{70 + c}"),
+                                                     (f"what does the gnb send in cell {c}?", "the ssb burst")]):
+                fh.write(json.dumps({"id": f"{c}-{q}", "context": ctx, "question": question, "answer": answer}) + "\n")
+    data = {"source": str(src), "max_length": 64, "split": {"validation": 0.2, "test": 0.2}}
+    logs: list[str] = []
+    run_recipe(load_recipe(str(tiny_recipe(data=data))), tmp_path / "head", progress=False, log=logs.append, until="distill")
+    warned = [line for line in logs if "dropped the reference answer" in line]
+    # Six training contexts: the band answers sit past the 64-token head, the ssb burst opens every context.
+    assert {line.split("]")[0] for line in warned} == {"[sft_teacher.tiny", "[sft_student", "[distill.kd"}
+    assert all("from 6 of 12 training prompts" in line for line in warned), warned
+
+    logs.clear()
+    windowed = load_recipe(str(tiny_recipe(data={**data, "context_window": "answer"})))
+    run_recipe(windowed, tmp_path / "window", progress=False, log=logs.append, until="distill")
+    assert not [line for line in logs if "dropped the reference answer" in line]

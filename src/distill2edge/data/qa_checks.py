@@ -34,6 +34,12 @@ def holds_an_answer(text: str, answers: Sequence[str]) -> bool:
     return any(normalize_text(a) in norm for a in answers)
 
 
+def answer_cut(ex: QAExample, prompt: str) -> bool:
+    """Whether `ex`'s context holds a reference answer but `prompt`, the context cut to fit, holds none.
+    The question is taken out of the prompt first, so an answer it repeats does not count as kept."""
+    return holds_an_answer(ex.context, ex.answers) and not holds_an_answer(prompt.replace(ex.question, " ", 1), ex.answers)
+
+
 def answers_not_in_context(located: Sequence[tuple[QAExample, str]]) -> list[str]:
     """Locations of the examples none of whose answers occurs in the context (case and spacing ignored)."""
     return [where for ex, where in located if not holds_an_answer(ex.context, ex.answers)]

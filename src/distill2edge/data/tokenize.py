@@ -4,13 +4,16 @@ generation (prompt only), and pad them into batches.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from distill2edge.data.examples import TextExample
 from distill2edge.data.qa import QAExample
+from distill2edge.data.qa_checks import answer_cut
 
 IGNORE_INDEX = -100
 
@@ -31,19 +34,62 @@ def render_prompt(template: str, ex: QAExample, context: str | None = None) -> s
     return template.format(context=ex.context if context is None else context, question=ex.question, title=ex.title)
 
 
+ContextWindow = Literal["head", "answer"]
+"""Which part of a too-long context a prompt keeps: `head`, its beginning (all evaluation can do, since it
+does not know the answer), or `answer`, a window holding the reference answer (training only)."""
+
+
+def _answer_tokens(tok: PreTrainedTokenizerBase, ex: QAExample, ctx_ids: list[int]) -> tuple[int, int] | None:
+    """Token span [a, b) of `ex`'s first reference answer found in its context (exactly, else ignoring
+    case), or None. Fast tokenizers map characters to tokens by their offsets; others count the tokens
+    of the context before the answer, which can be off by one token at the boundary."""
+    low = ex.context.lower()
+    for answer in ex.answers:
+        start = ex.context.find(answer)
+        start = low.find(answer.lower()) if start < 0 else start
+        if answer and start >= 0:
+            break
+    else:
+        return None
+    end = start + len(answer)
+    if tok.is_fast:
+        offsets = tok(ex.context, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        inside = [i for i, (s, e) in enumerate(offsets) if s < end and e > start]
+        if inside:
+            return inside[0], inside[-1] + 1
+    a = len(tok(ex.context[:start], add_special_tokens=False)["input_ids"])
+    b = len(tok(ex.context[:end], add_special_tokens=False)["input_ids"])
+    return max(0, a - 1), min(len(ctx_ids), b + 1)
+
+
+def _window_start(ex: QAExample, n: int, keep: int, span: tuple[int, int] | None) -> int:
+    """First context token of a `keep`-token window over `n` tokens. The head when it holds the answer
+    (or there is none); else a window holding the answer at an offset drawn from the example's id, so
+    the answer does not always sit at the window's end and the draw is the same on every run."""
+    if span is None or span[1] <= keep:
+        return 0
+    a, b = span
+    lo, hi = max(0, b - keep), min(a, n - keep)
+    if hi <= lo:
+        return max(0, min(a, n - keep))
+    draw = int(hashlib.sha1(ex.id.encode("utf-8")).hexdigest()[:8], 16)
+    return lo + draw % (hi - lo + 1)
+
+
 def _prompt_ids(
-    tok: PreTrainedTokenizerBase, template: str, ex: QAExample, budget: int
+    tok: PreTrainedTokenizerBase, template: str, ex: QAExample, budget: int, window: ContextWindow = "head",
 ) -> list[int]:
     """Prompt token ids (with the tokenizer's own BOS convention) in at most `budget` tokens.
 
-    When too long, the context is cut at its end: the question and the template always survive.
-    Cutting works on context tokens, then re-renders, because a decoded-then-re-encoded text can
-    tokenize differently; a few passes converge.
+    When too long, the context is cut to a window of its tokens (`window`: its head, or one holding the
+    answer); the question and the template always survive. Cutting works on context tokens, then
+    re-renders, because a decoded-then-re-encoded text can tokenize differently; a few passes converge.
     """
     ids = tok(render_prompt(template, ex), add_special_tokens=True)["input_ids"]
     if len(ids) <= budget:
         return ids
     ctx_ids = tok(ex.context, add_special_tokens=False)["input_ids"]
+    span = _answer_tokens(tok, ex, ctx_ids) if window == "answer" else None
     keep = len(ctx_ids) - (len(ids) - budget)
     for _ in range(8):
         if keep <= 0:
@@ -51,7 +97,8 @@ def _prompt_ids(
                 f"example {ex.id}: the prompt without its context needs more than {budget} tokens; "
                 "raise data.max_length"
             )
-        context = tok.decode(ctx_ids[:keep], skip_special_tokens=True)
+        start = _window_start(ex, len(ctx_ids), keep, span)
+        context = tok.decode(ctx_ids[start:start + keep], skip_special_tokens=True)
         ids = tok(render_prompt(template, ex, context), add_special_tokens=True)["input_ids"]
         if len(ids) <= budget:
             return ids
@@ -60,18 +107,33 @@ def _prompt_ids(
 
 
 def encode_for_training(
-    tok: PreTrainedTokenizerBase, ex: QAExample, template: str, max_length: int
+    tok: PreTrainedTokenizerBase, ex: QAExample, template: str, max_length: int, window: ContextWindow = "head",
 ) -> dict[str, list[int]]:
-    """`input_ids` = prompt + " " + answer + EOS; `labels` = IGNORE_INDEX on the prompt, ids on the answer."""
+    """`input_ids` = prompt + " " + answer + EOS; `labels` = IGNORE_INDEX on the prompt, ids on the answer.
+    A context too long for `max_length` is cut to `window` (see `ContextWindow`)."""
     answer_ids = tok(" " + ex.answer, add_special_tokens=False)["input_ids"]
     if tok.eos_token_id is not None:
         answer_ids = answer_ids + [tok.eos_token_id]
     answer_ids = answer_ids[: max_length // 2]
-    prompt_ids = _prompt_ids(tok, template, ex, max_length - len(answer_ids))
+    prompt_ids = _prompt_ids(tok, template, ex, max_length - len(answer_ids), window)
     return {
         "input_ids": prompt_ids + answer_ids,
         "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
     }
+
+
+def training_answers_cut(
+    tok: PreTrainedTokenizerBase, examples: Sequence[QAExample], template: str, max_length: int,
+    window: ContextWindow = "head",
+) -> int:
+    """How many of `examples`' training prompts (`encode_for_training`) lost their reference answer when
+    the context was cut to fit `max_length` (`data.qa_checks.answer_cut`)."""
+    cut = 0
+    for ex in examples:
+        row = encode_for_training(tok, ex, template, max_length, window)
+        prompt = [t for t, label in zip(row["input_ids"], row["labels"]) if label == IGNORE_INDEX]
+        cut += answer_cut(ex, tok.decode(prompt, skip_special_tokens=True))
+    return cut
 
 
 def encode_text(tok: PreTrainedTokenizerBase, ex: TextExample, max_length: int) -> dict[str, list[int]]:

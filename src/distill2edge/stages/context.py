@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from distill2edge.config import DataConfig, Recipe, TrainConfig
+from distill2edge.data.examples import QAExample
 from distill2edge.runs import Run, StageResult
 from distill2edge.tasks import get_task
 from distill2edge.train.trainers import ProbeFactory
@@ -46,6 +47,22 @@ class Context:
         if not refs:
             return splits
         return {**splits, "train": [*splits["train"], *(ex for ref in refs for ex in self.extra[ref][1])]}
+
+    def warn_answers_cut(self, stage: str, tok_ref: str, train: list, data_cfg: DataConfig) -> None:
+        """Log how many QA training prompts lost their reference answer to `data.max_length`'s cut of the
+        context (none is lost with `data.context_window: answer`): the model then learns to answer from a
+        context that lacks the answer."""
+        questions = [ex for ex in train if isinstance(ex, QAExample)]
+        if data_cfg.task != "qa" or data_cfg.context_window != "head" or not questions:
+            return
+        from distill2edge.data.tokenize import training_answers_cut
+        from distill2edge.models.loading import load_tokenizer
+
+        n = training_answers_cut(load_tokenizer(tok_ref), questions, data_cfg.prompt_template, data_cfg.max_length)
+        if n:
+            self.log(f"[{stage}] warning: cutting the contexts to max_length {data_cfg.max_length} dropped the "
+                     f"reference answer from {n} of {len(questions)} training prompts; data.context_window: "
+                     "answer keeps a window that holds it")
 
     def answer_probe(self, train_cfg: TrainConfig, splits: dict[str, list], data_cfg: DataConfig) -> ProbeFactory | None:
         """`train.eval_answers` > 0 on a task that generates answers (QA): greedy answers to that many

@@ -51,6 +51,7 @@ def distill_stage(ctx: Context, name: str, dcfg: DistillConfig, data: DistillDat
     student_ref = ctx.models[s_role]
 
     def distill_fn(out: Path, work: Path) -> dict[str, Any]:
+        ctx.warn_answers_cut(f"distill.{name}", student_ref, d_splits["train"], d_data_cfg)
         common: dict[str, Any] = {
             "device": ctx.device, "student_dtype": recipe.student.dtype, "progress": ctx.progress,
             "desc": f"distill {name}", "probe": ctx.answer_probe(dcfg.train, d_splits, d_data_cfg),

@@ -25,6 +25,7 @@ def sft_stage(
     splits = ctx.with_extra(ctx.splits, sft_cfg.extra_data)
 
     def sft_fn(out: Path, work: Path) -> dict[str, Any]:
+        ctx.warn_answers_cut(sft_stage_name(role), base_ref, splits["train"], ctx.recipe.data)
         result = run_sft(
             base_ref, splits, ctx.recipe.data, sft_cfg, out / "model", work, device=ctx.device, dtype=dtype,
             progress=ctx.progress, desc=f"sft {role}", probe=ctx.answer_probe(sft_cfg.train, splits, ctx.recipe.data),

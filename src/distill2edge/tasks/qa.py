@@ -59,7 +59,7 @@ class QATask(Task):
     def encode(self, tok: PreTrainedTokenizerBase, examples: Sequence[Any], data: DataConfig) -> Rows:
         from distill2edge.data.tokenize import encode_for_training
 
-        return [encode_for_training(tok, ex, data.prompt_template, data.max_length)
+        return [encode_for_training(tok, ex, data.prompt_template, data.max_length, data.context_window)
                 for ex in examples_of(examples, QAExample, self.name)]
 
     def train_labels(self, examples: Sequence[Any]) -> list[str] | None:
