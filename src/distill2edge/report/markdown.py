@@ -71,6 +71,18 @@ def kept_fraction(models: dict[str, dict[str, Any]], metric: str, distilled: str
     )
 
 
+def answers_cut_line(models: dict[str, dict[str, Any]], max_length: int) -> str | None:
+    """The report's sentence on test prompts whose context cut dropped the reference answer (each model's
+    `answers_cut`; trimmed vocabularies tokenize differently, so counts can differ), or None when none did."""
+    cuts = sorted({m["answers_cut"] for m in models.values() if m.get("answers_cut")})
+    if not cuts:
+        return None
+    n = max(int(m.get("n") or 0) for m in models.values())
+    count = str(cuts[0]) if len(cuts) == 1 else f"{cuts[0]}-{cuts[-1]}"
+    return (f"Cutting the contexts to `data.max_length` {max_length} dropped the reference answer from {count} of "
+            f"{n} test prompts (`answers_cut`): no model can read it there; a larger `max_length` keeps more.")
+
+
 def exports_table(exports: dict[str, dict[str, Any]]) -> list[str]:
     """One row per export stage: the artifact, its size and bits per weight, and the parity figures."""
     if not exports:
@@ -184,6 +196,7 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
     ]
     metric = next((m for m in ("token_f1", "macro_f1", "rouge_l", *names) if m in names), None)
     sentences = [kept_fraction(models, metric, n, d.teacher_names()) for n, d in recipe.distill.items()] if metric else []
+    sentences.append(answers_cut_line(models, recipe.data.max_length))
     lines += [f"- {s}" for s in sentences if s]
     lines += [""] if any(sentences) else []
     lines += ["![accuracy](accuracy.png)", ""]
