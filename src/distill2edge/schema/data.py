@@ -59,8 +59,9 @@ class DataConfig(Strict):
     """QA training: which part of a context too long for `max_length` the prompt keeps. `head`: its
     beginning, as evaluation does (it cannot know the answer), so on long documents many training answers
     are cut away (TeleQuAD at 256 tokens: 45%) and the model learns to answer from a context that lacks
-    them; `answer`: a window holding the reference answer, placed per example. Validation and test
-    prompts always keep the head."""
+    them; `answer`: a window holding the reference answer, placed per example. It applies to the rows a
+    training stage encodes, its validation loss included (so early stopping watches answerable prompts);
+    the greedy validation answers (`train.eval_answers`) and every evaluation keep the head."""
     answers_in_context: Literal["warn", "error"] = "warn"
     """QA: what an answer that does not occur in its context (ignoring case and spacing) does: `warn`
     (a count and the first few file:line) or `error` (the data stage stops)."""
