@@ -86,3 +86,32 @@ def test_a_distillation_with_its_own_data_keeps_that_datas_tokens(tmp_path: Path
     inputs = json.loads((out / "manifest.json").read_text())["stages"]
     assert "data.domain" in inputs["vocabulary.distilled.kd"]["inputs"]
     assert "data.domain" not in inputs["vocabulary.student_sft"]["inputs"]
+
+
+def test_a_trim_keeps_what_places_answer_windows(tmp_path: Path, tiny_recipe: Any, tiny_llama_dir: Path) -> None:
+    """Under `data.context_window: answer` the window's place depends on how the whole context tokenizes,
+    so the trim keeps those tokens; else the trimmed tokenizer would place windows elsewhere and the trim's
+    own check would refuse it."""
+    filler = "the gnb sends the ssb burst every twenty ms over the xn interface. "
+    src = tmp_path / "late.jsonl"
+    with src.open("w") as fh:
+        for c in range(10):
+            ctx = f"handover {c} precedes the paging cycle. {filler * 6}cell {c} uses band n{70 + c}. {filler * 3}"
+            fh.write(json.dumps({"id": f"{c}-0", "context": ctx, "question": f"which band does cell {c} use?",
+                                 "answer": f"n{70 + c}"}) + "\n")
+    train = {"epochs": 1, "batch_size": 4, "max_steps": 1, "checkpoint_every": 1, "lr": 1e-3}
+    path = tiny_recipe(
+        student={"init_from": str(tiny_llama_dir), "num_layers": 2, "vocabulary": {"keep_first": 0}},
+        data={"source": str(src), "max_length": 64, "context_window": "answer", "split": {"validation": 0.2, "test": 0.2}},
+        sft={"teacher": {"enabled": False}, "student": {"lora": None, "train": train}},
+        distill={"kd": {"teacher_state": "base", "train": train}},
+        evaluate={"models": ["distilled.kd"], "max_new_tokens": 2, "batch_size": 4},
+    )
+    out = tmp_path / "run"
+    run_recipe(load_recipe(str(path)), out, progress=False, log=lambda _m: None, until="distill")
+
+    from transformers import AutoTokenizer
+    tj = json.loads((out / "stages" / "vocabulary.distilled.kd" / "model" / "tokenizer.json").read_text())
+    full = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    head = {t for t in full.convert_ids_to_tokens(full("handover 3 precedes the paging cycle.")["input_ids"])}
+    assert head <= set(tj["model"]["vocab"])  # outside every window, kept all the same

@@ -76,6 +76,15 @@ def _window_start(ex: QAExample, n: int, keep: int, span: tuple[int, int] | None
     return lo + draw % (hi - lo + 1)
 
 
+def window_reads(tok: PreTrainedTokenizerBase, ex: QAExample, template: str) -> list[list[int]]:
+    """The tokenizations that place an answer window besides the row it yields: the whole prompt and the
+    whole context (`_prompt_ids`, `_answer_tokens`). Text outside the window moves it when it tokenizes
+    differently, so a vocabulary trim keeps these tokens too, or the trimmed tokenizer would place the
+    window elsewhere."""
+    return [tok(render_prompt(template, ex), add_special_tokens=True)["input_ids"],
+            tok(ex.context, add_special_tokens=False)["input_ids"]]
+
+
 def _prompt_ids(
     tok: PreTrainedTokenizerBase, template: str, ex: QAExample, budget: int, window: ContextWindow = "head",
 ) -> list[int]:

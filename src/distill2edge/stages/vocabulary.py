@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from distill2edge.config import DataConfig, DistillConfig
+from distill2edge.data.examples import QAExample
+from distill2edge.data.tokenize import window_reads
 from distill2edge.models.vocab_trim import trim_vocabulary
 from distill2edge.runs import StageResult
 from distill2edge.stages.context import Context
@@ -42,6 +44,15 @@ def own_data_by_role(ctx: Context, distills: dict[str, DistillConfig],
     return out
 
 
+def _trim_texts(tok: Any, examples: list[Any], dcfg: DataConfig) -> list[list[int]]:
+    """The token ids a trim keeps for `examples`: their training rows and, under `data.context_window:
+    answer`, each question's whole prompt and context, which place its window (`window_reads`)."""
+    rows = [row["input_ids"] for row in encode_all(tok, examples, dcfg)]
+    if dcfg.task != "qa" or dcfg.context_window != "answer":
+        return rows
+    return rows + [ids for ex in examples if isinstance(ex, QAExample) for ids in window_reads(tok, ex, dcfg.prompt_template)]
+
+
 def vocabulary_stages(ctx: Context, roles: list[str],
                       own_data: dict[str, list[OwnData]] | None = None) -> dict[str, StageResult]:
     """Trim the students `roles` (each made by a stage of this run) when the recipe sets
@@ -60,7 +71,7 @@ def vocabulary_stages(ctx: Context, roles: list[str],
         groups = [(examples, ctx.recipe.data)] + [(ex, dcfg) for _st, ex, dcfg in (own_data or {}).get(role, [])]
 
         def encode(tok: Any, _groups: list[tuple[list[Any], DataConfig]] = groups) -> list[list[int]]:
-            return [row["input_ids"] for ex, dcfg in _groups for row in encode_all(tok, ex, dcfg)]
+            return [ids for ex, dcfg in _groups for ids in _trim_texts(tok, ex, dcfg)]
 
         def trim(o: Path, _w: Path, _source: Path = source, _encode: Any = encode) -> dict[str, Any]:
             return asdict(trim_vocabulary(_source, o / "model", _encode, cfg.keep_first))
