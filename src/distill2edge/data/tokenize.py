@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from transformers import PreTrainedTokenizerBase
@@ -14,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 from distill2edge.data.examples import TextExample
 from distill2edge.data.qa import QAExample
 from distill2edge.data.qa_checks import answer_cut
+from distill2edge.schema.data import ContextWindow
 
 IGNORE_INDEX = -100
 
@@ -32,11 +32,6 @@ def pad_token_id(tok: PreTrainedTokenizerBase) -> int:
 
 def render_prompt(template: str, ex: QAExample, context: str | None = None) -> str:
     return template.format(context=ex.context if context is None else context, question=ex.question, title=ex.title)
-
-
-ContextWindow = Literal["head", "answer"]
-"""Which part of a too-long context a prompt keeps: `head`, its beginning (all evaluation can do, since it
-does not know the answer), or `answer`, a window holding the reference answer (training only)."""
 
 
 def _answer_tokens(tok: PreTrainedTokenizerBase, ex: QAExample, ctx_ids: list[int]) -> tuple[int, int] | None:
@@ -119,7 +114,7 @@ def encode_for_training(
     tok: PreTrainedTokenizerBase, ex: QAExample, template: str, max_length: int, window: ContextWindow = "head",
 ) -> dict[str, list[int]]:
     """`input_ids` = prompt + " " + answer + EOS; `labels` = IGNORE_INDEX on the prompt, ids on the answer.
-    A context too long for `max_length` is cut to `window` (see `ContextWindow`)."""
+    A context too long for `max_length` is cut to `window` (`schema.data.ContextWindow`: its head, or a window holding the answer)."""
     answer_ids = tok(" " + ex.answer, add_special_tokens=False)["input_ids"]
     if tok.eos_token_id is not None:
         answer_ids = answer_ids + [tok.eos_token_id]
@@ -133,13 +128,12 @@ def encode_for_training(
 
 def training_answers_cut(
     tok: PreTrainedTokenizerBase, examples: Sequence[QAExample], template: str, max_length: int,
-    window: ContextWindow = "head",
 ) -> int:
-    """How many of `examples`' training prompts (`encode_for_training`) lost their reference answer when
-    the context was cut to fit `max_length` (`data.qa_checks.answer_cut`)."""
+    """How many of `examples`' training prompts (`encode_for_training`, the context's head) lost their
+    reference answer when the context was cut to fit `max_length` (`data.qa_checks.answer_cut`)."""
     cut = 0
     for ex in examples:
-        row = encode_for_training(tok, ex, template, max_length, window)
+        row = encode_for_training(tok, ex, template, max_length)
         prompt = [t for t, label in zip(row["input_ids"], row["labels"]) if label == IGNORE_INDEX]
         cut += answer_cut(ex, tok.decode(prompt, skip_special_tokens=True))
     return cut

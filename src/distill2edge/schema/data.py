@@ -27,6 +27,10 @@ class SplitConfig(Strict):
         return self
 
 
+ContextWindow = Literal["head", "answer"]
+"""Which part of a context too long for `max_length` a training prompt keeps (`DataConfig.context_window`)."""
+
+
 class DataConfig(Strict):
     _omit_at_default = frozenset({"task", "labels", "verbalizers", "answers_in_context", "context_window"})
 
@@ -55,7 +59,7 @@ class DataConfig(Strict):
     (and `{title}`); classification: `{text}` and `{labels}` (the label list); the default follows the task."""
     max_length: int = Field(384, ge=16)
     """Prompt + answer tokens; the context is cut (never the question or answer) to fit."""
-    context_window: Literal["head", "answer"] = "head"
+    context_window: ContextWindow = "head"
     """QA training: which part of a context too long for `max_length` the prompt keeps. `head`: its
     beginning, as evaluation does (it cannot know the answer), so on long documents many training answers
     are cut away (TeleQuAD at 256 tokens: 45%) and the model learns to answer from a context that lacks
