@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     from distill2edge.cli.frontier_cmd import add_frontier_parser
 
     add_frontier_parser(sub)
+    from distill2edge.cli.compare_cmd import add_compare_parser
+
+    add_compare_parser(sub)
     return parser
 
 
@@ -164,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     from distill2edge.cli.frontier_cmd import run_frontier_cmd
 
     handlers["frontier"] = run_frontier_cmd
+    from distill2edge.cli.compare_cmd import run_compare_cmd
+
+    handlers["compare"] = run_compare_cmd
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -185,7 +185,7 @@ def write_report(run_dir: Path, recipe: Recipe, metrics: dict[str, Any], manifes
         "",
         recipe.description.strip(),
         "",
-        *verdict_lines(recipe, metrics),
+        *verdict_lines(recipe, metrics, run_dir),
         task.data_line(recipe.data, d),
         *_setup_lines(recipe),
         "",

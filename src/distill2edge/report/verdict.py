@@ -15,6 +15,8 @@ from typing import Any
 
 from distill2edge.config import Recipe
 from distill2edge.report.figures import report_axes, save_figure
+from distill2edge.stats import paired
+from distill2edge.stats.table3 import load_grid_scores
 
 
 def _pick_metric(recipe: Recipe) -> str | None:
@@ -47,8 +49,30 @@ def _bench_speed(metrics: dict[str, Any], teacher_role: str, student_role: str) 
     return lines
 
 
-def verdict_lines(recipe: Recipe, metrics: dict[str, Any]) -> list[str]:
-    """Markdown lines: the best distilled student against its teacher and the labels-only student."""
+def kept_interval(run_dir: Path, teacher_role: str, student_role: str, metric: str) -> paired.Interval | None:
+    """The fraction of the teacher's `metric` the student keeps, with its paired bootstrap interval over the
+    test questions (`stats.paired.kept`), from the two evaluation stages' `scores.csv`; None when either is
+    missing or does not score `metric` per question (macro F1 is not a mean over questions)."""
+    files = {r: run_dir / "stages" / f"evaluate_{r}" / "scores.csv" for r in (teacher_role, student_role)}
+    if not all(f.is_file() for f in files.values()):
+        return None
+    scores = load_grid_scores(files)
+    if not all(metric in s for s in scores.values()):
+        return None
+    return paired.kept(scores[student_role][metric], scores[teacher_role][metric])
+
+
+def _verdict(kept_value: float | None, interval: paired.Interval | None) -> str:
+    """yes: at least half the teacher's score, even at the interval's low end; probably: at least half, but
+    the interval reaches below it; not yet: under half."""
+    if kept_value is None or kept_value < 0.5:
+        return "not yet"
+    return "probably" if interval is not None and interval.low < 0.5 else "yes"
+
+
+def verdict_lines(recipe: Recipe, metrics: dict[str, Any], run_dir: Path | None = None) -> list[str]:
+    """Markdown lines: the best distilled student against its teacher and the labels-only student; with
+    `run_dir`, the fraction kept carries its paired bootstrap interval and the verdict weighs it."""
     models = metrics.get("models") or {}
     metric = _pick_metric(recipe)
     if metric is None:
@@ -73,12 +97,15 @@ def verdict_lines(recipe: Recipe, metrics: dict[str, Any]) -> list[str]:
             f"| {what} | {r['role']} | {r[metric]:.3f} | {f'{r[metric] / ref:.0%}' if ref else '–'} | "
             f"{r.get('params', 0) / 1e6:.1f} | {r.get('params', 0) / t_params:.0%} | "
             f"{'–' if lat is None else round(lat)} | {f'{lat_t / lat:.1f}x' if lat_t and lat else '–'} |")
-    verdict = "yes" if kept is not None and kept >= 0.5 else "not yet"
+    teacher_role = next((k for k, v in models.items() if v is teacher), "")
+    interval = kept_interval(run_dir, teacher_role, best_role, metric) if run_dir is not None else None
+    spread = (f" ({interval.level:.0%} interval {interval.low:.0%}-{interval.high:.0%}, paired bootstrap over "
+              f"{interval.n} test questions)" if interval is not None else "")
     lines = ["## Is it worth it?", "",
-             f"**{verdict}**: the best distilled student (`{best_role}`) keeps "
-             f"{'–' if kept is None else f'{kept:.0%}'} of the teacher's {metric} with "
+             f"**{_verdict(kept, interval)}**: the best distilled student (`{best_role}`) keeps "
+             f"{'–' if kept is None else f'{kept:.0%}'}{spread} of the teacher's {metric} with "
              f"{best.get('params', 0) / t_params:.0%} of its parameters"
-             + ("" if baseline is None else
+             + ("." if baseline is None else
                 f"; the student trained on the labels alone scores {baseline:.3f}"
                 + (" (the distilled student is better)." if best[metric] > baseline else ".")),
              "", *table, ""]
@@ -86,7 +113,6 @@ def verdict_lines(recipe: Recipe, metrics: dict[str, Any]) -> list[str]:
         lines[3:3] = ["", f"Its vocabulary is trimmed to the tokens of its domain (`student.vocabulary`): "
                       f"{trim['kept']:,} of {trim['original_size']:,} tokens, "
                       f"{trim['parameters_before'] / 1e6:.1f}M -> {trim['parameters_after'] / 1e6:.1f}M parameters."]
-    teacher_role = next((k for k, v in models.items() if v is teacher), "")
     speed = _bench_speed(metrics, teacher_role, best_role)
     if speed:
         lines += ["Exported student (bench stage, same questions):", "", *(f"- {s}" for s in speed), ""]

@@ -1,0 +1,121 @@
+"""`distill2edge compare`: the per-question scores of several evaluated models, against a reference model
+(the teacher), with paired intervals (`stats.paired`).
+
+Scores come from the `scores.csv` files that `distill2edge evaluate` and a recipe's evaluation stages write;
+a path may be such a file, a folder holding one, an `evaluate --out` folder (one model per sub-folder) or a
+recipe run folder (its `stages/evaluate_ROLE/`, labelled by role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from distill2edge.stats.paired import difference, kept
+from distill2edge.stats.table3 import load_grid_scores
+
+SCORES = "scores.csv"
+PREFERRED_METRICS = ("token_f1", "macro_f1", "correct", "rouge_l")
+
+
+def _labelled(arg: str) -> tuple[str | None, Path]:
+    label, sep, path = arg.partition("=")
+    return (label, Path(path)) if sep and label and not Path(arg).exists() else (None, Path(arg))
+
+
+def find_scores(args: Sequence[str]) -> dict[str, Path]:
+    """{label: scores.csv} for `[LABEL=]PATH` arguments; FileNotFoundError naming a path with no scores,
+    ValueError when two models would share a label."""
+    found: dict[str, Path] = {}
+    for arg in args:
+        label, path = _labelled(arg)
+        if path.is_file():
+            files = {path.parent.name: path}
+        elif (path / SCORES).is_file():
+            files = {path.name: path / SCORES}
+        elif (path / "stages").is_dir():
+            files = {d.name.removeprefix("evaluate_"): d / SCORES
+                     for d in sorted((path / "stages").glob("evaluate_*")) if (d / SCORES).is_file()}
+        else:
+            files = {d.name: d / SCORES for d in sorted(path.iterdir()) if (d / SCORES).is_file()} if path.is_dir() else {}
+        if not files:
+            raise FileNotFoundError(f"{path}: no {SCORES} there (give a scores.csv, an `evaluate --out` folder, "
+                                    "a model's folder inside it, or a recipe run folder)")
+        if label is not None:
+            if len(files) > 1:
+                raise ValueError(f"{arg}: a label names one model, but {path} holds {len(files)} ({', '.join(files)})")
+            files = {label: next(iter(files.values()))}
+        for name, file in files.items():
+            if name in found:
+                raise ValueError(f"two models are labelled {name!r} ({found[name]} and {file}); name them LABEL=PATH")
+            found[name] = file
+    return found
+
+
+def pick_metric(scores: Mapping[str, Mapping[str, Sequence[float]]], metric: str | None) -> str:
+    """`metric`, else the first of token_f1, macro_f1, correct, rouge_l that every model has."""
+    common = set.intersection(*(set(m) for m in scores.values()))
+    if metric is not None:
+        if metric not in common:
+            raise ValueError(f"metric {metric!r} is not scored for every model; common metrics: {', '.join(sorted(common))}")
+        return metric
+    for name in (*PREFERRED_METRICS, *sorted(common)):
+        if name in common:
+            return name
+    raise ValueError("the models share no metric")
+
+
+def compare_scores(files: Mapping[str, Path], reference: str | None = None, metric: str | None = None, *,
+                   level: float = 0.95) -> dict[str, Any]:
+    """Each model's mean, the fraction of `reference`'s mean it keeps, and its paired difference from the
+    reference; with two or more other models, each against the one before it as well."""
+    if len(files) < 2:
+        raise ValueError("compare needs at least two models (a reference and one to compare with it)")
+    reference = reference or next(iter(files))
+    if reference not in files:
+        raise ValueError(f"--reference {reference!r} is not among the models: {', '.join(files)}")
+    scores = load_grid_scores(files)
+    metric = pick_metric(scores, metric)
+    ref = scores[reference][metric]
+    others = [label for label in files if label != reference]
+    rows = {}
+    for label in files:
+        x = scores[label][metric]
+        row: dict[str, Any] = {"mean": sum(x) / len(x), "scores": str(files[label])}
+        if label != reference:
+            k = kept(x, ref, level=level)
+            row["kept"] = None if k is None else k.to_json()
+            row["versus_reference"] = difference(x, ref, level=level).to_json()
+        rows[label] = row
+    steps = [{"model": b, "baseline": a, **difference(scores[b][metric], scores[a][metric], level=level).to_json()}
+             for a, b in zip(others, others[1:])]
+    return {"metric": metric, "reference": reference, "n": len(ref), "level": level,
+            "method": "paired bootstrap over questions (percentile, 10,000 resamples, seed 0); Wilcoxon signed-rank",
+            "models": rows, "steps": steps}
+
+
+def _ci(iv: Mapping[str, Any], pct: bool) -> str:
+    f = (lambda v: f"{100 * v:.1f}%") if pct else (lambda v: f"{v:+.3f}")
+    return f"{f(iv['value'])} ({f(iv['low'])} to {f(iv['high'])})"
+
+
+def compare_markdown(result: Mapping[str, Any]) -> str:
+    """The comparison as Markdown: one row per model, then the model-to-model steps."""
+    metric, ref, level = result["metric"], result["reference"], result["level"]
+    pct = f"{100 * level:g}%"
+    lines = [f"{result['n']} questions, metric {metric}, reference `{ref}`; intervals {pct}, {result['method']}.", "",
+             f"| model | {metric} | kept of {ref} | minus {ref} | questions that differ | Wilcoxon p |",
+             "|---|---|---|---|---|---|"]
+    for label, row in result["models"].items():
+        if label == ref:
+            lines.append(f"| {label} | {row['mean']:.4f} | – | – | – | – |")
+            continue
+        k, d = row["kept"], row["versus_reference"]
+        lines.append(f"| {label} | {row['mean']:.4f} | {'–' if k is None else _ci(k, True)} | "
+                     f"{_ci(d['mean'], False)} | {d['n_differ']} | {d['p_two_sided']:.3g} |")
+    if result["steps"]:
+        lines += ["", "| model | minus | difference | questions that differ | Wilcoxon p |", "|---|---|---|---|---|"]
+        lines += [f"| {s['model']} | {s['baseline']} | {_ci(s['mean'], False)} | {s['n_differ']} | {s['p_two_sided']:.3g} |"
+                  for s in result["steps"]]
+    return "\n".join(lines) + "\n"
