@@ -30,6 +30,9 @@ def eval_out(tmp_path):
     _write(out / "student", {"token_f1": list(0.5 * t), "rouge_l": list(0.4 * t)})
     _write(out / "zhealed", {"token_f1": list(0.75 * t), "rouge_l": list(0.7 * t)})
     (out / "summary.json").write_text("{}")
+    with (out / "teacher" / "predictions.jsonl").open("w") as fh:  # first half short prompts, second half long
+        for i, q in enumerate(IDS):
+            fh.write(json.dumps({"id": q, "prompt_tokens": 100 if i < 20 else 700}) + "\n")
     return out
 
 
@@ -85,3 +88,18 @@ def test_bad_input_exits_2_naming_the_problem(case, message, eval_out, tmp_path,
     }[case]
     assert main(["compare", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_by_length_splits_the_questions_at_the_reference_prompt_lengths(eval_out, tmp_path, capsys):
+    student = eval_out / "student" / "scores.csv"
+    ids, scores = IDS, {"token_f1": [0.0] * 20 + [1.0] * 20}  # scores nothing on short prompts
+    write_scores_csv(student, ids, scores)
+    r = compare_scores(find_scores([str(eval_out)]), "teacher", by_length=[256, 512])
+    short, middle, long = r["by_length"]
+    assert (short["prompt_tokens"], short["n"], middle["n"], long["n"]) == ("1-256", 20, 0, 20)
+    assert short["models"]["student"]["kept"]["value"] == 0.0 and long["prompt_tokens"] == ">512"
+    assert middle["models"]["student"]["kept"] is None
+    assert main(["compare", str(eval_out), "--reference", "teacher", "--by-length", "256", "512"]) == 0
+    assert "| 257-512 | 0 | – | – |" in capsys.readouterr().out
+    assert main(["compare", str(eval_out), "--reference", "student", "--by-length", "256"]) == 2
+    assert "predictions.jsonl: not found" in capsys.readouterr().err

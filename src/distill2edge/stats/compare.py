@@ -8,10 +8,12 @@ recipe run folder (its `stages/evaluate_ROLE/`, labelled by role).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from distill2edge.evaluate.generate import read_scores_csv
 from distill2edge.stats.paired import difference, kept
 from distill2edge.stats.table3 import load_grid_scores
 
@@ -67,7 +69,7 @@ def pick_metric(scores: Mapping[str, Mapping[str, Sequence[float]]], metric: str
 
 
 def compare_scores(files: Mapping[str, Path], reference: str | None = None, metric: str | None = None, *,
-                   level: float = 0.95) -> dict[str, Any]:
+                   level: float = 0.95, by_length: Sequence[int] = ()) -> dict[str, Any]:
     """Each model's mean, the fraction of `reference`'s mean it keeps, and its paired difference from the
     reference; with two or more other models, each against the one before it as well."""
     if len(files) < 2:
@@ -90,9 +92,53 @@ def compare_scores(files: Mapping[str, Path], reference: str | None = None, metr
         rows[label] = row
     steps = [{"model": b, "baseline": a, **difference(scores[b][metric], scores[a][metric], level=level).to_json()}
              for a, b in zip(others, others[1:])]
-    return {"metric": metric, "reference": reference, "n": len(ref), "level": level,
-            "method": "paired bootstrap over questions (percentile, 10,000 resamples, seed 0); Wilcoxon signed-rank",
-            "models": rows, "steps": steps}
+    result = {"metric": metric, "reference": reference, "n": len(ref), "level": level,
+              "method": "paired bootstrap over questions (percentile, 10,000 resamples, seed 0); Wilcoxon signed-rank",
+              "models": rows, "steps": steps}
+    if by_length:
+        result["by_length"] = kept_by_length(files, reference, metric, by_length, level=level)
+    return result
+
+
+def prompt_lengths(scores_csv: Path) -> dict[str, int]:
+    """{question id: prompt tokens as the model saw them} from the `predictions.jsonl` beside a `scores.csv`."""
+    path = scores_csv.parent / "predictions.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; --by-length reads the prompt lengths the evaluation recorded")
+    out = {}
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            rec = json.loads(line)
+            if "prompt_tokens" not in rec:
+                raise ValueError(f"{path}:{n}: no prompt_tokens (written by an older distill2edge evaluate)")
+            out[str(rec["id"])] = int(rec["prompt_tokens"])
+    return out
+
+
+def kept_by_length(files: Mapping[str, Path], reference: str, metric: str, edges: Sequence[int], *,
+                   level: float = 0.95) -> list[dict[str, Any]]:
+    """The fraction kept per bucket of prompt length (the reference's prompt tokens, split at `edges`):
+    where a student loses its teacher, e.g. on the long documents a short context cuts."""
+    lengths = prompt_lengths(files[reference])
+    scores = load_grid_scores(files)
+    ids = sorted(lengths)
+    first_ids, _ = read_scores_csv(next(iter(files.values())))
+    pos = {qid: i for i, qid in enumerate(first_ids)}
+    if sorted(first_ids) != ids:
+        raise ValueError(f"{files[reference].parent / 'predictions.jsonl'}: its question ids differ from the scores'")
+    bounds = [0, *sorted(edges), None]
+    buckets = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        rows = [pos[q] for q in ids if lengths[q] > lo and (hi is None or lengths[q] <= hi)]
+        name = f"{lo + 1}-{hi}" if hi is not None else f">{lo}"
+        bucket: dict[str, Any] = {"prompt_tokens": name, "n": len(rows), "models": {}}
+        for label in files:
+            x = [scores[label][metric][i] for i in rows]
+            ref = [scores[reference][metric][i] for i in rows]
+            k = kept(x, ref, level=level) if rows and label != reference else None
+            bucket["models"][label] = {"mean": sum(x) / len(x) if x else None, "kept": None if k is None else k.to_json()}
+        buckets.append(bucket)
+    return buckets
 
 
 def _ci(iv: Mapping[str, Any], pct: bool) -> str:
@@ -118,4 +164,13 @@ def compare_markdown(result: Mapping[str, Any]) -> str:
         lines += ["", "| model | minus | difference | questions that differ | Wilcoxon p |", "|---|---|---|---|---|"]
         lines += [f"| {s['model']} | {s['baseline']} | {_ci(s['mean'], False)} | {s['n_differ']} | {s['p_two_sided']:.3g} |"
                   for s in result["steps"]]
+    if result.get("by_length"):
+        lines += ["", f"By prompt length (tokens of the reference's prompts): {metric}, kept of {ref}", "",
+                  "| prompt tokens | questions | " + " | ".join(m for m in result["models"] if m != ref) + " |",
+                  "|---|---|" + "---|" * (len(result["models"]) - 1)]
+        for b in result["by_length"]:
+            cells = [f"{b['models'][m]['mean']:.3f}, " + ("–" if b["models"][m]["kept"] is None
+                     else _ci(b["models"][m]["kept"], True)) if b["n"] else "–"
+                     for m in result["models"] if m != ref]
+            lines.append(f"| {b['prompt_tokens']} | {b['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
