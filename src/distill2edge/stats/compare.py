@@ -126,9 +126,10 @@ def kept_by_length(files: Mapping[str, Path], reference: str, metric: str, edges
     pos = {qid: i for i, qid in enumerate(first_ids)}
     if sorted(first_ids) != ids:
         raise ValueError(f"{files[reference].parent / 'predictions.jsonl'}: its question ids differ from the scores'")
-    bounds = [0, *sorted(edges), None]
+    lows = [0, *sorted(edges)]
+    highs: list[int | None] = [*sorted(edges), None]
     buckets = []
-    for lo, hi in zip(bounds, bounds[1:]):
+    for lo, hi in zip(lows, highs):
         rows = [pos[q] for q in ids if lengths[q] > lo and (hi is None or lengths[q] <= hi)]
         name = f"{lo + 1}-{hi}" if hi is not None else f">{lo}"
         bucket: dict[str, Any] = {"prompt_tokens": name, "n": len(rows), "models": {}}
