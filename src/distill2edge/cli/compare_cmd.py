@@ -28,7 +28,7 @@ def add_compare_parser(subparsers: argparse._SubParsersAction) -> None:
                               description=_HELP, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_EPILOG)
     p.add_argument("scores", nargs="+", metavar="[LABEL=]PATH", help="evaluated models (see paths below)")
     p.add_argument("--reference", help="label of the model the others are measured against (default: the first)")
-    p.add_argument("--metric", help="per-question metric (default: token_f1, else macro_f1, correct, rouge_l)")
+    p.add_argument("--metric", help="per-question metric (default: token_f1, else correct (classification), rouge_l)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
     p.add_argument("--by-length", type=int, nargs="+", metavar="TOKENS",
                    help="also the fraction kept per bucket of prompt length, split at these token counts (the "

@@ -18,7 +18,7 @@ from distill2edge.stats.paired import difference, kept
 from distill2edge.stats.table3 import load_grid_scores
 
 SCORES = "scores.csv"
-PREFERRED_METRICS = ("token_f1", "macro_f1", "correct", "rouge_l")
+PREFERRED_METRICS = ("token_f1", "correct", "rouge_l")
 
 
 def _labelled(arg: str) -> tuple[str | None, Path]:
@@ -56,7 +56,7 @@ def find_scores(args: Sequence[str]) -> dict[str, Path]:
 
 
 def pick_metric(scores: Mapping[str, Mapping[str, Sequence[float]]], metric: str | None) -> str:
-    """`metric`, else the first of token_f1, macro_f1, correct, rouge_l that every model has."""
+    """`metric`, else the first of token_f1, correct (classification), rouge_l that every model has."""
     common = set.intersection(*(set(m) for m in scores.values()))
     if metric is not None:
         if metric not in common:
