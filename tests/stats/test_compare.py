@@ -62,6 +62,7 @@ def test_recipe_run_folder_is_labelled_by_role(tmp_path):
     _write(run / "stages" / "evaluate_teacher_sft.x", {"token_f1": [0.5, 1.0]}, ["a", "b"])
     _write(run / "stages" / "evaluate_distilled.kd", {"token_f1": [0.25, 0.5]}, ["b", "a"])
     (run / "stages" / "evaluate_broken").mkdir()
+    _write(run / "stages" / "evaluate_distilled.kd.tmp", {"token_f1": [0.0, 0.0]}, ["a", "b"])  # unfinished
     files = find_scores([str(run)])
     assert set(files) == {"teacher_sft.x", "distilled.kd"}
     r = compare_scores(files, "teacher_sft.x")

@@ -38,7 +38,8 @@ def find_scores(args: Sequence[str]) -> dict[str, Path]:
             files = {path.name: path / SCORES}
         elif (path / "stages").is_dir():
             files = {d.name.removeprefix("evaluate_"): d / SCORES
-                     for d in sorted((path / "stages").glob("evaluate_*")) if (d / SCORES).is_file()}
+                     for d in sorted((path / "stages").glob("evaluate_*"))
+                     if (d / SCORES).is_file() and d.suffix not in (".tmp", ".work")}  # unfinished stages
         else:
             files = {d.name: d / SCORES for d in sorted(path.iterdir()) if (d / SCORES).is_file()} if path.is_dir() else {}
         if not files:
